@@ -1,0 +1,27 @@
+"""User-facing errors: the CLI prints their message on one line and exits non-zero."""
+
+
+class VaganError(Exception):
+    """A problem with the user's input, files or configuration (not a bug in vagan).
+
+    The message must name the offending file/key/value, say what was expected and,
+    where possible, how to fix it.
+    """
+
+    exit_code = 2
+
+
+class InputDataError(VaganError):
+    """Unreadable, corrupt, inconsistent or non-CT input data."""
+
+
+class ConfigError(VaganError):
+    """Unknown key, wrong type or invalid value in a configuration file."""
+
+
+class CheckpointError(VaganError):
+    """A checkpoint that is corrupt, of another model/preset or another format version."""
+
+
+class OutputExistsError(VaganError):
+    """An output path exists and --overwrite was not given."""

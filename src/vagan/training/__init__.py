@@ -1,0 +1,1 @@
+"""vagan.training"""
