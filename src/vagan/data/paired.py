@@ -1,0 +1,51 @@
+"""Load the slice pairs of a split (train/val/test) from a dataset in the Mayo 2016 layout.
+
+Both real Mayo data and datasets written by ``vagan simulate`` use that layout; the split is
+by patient, never by slice (SPEC, section "Training").
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from vagan.data.patches import SlicePair
+from vagan.errors import ConfigError, InputDataError
+from vagan.io.mayo import list_mayo_patients, load_mayo_pair, split_patients
+
+log = logging.getLogger(__name__)
+
+
+def patient_split(root: Path, split: dict, seed: int, thickness: str = "1mm") -> dict[str, list[str]]:
+    """Patients of each subset of ``root`` under ``split`` (names or fractions)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputDataError(f"dataset folder {root} does not exist; make one with `vagan simulate` or point data.root at Mayo data")
+    patients = list_mayo_patients(root, thickness=thickness)
+    if not patients:
+        raise InputDataError(f"{root}: no patient folder with both full_{thickness} and quarter_{thickness} series")
+    return split_patients(patients, split, seed=seed)
+
+
+def load_slice_pairs(root: Path, patients: list[str], thickness: str = "1mm", max_slices: int | None = None) -> list[SlicePair]:
+    """All LDCT/NDCT slice pairs of ``patients`` (in order), at most ``max_slices`` of them."""
+    pairs: list[SlicePair] = []
+    for patient in patients:
+        paired = load_mayo_pair(root, patient, thickness=thickness)
+        for z in range(paired.ndct.hu.shape[0]):
+            pairs.append(SlicePair(paired.ldct.hu[z], paired.ndct.hu[z], patient=patient, index=z))
+            if max_slices is not None and len(pairs) >= max_slices:
+                return pairs
+    return pairs
+
+
+def load_split(root: Path, split: dict, seed: int, subset: str, thickness: str = "1mm", max_slices: int | None = None) -> list[SlicePair]:
+    """Slice pairs of one subset (e.g. ``"train"``) of a dataset root."""
+    subsets = patient_split(root, split, seed, thickness)
+    if subset not in subsets:
+        raise ConfigError(f"data.split has no subset {subset!r}; it has {sorted(subsets)}")
+    patients = subsets[subset]
+    if not patients:
+        raise InputDataError(f"{root}: the {subset!r} subset of the split is empty; add patients or change data.split")
+    log.info("%s: %d patient(s) %s", subset, len(patients), ", ".join(patients))
+    return load_slice_pairs(root, patients, thickness, max_slices)

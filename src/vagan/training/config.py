@@ -1,0 +1,296 @@
+"""Training configuration: frozen dataclasses loaded from YAML, validated once.
+
+A config file names a preset's model, data, and one or two stages (PSNR-oriented, then GAN).
+Unknown keys and wrong types raise :class:`vagan.errors.ConfigError` naming the key, with a
+"did you mean" hint. ``--set key.sub=value`` overrides are applied before validation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from vagan.errors import ConfigError
+
+PRESETS: tuple[str, ...] = ("g_psnr", "ga_psnr", "g_gan", "ga_gan", "vagan", "red_cnn", "wgan_vgg")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which networks a preset trains, and their widths."""
+
+    generator: Literal["vagan", "red", "red_cnn", "wgan_vgg"] = "vagan"
+    generator_features: int = 64
+    attention_features: int = 32
+    attention_steps: int = 4
+    discriminator: Literal["none", "attentive", "plain", "wgan_critic"] = "attentive"
+    discriminator_features: int = 64
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Paired LDCT/NDCT data in the Mayo 2016 layout and how patches are drawn from it."""
+
+    root: str | None = None
+    thickness: str = "1mm"
+    split: dict[str, Any] = field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
+    split_seed: int = 0
+    patch_size: int = 64
+    patches_per_slice: int = 35  # the paper: 140,000 patches from 4,000 slices
+    augment: bool = True
+    attention_mode: Literal["signed", "abs"] = "signed"
+    hu_min: float = -1024.0
+    hu_max: float = 3072.0
+    val_slices: int = 16
+    max_train_slices: int | None = None
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the terms of eqs. (6)-(11); zero switches a term off."""
+
+    mse: float = 0.0  # plain pixel MSE (RED-CNN, WGAN-VGG)
+    ms: float = 0.0  # L_MS, eq. (8)
+    ab: float = 0.0  # L_AB, eq. (6)
+    gan: float = 0.0  # L_GAN, eqs. (4) and (7)
+    pcep: float = 0.0  # L_Pcep, eq. (9)
+    d_attention: float = 0.05  # gamma of eq. (10), weight of L_A (eq. 11)
+    gradient_penalty: float = 10.0  # WGAN-GP lambda
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One training stage: PSNR-oriented (no discriminator) or adversarial."""
+
+    name: str = "psnr"
+    adversarial: Literal["none", "gan", "wgan_gp"] = "none"
+    epochs: int = 20
+    max_steps: int | None = None
+    lr: float = 2e-4
+    d_lr: float | None = None
+    betas: tuple[float, float] = (0.9, 0.999)
+    batch_size: int = 32
+    init_from: str | None = None
+    gan_mode: Literal["paper", "nonsaturating"] = "paper"
+    critic_steps: int = 1
+    losses: LossWeights = field(default_factory=LossWeights)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything outside the model and data: seeds, devices, logging, checkpoints."""
+
+    seed: int = 0
+    device: str = "auto"
+    amp: bool = True
+    num_workers: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 200
+    perceptual: Literal["vgg19", "vgg19_random", "none"] = "vgg19"
+    vgg_layer: str = "conv5_4"
+    vgg_weights: str | None = None
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """A whole preset: model, data, stages, training options."""
+
+    preset: str = "vagan"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    stages: tuple[StageConfig, ...] = (StageConfig(),)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def stage(self, name: str) -> StageConfig:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise ConfigError(f"no stage {name!r} in preset {self.preset!r}; stages: {[s.name for s in self.stages]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _did_you_mean(key: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(key, options, n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(options))}"
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check/convert ``value`` to the annotated type ``hint``; raise ConfigError naming ``where``."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        if isinstance(value, hint):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+        return _build(hint, value, where)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}" + _did_you_mean(str(value), [str(a) for a in args]))
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}: {value!r}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if hint is Any:
+        return value
+    raise ConfigError(f"{where}: unsupported type {hint}")  # pragma: no cover - a bug in the schema
+
+
+def _build(cls: type, data: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in names:
+            raise ConfigError(f"unknown config key {path!r}" + _did_you_mean(key, names))
+        kwargs[key] = _coerce(value, hints[key], path)
+    return cls(**kwargs)
+
+
+def _validate(cfg: ExperimentConfig) -> None:
+    if not cfg.stages:
+        raise ConfigError("stages: at least one stage is needed")
+    names = [s.name for s in cfg.stages]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"stages: names must be unique, got {names}")
+    for i, stage in enumerate(cfg.stages):
+        where = f"stages[{i}] ({stage.name})"
+        if stage.batch_size < 1 or stage.epochs < 1 or stage.lr <= 0:
+            raise ConfigError(f"{where}: batch_size, epochs must be >= 1 and lr > 0")
+        if stage.max_steps is not None and stage.max_steps < 1:
+            raise ConfigError(f"{where}.max_steps: must be >= 1, got {stage.max_steps}")
+        if stage.init_from is not None and stage.init_from not in names[:i]:
+            raise ConfigError(f"{where}.init_from: {stage.init_from!r} is not an earlier stage ({names[:i]})")
+        if stage.adversarial != "none" and cfg.model.discriminator == "none":
+            raise ConfigError(f"{where}: adversarial stage needs model.discriminator (it is 'none')")
+        if stage.losses.ab > 0 and cfg.model.generator != "vagan":
+            raise ConfigError(f"{where}.losses.ab: L_AB needs the attentive generator (model.generator: vagan)")
+    if cfg.data.patch_size < 16 or cfg.data.patch_size % 4:
+        raise ConfigError(f"data.patch_size: must be a multiple of 4 and >= 16, got {cfg.data.patch_size}")
+    if cfg.data.hu_max <= cfg.data.hu_min:
+        raise ConfigError("data.hu_max must exceed data.hu_min")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=x"]`` -> nested dict with YAML-parsed values."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. stages.0.max_steps=20")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw) if raw else None
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def _merge(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, dict):
+        merged = dict(base)
+        for key, value in override.items():
+            merged[key] = _merge(base.get(key), value) if key in base else value
+        return merged
+    if isinstance(base, list) and isinstance(override, dict):
+        merged_list = list(base)
+        for key, value in override.items():
+            if not (isinstance(key, int) or str(key).isdigit()) or int(key) >= len(base):
+                raise ConfigError(f"override index {key!r} is not a valid list index (0..{len(base) - 1})")
+            merged_list[int(key)] = _merge(base[int(key)], value)
+        return merged_list
+    return override
+
+
+def _apply_stage_wildcard(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """``stages.*.max_steps=5`` applies to every stage."""
+    stages = overrides.get("stages")
+    if isinstance(stages, dict) and "*" in stages:
+        star = stages.pop("*")
+        for i in range(len(data.get("stages", []))):
+            stages[i] = _merge(stages.get(i, stages.get(str(i), {})), star)
+    return overrides
+
+
+def preset_path(name: str) -> Path:
+    """Path of a preset shipped with vagan (``src/vagan/configs/<name>.yaml``)."""
+    path = Path(str(resources.files("vagan") / "configs" / f"{name}.yaml"))
+    if not path.is_file():
+        raise ConfigError(f"unknown preset {name!r}" + _did_you_mean(name, list(PRESETS)))
+    return path
+
+
+def load_config(source: str | Path, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load a config file (or a preset name) and apply ``key=value`` overrides."""
+    path = Path(source)
+    if not path.is_file():
+        if str(source) in PRESETS or not path.suffix:
+            path = preset_path(str(source))
+        else:
+            raise ConfigError(f"config file {source} not found; give a YAML file or a preset name ({', '.join(PRESETS)})")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__}: {str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return config_from_dict(data, overrides)
+
+
+def config_from_dict(data: dict[str, Any], overrides: list[str] | None = None) -> ExperimentConfig:
+    """Build and validate an :class:`ExperimentConfig` from plain data (plus overrides)."""
+    over = _apply_stage_wildcard(data, parse_overrides(overrides or []))
+    merged = _merge(data, over)
+    cfg = _build(ExperimentConfig, merged, "")
+    _validate(cfg)
+    return cfg

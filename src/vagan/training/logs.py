@@ -1,0 +1,47 @@
+"""Training logs: a CSV of every logged value and TensorBoard scalars."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+class TrainingLog:
+    """Append ``(stage, epoch, step, name, value)`` rows to ``metrics.csv`` and TensorBoard."""
+
+    FIELDS = ("stage", "epoch", "step", "name", "value")
+
+    def __init__(self, log_dir: Path, tensorboard: bool = True) -> None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.csv_path = log_dir / "metrics.csv"
+        new = not self.csv_path.exists()
+        self._file = self.csv_path.open("a", newline="")
+        self._csv = csv.writer(self._file)
+        if new:
+            self._csv.writerow(self.FIELDS)
+        self._tb = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(log_dir=str(log_dir / "tensorboard"))
+
+    def log(self, stage: str, epoch: int, step: int, values: dict[str, float]) -> None:
+        for name, value in values.items():
+            self._csv.writerow((stage, epoch, step, name, f"{value:.6g}"))
+            if self._tb is not None:
+                self._tb.add_scalar(f"{stage}/{name}", value, step)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_training_log(path: Path) -> dict[str, list[tuple[int, float]]]:
+    """``metrics.csv`` -> ``{"stage/name": [(step, value), ...]}`` for plotting."""
+    series: dict[str, list[tuple[int, float]]] = {}
+    with Path(path).open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            series.setdefault(f"{row['stage']}/{row['name']}", []).append((int(row["step"]), float(row["value"])))
+    return series

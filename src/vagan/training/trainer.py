@@ -1,0 +1,304 @@
+"""The training loop: stages run in order, each a short loop over deterministic batches.
+
+Determinism: the patch list is fixed by ``data.split_seed``/``train.seed`` and each epoch's
+batch order comes from a generator seeded by (seed, stage, epoch). A checkpoint records the
+stage, epoch and batch reached, so ``--resume`` continues on exactly the batches an
+uninterrupted run would have seen and ends with the same weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import yaml
+from torch.utils.data import DataLoader, Dataset
+
+from vagan.data.paired import load_split
+from vagan.data.patches import PatchPairDataset, SlicePair, SlicePairDataset
+from vagan.errors import ConfigError, VaganError
+from vagan.io.windowing import HURange
+from vagan.training import distributed
+from vagan.training.build import build_discriminator, build_feature_net, build_generator, needs_feature_net
+from vagan.training.checkpoint import Checkpoint, load_checkpoint, load_module_state, save_checkpoint
+from vagan.training.config import ExperimentConfig, StageConfig
+from vagan.training.logs import TrainingLog
+from vagan.training.steps import Networks, NonFiniteLossError, gan_step, psnr_step, wgan_step
+from vagan.training.validation import validate
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(VaganError):
+    """A loss became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class TrainData:
+    """Training patches and validation slices of one run."""
+
+    train: Dataset
+    val: list[SlicePair] = field(default_factory=list)
+
+
+@dataclass
+class Progress:
+    """Where a stage stands: the next batch to run is ``batch`` of ``epoch``."""
+
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+
+
+def stage_dir(run_dir: Path, stage: str) -> Path:
+    return Path(run_dir) / "checkpoints" / stage
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device: {name!r} is not a torch device (use auto, cpu, cuda, cuda:1)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is {name!r} but CUDA is not available on this machine; use cpu or auto")
+    return device
+
+
+def load_data(cfg: ExperimentConfig) -> TrainData:
+    """Patches of the training patients and whole slices of the validation patients."""
+    d = cfg.data
+    if d.root is None:
+        raise ConfigError("data.root is not set: point it at a dataset (`vagan simulate` writes one), e.g. --set data.root=DIR")
+    hu_range = HURange(d.hu_min, d.hu_max)
+    root = Path(d.root)
+    train_pairs = load_split(root, d.split, d.split_seed, "train", d.thickness, d.max_train_slices)
+    patches = PatchPairDataset(train_pairs, d.patch_size, d.patches_per_slice, seed=cfg.train.seed,
+                               augment=d.augment, attention_mode=d.attention_mode, hu_range=hu_range)
+    val_pairs: list[SlicePair] = []
+    if "val" in d.split and d.val_slices > 0:
+        try:
+            val_pairs = load_split(root, d.split, d.split_seed, "val", d.thickness, d.val_slices)
+        except VaganError as err:
+            log.warning("no validation slices: %s", err)
+    return TrainData(train=patches, val=val_pairs)
+
+
+def _autocast_factory(device: torch.device, enabled: bool) -> Callable[[], contextlib.AbstractContextManager]:
+    if enabled and device.type == "cuda":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def _epoch_order(n: int, seed: int, stage_index: int, epoch: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + stage_index * 10_007 + epoch)
+    return torch.randperm(n, generator=gen)
+
+
+class _Stage:
+    """Runs one stage; kept small: the per-kind work lives in :mod:`vagan.training.steps`."""
+
+    def __init__(self, cfg: ExperimentConfig, stage: StageConfig, index: int, run_dir: Path, data: TrainData,
+                 device: torch.device, world: distributed.World, training_log: TrainingLog | None) -> None:
+        self.cfg, self.stage, self.index, self.run_dir = cfg, stage, index, run_dir
+        self.data, self.device, self.world, self.log = data, device, world, training_log
+        self.dir = stage_dir(run_dir, stage.name)
+        self.autocast = _autocast_factory(device, cfg.train.amp)
+        gen_module = build_generator(cfg.model).to(device)
+        disc_module = build_discriminator(cfg.model).to(device) if stage.adversarial != "none" else None
+        self.modules = {"generator": gen_module} | ({"discriminator": disc_module} if disc_module is not None else {})
+        self.opt_g = torch.optim.Adam(gen_module.parameters(), lr=stage.lr, betas=stage.betas)
+        self.opt_d = (torch.optim.Adam(disc_module.parameters(), lr=stage.d_lr or stage.lr, betas=stage.betas)
+                      if disc_module is not None else None)
+        feature_net = build_feature_net(cfg.train).to(device) if needs_feature_net(stage) else None
+        self.nets = Networks(generator=distributed.wrap(gen_module, world, device),
+                             discriminator=distributed.wrap(disc_module, world, device) if disc_module is not None else None,
+                             feature_net=feature_net)
+        self.progress = Progress()
+        self.rng = torch.Generator().manual_seed(cfg.train.seed + 7919 * (index + 1) + world.rank)
+        per_batch = stage.batch_size
+        if per_batch % world.size:
+            raise ConfigError(f"stages[{index}].batch_size {per_batch} is not divisible by the {world.size} processes")
+        self.batches_per_epoch = len(data.train) // per_batch
+        if self.batches_per_epoch == 0:
+            raise ConfigError(f"only {len(data.train)} training patches: fewer than one batch of {per_batch}")
+        total = self.batches_per_epoch * stage.epochs
+        self.total_steps = min(total, stage.max_steps) if stage.max_steps else total
+
+    # -- state -------------------------------------------------------------------------------
+    def initialise_from(self, ckpt: Checkpoint) -> None:
+        load_module_state(self.modules["generator"], ckpt, "generator")
+        log.info("stage %s: generator initialised from %s", self.stage.name, ckpt.path)
+
+    def resume_from(self, ckpt: Checkpoint) -> None:
+        for name, module in self.modules.items():
+            load_module_state(module, ckpt, name)
+        self.opt_g.load_state_dict(ckpt.state["opt_g"])
+        if self.opt_d is not None:
+            self.opt_d.load_state_dict(ckpt.state["opt_d"])
+        self.rng.set_state(ckpt.state["rng"])
+        p = ckpt.meta["progress"]
+        self.progress = Progress(epoch=p["epoch"], batch=p["batch"], step=p["step"])
+        log.info("stage %s: resumed at step %d from %s", self.stage.name, self.progress.step, ckpt.path)
+
+    def save(self, name: str, metrics: dict[str, float] | None = None) -> Path | None:
+        if not self.world.is_main:
+            return None
+        p = self.progress
+        meta = {"preset": self.cfg.preset, "stage": self.stage.name, "config": self.cfg.to_dict(),
+                "progress": {"epoch": p.epoch, "batch": p.batch, "step": p.step}, "complete": name == "final",
+                "metrics": metrics or {}}
+        state = {"opt_g": self.opt_g.state_dict(), "rng": self.rng.get_state()}
+        if self.opt_d is not None:
+            state["opt_d"] = self.opt_d.state_dict()
+        return save_checkpoint(self.dir / name, self.modules, meta, state)
+
+    # -- loop --------------------------------------------------------------------------------
+    def _loader(self, epoch: int, first_batch: int) -> DataLoader:
+        order = _epoch_order(len(self.data.train), self.cfg.train.seed, self.index, epoch)
+        size = self.stage.batch_size
+        batches = [order[b * size:(b + 1) * size][self.world.rank::self.world.size].tolist()
+                   for b in range(first_batch, self.batches_per_epoch)]
+        return DataLoader(self.data.train, batch_sampler=batches, num_workers=self.cfg.train.num_workers,
+                          pin_memory=self.device.type == "cuda")
+
+    def _step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        kind = self.stage.adversarial
+        if kind == "none":
+            return psnr_step(self.nets, self.opt_g, batch, self.stage, self.autocast)
+        if kind == "gan":
+            return gan_step(self.nets, self.opt_g, self.opt_d, batch, self.stage, self.autocast)
+        update_g = (self.progress.step + 1) % self.stage.critic_steps == 0
+        return wgan_step(self.nets, self.opt_g, self.opt_d, batch, self.stage, self.autocast, update_g, self.rng)
+
+    def _validate(self) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        if self.world.is_main and self.data.val:
+            metrics = validate(self.modules["generator"], SlicePairDataset(self.data.val, self.cfg.data.attention_mode,
+                               HURange(self.cfg.data.hu_min, self.cfg.data.hu_max)), self.device, self.autocast)
+            if self.log is not None:
+                self.log.log(self.stage.name, self.progress.epoch, self.progress.step, metrics)
+        distributed.barrier(self.world)
+        return metrics
+
+    def run(self) -> Path | None:
+        from tqdm.auto import tqdm
+
+        p = self.progress
+        bar = tqdm(total=self.total_steps, initial=p.step, desc=f"{self.cfg.preset}/{self.stage.name}", unit="step",
+                   disable=not (self.cfg.train.progress and self.world.is_main), dynamic_ncols=True)
+        metrics: dict[str, float] = {}
+        last_saved = self.dir / "last"
+        try:
+            while p.step < self.total_steps:
+                tick = time.perf_counter()
+                for batch in self._loader(p.epoch, p.batch):
+                    batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                    try:
+                        values = self._step(batch)
+                    except NonFiniteLossError as err:
+                        kept = f"the last good checkpoint is {last_saved}" if last_saved.exists() else "no checkpoint was written yet"
+                        raise TrainingDivergedError(
+                            f"stage {self.stage.name}: {err} at step {p.step + 1}; training stopped, {kept} "
+                            "(lower the learning rate and resume with --resume)") from None
+                    p.step += 1
+                    p.batch += 1
+                    now = time.perf_counter()
+                    values["patches_per_s"] = self.stage.batch_size / max(now - tick, 1e-9)
+                    tick = now
+                    if self.log is not None and p.step % self.cfg.train.log_every == 0:
+                        self.log.log(self.stage.name, p.epoch, p.step, values)
+                    bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in ("loss_g", "loss_d", "patches_per_s")})
+                    bar.update(1)
+                    if p.step % self.cfg.train.checkpoint_every == 0 and p.step < self.total_steps:
+                        self.save("last")
+                    if p.step >= self.total_steps:
+                        break
+                if p.batch >= self.batches_per_epoch:
+                    p.epoch += 1
+                    p.batch = 0
+                    metrics = self._validate()
+                    if p.step < self.total_steps:
+                        self.save("last", metrics)
+            if p.batch != 0 or not metrics:
+                metrics = self._validate()
+        finally:
+            bar.close()
+        self.save("last", metrics)
+        return self.save("final", metrics)
+
+
+def _most_advanced(folder: Path) -> Checkpoint | None:
+    """The saved checkpoint of a stage (``last`` or ``final``) that reached the highest step."""
+    found = [load_checkpoint(folder / name, with_state=True) for name in ("last", "final") if (folder / name).exists()]
+    return max(found, key=lambda c: c.meta["progress"]["step"], default=None)
+
+
+def _prepare_run_dir(run_dir: Path, cfg: ExperimentConfig, resume: bool, overwrite: bool, world: distributed.World) -> None:
+    if world.is_main:
+        if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+            if not overwrite:
+                raise VaganError(f"run folder {run_dir} is not empty; pass --resume to continue it or --overwrite to start again")
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        saved = run_dir / "config.yaml"
+        if resume and saved.exists():
+            previous = yaml.safe_load(saved.read_text())
+            if previous.get("preset") != cfg.preset:
+                raise VaganError(f"{run_dir} holds a {previous.get('preset')!r} run; cannot resume it as {cfg.preset!r}")
+        saved.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    distributed.barrier(world)
+
+
+def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None, resume: bool = False,
+          overwrite: bool = False, data: TrainData | None = None) -> Path:
+    """Run the stages of ``cfg`` (all, or the ones named) into ``run_dir``; return the last final checkpoint."""
+    run_dir = Path(run_dir)
+    device = resolve_device(cfg.train.device)
+    world = distributed.init_world(device.type)
+    if world.distributed and device.type == "cuda":
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+    wanted = stages or [s.name for s in cfg.stages]
+    for name in wanted:
+        cfg.stage(name)
+    try:
+        _prepare_run_dir(run_dir, cfg, resume, overwrite, world)
+        data = data or load_data(cfg)
+        training_log = TrainingLog(run_dir / "logs") if world.is_main else None
+        final: Path | None = None
+        try:
+            for index, stage in enumerate(cfg.stages):
+                if stage.name not in wanted:
+                    continue
+                final_dir = stage_dir(run_dir, stage.name) / "final"
+                runner = _Stage(cfg, stage, index, run_dir, data, device, world, training_log)
+                saved = _most_advanced(stage_dir(run_dir, stage.name)) if resume else None
+                if saved is not None and saved.meta["progress"]["step"] >= runner.total_steps and final_dir.exists():
+                    log.info("stage %s already complete (%s)", stage.name, final_dir)
+                    final = final_dir
+                    continue
+                if saved is not None:
+                    runner.resume_from(saved)
+                elif stage.init_from:
+                    source = stage_dir(run_dir, stage.init_from) / "final"
+                    if not source.exists():
+                        raise VaganError(f"stage {stage.name} starts from stage {stage.init_from}, but {source} does not "
+                                         f"exist; run stage {stage.init_from} first")
+                    runner.initialise_from(load_checkpoint(source, expect_preset=cfg.preset))
+                final = runner.run() or final_dir
+        finally:
+            if training_log is not None:
+                training_log.close()
+        if final is None:
+            raise VaganError(f"no stage ran: {wanted}")
+        return final
+    finally:
+        distributed.shutdown(world)
