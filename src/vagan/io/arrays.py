@@ -1,0 +1,63 @@
+"""NumPy ``.npy`` volumes: HU as float32 ``(Z, H, W)`` or one ``(H, W)`` slice, no sidecar.
+
+A ``.npy`` file carries no geometry: reading gives ``pixel_spacing_mm`` and slice spacing of
+1.0 mm unless the caller passes them, axial orientation and no positions.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from vagan.errors import InputDataError
+from vagan.io.atomic import atomic_file
+from vagan.io.volume import DEFAULT_SPACING_MM, CTVolume
+
+log = logging.getLogger(__name__)
+
+
+def read_npy(
+    path: Path,
+    *,
+    pixel_spacing_mm: tuple[float, float] = (DEFAULT_SPACING_MM, DEFAULT_SPACING_MM),
+    slice_thickness_mm: float = DEFAULT_SPACING_MM,
+) -> CTVolume:
+    """Read HU from a ``.npy`` file (pickles refused); a 2-D array becomes one slice."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputDataError(f"{path}: NumPy file does not exist")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as err:  # ValueError for pickles/bad headers, EOFError for truncation
+        raise InputDataError(f"{path}: corrupt or unreadable .npy ({err.__class__.__name__}: {err})") from None
+    if not (np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.integer)):
+        raise InputDataError(f"{path}: array of dtype {data.dtype}; expected real HU values (float or integer)")
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim != 3:
+        raise InputDataError(f"{path}: array of shape {data.shape}; expected (Z, H, W) or (H, W) HU")
+    volume = CTVolume(
+        hu=np.ascontiguousarray(data, dtype=np.float32),
+        pixel_spacing_mm=(float(pixel_spacing_mm[0]), float(pixel_spacing_mm[1])),
+        slice_thickness_mm=float(slice_thickness_mm),
+        source=path,
+    )
+    return volume.validate()
+
+
+def write_npy(path: Path, hu: np.ndarray | CTVolume, *, overwrite: bool = False) -> Path:
+    """Write HU as float32 ``.npy`` (the array's own shape: ``(Z, H, W)`` or ``(H, W)``), atomically."""
+    path = Path(path)
+    if path.suffix.lower() != ".npy":
+        raise ValueError(f"NumPy output {path} must end in .npy")
+    array = hu.hu if isinstance(hu, CTVolume) else np.asarray(hu)
+    if array.ndim not in (2, 3):
+        raise ValueError(f"HU array for {path} must be (Z, H, W) or (H, W), got shape {array.shape}")
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    CTVolume(hu=array if array.ndim == 3 else array[None], source=path).validate()
+    with atomic_file(path, overwrite=overwrite) as tmp, tmp.open("wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+    log.info("%s: wrote %s float32 HU", path, array.shape)
+    return path

@@ -1,0 +1,553 @@
+"""DICOM CT series: read a folder into HU, write HU back as a valid (derived) CT series.
+
+Reading recognises DICOM by content (the ``DICM`` preamble, or a forced parse that yields a SOP
+class), whatever the file names (``.dcm``, ``.IMA``, none); slices are sorted along the slice normal
+and RescaleSlope/RescaleIntercept turn stored values into float32 HU. Every problem is one
+:class:`~vagan.errors.InputDataError` line naming the file.
+
+Writing stores int16 pixels with RescaleIntercept -1024 and RescaleSlope 1 (HU rounded to the
+nearest integer, so a round trip is exact to 0.5 HU), Explicit VR Little Endian, into a folder that
+appears atomically.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import (
+    UID, CTImageStorage, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid,
+)
+
+from vagan import __version__ as vagan_version
+from vagan.errors import InputDataError
+from vagan.io.atomic import atomic_dir, check_output
+from vagan.io.volume import AXIAL, CTVolume
+from vagan.io.windowing import DISPLAY_RANGE
+
+log = logging.getLogger(__name__)
+
+DICOM_SUFFIXES = {".dcm", ".ima", ".dicom", ".dic"}
+STORE_INTERCEPT = -1024.0  # HU = stored * 1 - 1024
+STORE_SLOPE = 1.0
+INT16 = np.iinfo(np.int16)
+POSITION_TOL_MM = 1e-3  # slices closer than this along the normal are duplicates
+ORIENTATION_TOL = 1e-3  # direction cosines that differ by more than this are another orientation
+MAX_LOCALIZERS = 3  # at most this many off-orientation images are taken for scouts and skipped
+IMPLEMENTATION_VERSION = f"VAGAN_{vagan_version}"[:16]
+# Per-image tags of a template that no longer describe the written pixels.
+STALE_TAGS = (
+    "PixelData", "FloatPixelData", "DoubleFloatPixelData", "LargestImagePixelValue",
+    "SmallestImagePixelValue", "PixelPaddingValue", "PixelPaddingRangeLimit",
+    "SmallestPixelValueInSeries", "LargestPixelValueInSeries", "IconImageSequence",
+    "ModalityLUTSequence", "VOILUTSequence", "PlanarConfiguration", "NumberOfFrames",
+    "ExtendedOffsetTable", "ExtendedOffsetTableLengths", "DataSetTrailingPadding",
+    "WindowCenterWidthExplanation", "SourceImageSequence", "DerivationCodeSequence",
+)
+
+
+# ----------------------------------------------------------------------------------------- reading
+
+
+def _sniff(path: Path) -> str:
+    """``"dicom"`` (DICM preamble or DICOM file name), ``"maybe"`` (starts like a raw data set) or ``"no"``."""
+    with path.open("rb") as fh:
+        head = fh.read(132)
+    if (len(head) == 132 and head[128:132] == b"DICM") or path.suffix.lower() in DICOM_SUFFIXES:
+        return "dicom"
+    # A Part 10 file without preamble, or a bare data set, starts with a group 0002 or 0008 tag.
+    return "maybe" if head[:2] in (b"\x02\x00", b"\x08\x00") else "no"
+
+
+def _parse(path: Path) -> Dataset | None:
+    """Parse one file; ``None`` for a file that is not DICOM at all (silently ignored)."""
+    sniffed = _sniff(path)
+    if sniffed == "no":
+        return None
+    claimed = sniffed == "dicom"
+    try:
+        ds = pydicom.dcmread(path, force=True)
+    except Exception as err:  # pydicom raises many types on damaged input
+        if not claimed:
+            return None
+        raise InputDataError(f"{path}: corrupt or truncated DICOM file ({err.__class__.__name__}: {err})") from None
+    meta = getattr(ds, "file_meta", None)
+    sop_class = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+    if sop_class is None and "Modality" not in ds:
+        if claimed:
+            raise InputDataError(f"{path}: corrupt or truncated DICOM file (no SOP Class UID and no Modality)")
+        return None
+    if meta is None or "TransferSyntaxUID" not in meta:  # a bare data set: record how it was parsed
+        implicit, little = ds.original_encoding
+        syntax = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        ds.file_meta = meta if meta is not None else FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = syntax
+    return ds
+
+
+def _is_image_object(ds: Dataset) -> bool:
+    sop_class = ds.get("SOPClassUID")
+    name = UID(sop_class).name if sop_class else ""
+    return "PixelData" in ds or "Image Storage" in name or ds.get("Modality") == "CT"
+
+
+def _orientation(ds: Dataset) -> np.ndarray | None:
+    value = ds.get("ImageOrientationPatient")
+    return np.asarray([float(v) for v in value], dtype=np.float64) if value is not None and len(value) == 6 else None
+
+
+def _check_ct_image(path: Path, ds: Dataset) -> None:
+    """The per-file checks: CT, one frame, grey, pixel data present, rescale tags present."""
+    modality = ds.get("Modality")
+    if modality != "CT":
+        raise InputDataError(
+            f"{path}: Modality is {modality!r}, expected 'CT'; only CT series can be read as HU"
+        )
+    if "PixelData" not in ds:
+        raise InputDataError(f"{path}: CT image without pixel data; the file is truncated or corrupt")
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        raise InputDataError(
+            f"{path}: multi-frame (enhanced) CT with {ds.NumberOfFrames} frames is not supported; "
+            "convert it to single-frame slices first (e.g. dcmtk's or dicom3tools' converters)"
+        )
+    if int(ds.get("SamplesPerPixel", 1)) != 1:
+        raise InputDataError(f"{path}: {ds.SamplesPerPixel} samples per pixel; a CT slice must be greyscale")
+    missing = [k for k in ("RescaleIntercept", "RescaleSlope") if ds.get(k) in (None, "")]
+    if missing:
+        raise InputDataError(
+            f"{path}: missing {' and '.join(missing)}; CT images must carry RescaleIntercept (0028,1052) and "
+            "RescaleSlope (0028,1053) to give HU"
+        )
+    for key in ("Rows", "Columns", "PixelSpacing"):
+        if ds.get(key) in (None, ""):
+            raise InputDataError(f"{path}: missing {key}, which a CT image needs")
+
+
+def _is_localizer(path: Path, ds: Dataset) -> bool:
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    if "LOCALIZER" in image_type:
+        log.warning("%s: skipping localizer image (ImageType %s)", path, "\\".join(image_type))
+        return True
+    return False
+
+
+def _drop_off_orientation(kept: list[tuple[Path, Dataset]]) -> list[tuple[Path, Dataset]]:
+    """Remove a few images whose orientation differs from the rest (scouts without LOCALIZER)."""
+    groups: list[tuple[np.ndarray | None, list[tuple[Path, Dataset]]]] = []
+    for item in kept:
+        cos = _orientation(item[1])
+        for ref, members in groups:
+            if (ref is None and cos is None) or (
+                ref is not None and cos is not None and np.abs(ref - cos).max() <= ORIENTATION_TOL
+            ):
+                members.append(item)
+                break
+        else:
+            groups.append((cos, [item]))
+    if len(groups) <= 1:
+        return kept
+
+    def rank(group: tuple[np.ndarray | None, list]) -> tuple[int, float]:
+        cos, members = group
+        axial = abs(np.cross(cos[:3], cos[3:])[2]) if cos is not None else 0.0
+        return len(members), axial
+
+    groups.sort(key=rank, reverse=True)
+    main, others = groups[0], groups[1:]
+    n_other = sum(len(m) for _, m in others)
+    if n_other > MAX_LOCALIZERS or n_other >= len(main[1]):
+        desc = ", ".join(f"{len(m)} x {None if c is None else np.round(c, 3).tolist()}" for c, m in groups)
+        raise InputDataError(
+            f"{kept[0][0].parent}: images of several orientations in one series ({desc}); "
+            "keep one orientation per folder"
+        )
+    for _, members in others:
+        for path, _ in members:
+            log.warning("%s: skipping image whose orientation differs from the series (taken for a localizer)", path)
+    return main[1]
+
+
+def _check_single_series(folder: Path, files: list[tuple[Path, Dataset]]) -> None:
+    counts = Counter(str(ds.get("SeriesInstanceUID", "<none>")) for _, ds in files)
+    if len(counts) > 1:
+        desc = "; ".join(f"{uid} ({n} files)" for uid, n in counts.most_common())
+        raise InputDataError(
+            f"{folder}: {len(counts)} series mixed in one folder: {desc}; "
+            "split them into one folder per SeriesInstanceUID"
+        )
+
+
+def _check_consistent(files: list[tuple[Path, Dataset]]) -> None:
+    ref_path, ref = files[0]
+    ref_cos = _orientation(ref)
+    for path, ds in files[1:]:
+        for key in ("Rows", "Columns"):
+            if int(ds[key].value) != int(ref[key].value):
+                raise InputDataError(
+                    f"{path}: {key} {ds[key].value} differs from {ref[key].value} in {ref_path.name}; "
+                    "all slices of a series must have the same size"
+                )
+        sp, ref_sp = [float(v) for v in ds.PixelSpacing], [float(v) for v in ref.PixelSpacing]
+        if not np.allclose(sp, ref_sp, rtol=1e-4, atol=1e-5):
+            raise InputDataError(
+                f"{path}: PixelSpacing {sp} differs from {ref_sp} in {ref_path.name}; "
+                "all slices of a series must have the same spacing"
+            )
+        cos = _orientation(ds)
+        if (cos is None) != (ref_cos is None) or (cos is not None and np.abs(cos - ref_cos).max() > ORIENTATION_TOL):
+            raise InputDataError(
+                f"{path}: ImageOrientationPatient {None if cos is None else cos.tolist()} differs from "
+                f"{None if ref_cos is None else ref_cos.tolist()} in {ref_path.name}"
+            )
+
+
+def _sort_slices(files: list[tuple[Path, Dataset]]) -> list[tuple[Path, Dataset]]:
+    """Sort along the slice normal (ImagePositionPatient), else by InstanceNumber, else by name."""
+    if len(files) == 1:
+        return files
+    cos = _orientation(files[0][1])
+    has_pos = all(ds.get("ImagePositionPatient") is not None and len(ds.ImagePositionPatient) == 3 for _, ds in files)
+    if cos is not None and has_pos:
+        normal = np.cross(cos[:3], cos[3:])
+        along = [float(np.dot([float(v) for v in ds.ImagePositionPatient], normal)) for _, ds in files]
+        order = np.argsort(along, kind="stable")
+        for a, b in zip(order[:-1], order[1:]):
+            if abs(along[b] - along[a]) < POSITION_TOL_MM:
+                raise InputDataError(
+                    f"{files[b][0]}: same slice position ({along[b]:.3f} mm along the normal) as {files[a][0].name}; "
+                    "duplicate slices or several acquisitions in one folder: keep one of each"
+                )
+        return [files[i] for i in order]
+    if all(ds.get("InstanceNumber") not in (None, "") for _, ds in files):
+        numbers = [int(ds.InstanceNumber) for _, ds in files]
+        dup = [n for n, c in Counter(numbers).items() if c > 1]
+        if dup:
+            first = next(p for (p, _), n in zip(files, numbers) if n == dup[0])
+            raise InputDataError(f"{first}: InstanceNumber {dup[0]} occurs more than once and there are no positions to sort by")
+        log.warning("%s: no ImagePositionPatient; slices sorted by InstanceNumber", files[0][0].parent)
+        return [files[i] for i in np.argsort(numbers, kind="stable")]
+    log.warning("%s: neither positions nor instance numbers; slices kept in file-name order", files[0][0].parent)
+    return files
+
+
+def _decode_hu(path: Path, ds: Dataset) -> np.ndarray:
+    """Stored pixels -> float32 HU via RescaleSlope/RescaleIntercept."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        stored = ds.pixel_array
+    except Exception as err:
+        if syntax is not None and UID(syntax).is_compressed:
+            raise InputDataError(
+                f"{path}: cannot decode pixel data compressed as {UID(syntax).name} ({err}); install a decoder, "
+                "e.g. `pip install pylibjpeg pylibjpeg-openjpeg pylibjpeg-libjpeg`"
+            ) from None
+        raise InputDataError(f"{path}: corrupt or truncated pixel data ({err.__class__.__name__}: {err})") from None
+    expected = (int(ds.Rows), int(ds.Columns))
+    if stored.shape != expected:
+        raise InputDataError(f"{path}: decoded pixel array has shape {stored.shape}, expected {expected}")
+    slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+    return (stored.astype(np.float64) * slope + intercept).astype(np.float32)
+
+
+def _list_files(folder: Path) -> list[Path]:
+    if not folder.exists():
+        raise InputDataError(f"{folder}: DICOM folder does not exist")
+    if folder.is_file():
+        return [folder]
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def read_dicom_series(folder: Path, skip_localizers: bool = True) -> CTVolume:
+    """Read one CT series from ``folder`` (or a single DICOM file) into float32 HU ``(Z, H, W)``.
+
+    Non-DICOM files (e.g. a ``manifest.json``) and non-image objects (DICOMDIR, reports) are
+    ignored; localizers are skipped with a warning unless ``skip_localizers=False``.
+    """
+    folder = Path(folder)
+    files: list[tuple[Path, Dataset]] = []
+    for path in _list_files(folder):
+        ds = _parse(path)
+        if ds is None:
+            log.debug("%s: not DICOM, ignored", path)
+            continue
+        if not _is_image_object(ds):
+            log.warning("%s: not an image (%s), ignored", path, UID(ds.get("SOPClassUID", "")).name or "no SOP class")
+            continue
+        if skip_localizers and _is_localizer(path, ds):
+            continue
+        _check_ct_image(path, ds)
+        files.append((path, ds))
+    if not files:
+        raise InputDataError(f"{folder}: no DICOM CT images found (localizers skipped); expected a folder holding one CT series")
+    if skip_localizers:
+        files = _drop_off_orientation(files)
+    _check_single_series(folder, files)
+    _check_consistent(files)
+    files = _sort_slices(files)
+
+    hu = np.empty((len(files), int(files[0][1].Rows), int(files[0][1].Columns)), dtype=np.float32)
+    headers = []
+    for k, (path, ds) in enumerate(files):
+        hu[k] = _decode_hu(path, ds)
+        del ds.PixelData
+        headers.append(ds)
+    first = files[0][1]
+    cos = _orientation(first)
+    positions = None
+    if all(ds.get("ImagePositionPatient") is not None for _, ds in files):
+        positions = np.asarray([[float(v) for v in ds.ImagePositionPatient] for _, ds in files], dtype=np.float64)
+    thickness = first.get("SliceThickness")
+    volume = CTVolume(
+        hu=hu,
+        pixel_spacing_mm=(float(first.PixelSpacing[0]), float(first.PixelSpacing[1])),
+        slice_positions_mm=positions,
+        orientation=tuple(cos.tolist()) if cos is not None else None,
+        slice_thickness_mm=float(thickness) if thickness not in (None, "") else None,
+        headers=headers,
+        source=folder,
+    )
+    _warn_uneven_spacing(volume)
+    log.info("%s: %d CT slices of %dx%d", folder, *hu.shape)
+    return volume.validate()
+
+
+def _warn_uneven_spacing(volume: CTVolume) -> None:
+    if volume.slice_positions_mm is None or len(volume.slice_positions_mm) < 3:
+        return
+    steps = np.abs(np.diff(volume.slice_positions_mm @ volume.slice_normal))
+    if steps.max() - steps.min() > 0.01 * steps.mean() + POSITION_TOL_MM:
+        log.warning(
+            "%s: uneven slice spacing (%.3f to %.3f mm): missing slices?", volume.source, steps.min(), steps.max()
+        )
+
+
+# ----------------------------------------------------------------------------------------- writing
+
+
+def _encode(hu: np.ndarray) -> tuple[np.ndarray, int]:
+    """HU slice -> int16 stored values (RescaleIntercept -1024, RescaleSlope 1) and the clipped count."""
+    values = (hu.astype(np.float64) - STORE_INTERCEPT) / STORE_SLOPE
+    np.rint(values, out=values)
+    n_clipped = 0
+    if values.min() < INT16.min or values.max() > INT16.max:
+        n_clipped = int(((values < INT16.min) | (values > INT16.max)).sum())
+        np.clip(values, INT16.min, INT16.max, out=values)
+    return values.astype(np.int16), n_clipped
+
+
+def _now() -> tuple[str, str]:
+    now = dt.datetime.now()
+    return now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")
+
+
+def _file_meta(sop_class: str, sop_instance: str) -> FileMetaDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_instance
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+    return meta
+
+
+def _set_pixels(ds: Dataset, stored: np.ndarray) -> None:
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = stored.shape
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1
+    ds.RescaleIntercept = f"{STORE_INTERCEPT:g}"
+    ds.RescaleSlope = f"{STORE_SLOPE:g}"
+    ds.RescaleType = "HU"
+    ds.PixelData = np.ascontiguousarray(stored, dtype="<i2").tobytes()
+    ds["PixelData"].VR = "OW"
+
+
+def _ds(value: float) -> str:
+    """A decimal string (VR DS, at most 16 characters)."""
+    text = f"{value:.6g}"
+    return text if len(text) <= 16 else f"{value:.9e}"[:16]
+
+
+def _scratch_header(volume: CTVolume, k: int, common: dict[str, str]) -> Dataset:
+    """A complete CT Image Storage header for slice ``k`` of a volume without DICOM headers."""
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = CTImageStorage
+    ds.Modality = "CT"
+    ds.PatientName = common["patient_name"]
+    ds.PatientID = common["patient_id"]
+    ds.PatientBirthDate = ""
+    ds.PatientSex = "O"
+    ds.StudyInstanceUID = common["study_uid"]
+    ds.StudyDate, ds.StudyTime = common["date"], common["time"]
+    ds.StudyID = "1"
+    ds.AccessionNumber = ""
+    ds.ReferringPhysicianName = ""
+    ds.StudyDescription = "vagan synthetic study"
+    ds.FrameOfReferenceUID = common["frame_uid"]
+    ds.PositionReferenceIndicator = ""
+    ds.Manufacturer = "vagan"
+    ds.ManufacturerModelName = "vagan"
+    ds.SoftwareVersions = vagan_version
+    ds.KVP = ""
+    ds.AcquisitionNumber = 1
+    ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+    ds.BurnedInAnnotation = "NO"
+    ds.PatientPosition = "HFS"
+    cosines = volume.orientation if volume.orientation is not None else AXIAL
+    position = volume.positions_or_default()[k]
+    ds.ImageOrientationPatient = [_ds(c) for c in cosines]
+    ds.ImagePositionPatient = [_ds(p) for p in position]
+    ds.SliceLocation = _ds(float(position @ volume.slice_normal))
+    ds.PixelSpacing = [_ds(s) for s in volume.pixel_spacing_mm]
+    ds.SliceThickness = _ds(volume.slice_thickness_mm or volume.slice_spacing_mm)
+    return ds
+
+
+def _derived_header(template: Dataset) -> Dataset:
+    """A copy of a template slice header without private and pixel-describing tags."""
+    ds = copy.deepcopy(template)
+    ds.remove_private_tags()
+    for key in STALE_TAGS:
+        if key in ds:
+            delattr(ds, key)
+    if not ds.get("SOPClassUID"):
+        ds.SOPClassUID = CTImageStorage
+    old_type = [str(v) for v in (ds.get("ImageType") or [])]
+    ds.ImageType = ["DERIVED", "SECONDARY", *(old_type[2:] or ["AXIAL"])]
+    if template.get("SOPInstanceUID"):
+        ds.SourceImageSequence = DicomSequence([_reference(template)])
+    return ds
+
+
+def _reference(template: Dataset) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = template.get("SOPClassUID", CTImageStorage)
+    item.ReferencedSOPInstanceUID = template.SOPInstanceUID
+    return item
+
+
+def _write_slice(ds: Dataset, path: Path) -> None:
+    """Write one dataset as a DICOM Part 10 file (separate so tests can make it fail)."""
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+
+
+def _target_geometry(
+    hu: np.ndarray, template: CTVolume | None, pixel_spacing_mm: tuple[float, float] | None,
+    slice_thickness_mm: float | None,
+) -> CTVolume:
+    """The output volume: HU plus the template's geometry, or the explicit/default spacing."""
+    if template is None:
+        spacing = tuple(float(s) for s in (pixel_spacing_mm or (1.0, 1.0)))
+        return CTVolume(hu=hu, pixel_spacing_mm=spacing, slice_thickness_mm=float(slice_thickness_mm or 1.0))  # type: ignore[arg-type]
+    if template.hu.shape != hu.shape:
+        raise ValueError(f"HU shape {hu.shape} differs from the template's {template.hu.shape} ({template.source})")
+    if pixel_spacing_mm is not None and not np.allclose(pixel_spacing_mm, template.pixel_spacing_mm):
+        raise ValueError(f"pixel_spacing_mm {pixel_spacing_mm} contradicts the template's {template.pixel_spacing_mm}")
+    return CTVolume(
+        hu=hu,
+        pixel_spacing_mm=template.pixel_spacing_mm,
+        slice_positions_mm=template.slice_positions_mm,
+        orientation=template.orientation,
+        slice_thickness_mm=slice_thickness_mm or template.slice_thickness_mm,
+        headers=template.headers,
+        source=template.source,
+    )
+
+
+def write_dicom_series(
+    hu: np.ndarray,
+    folder: Path,
+    *,
+    template: CTVolume | None = None,
+    pixel_spacing_mm: tuple[float, float] | None = None,
+    slice_thickness_mm: float | None = None,
+    series_description: str,
+    patient_id: str | None = None,
+    patient_name: str | None = None,
+    study_instance_uid: str | None = None,
+    frame_of_reference_uid: str | None = None,
+    series_number: int | None = None,
+    overwrite: bool = False,
+    derivation_description: str | None = None,
+) -> Path:
+    """Write HU ``(Z, H, W)`` (or one ``(H, W)`` slice) as a CT series ``folder/IM000001.dcm``, ...
+
+    With a ``template`` (a volume read by :func:`read_dicom_series`), each slice copies the
+    template slice's patient, study and geometry tags, gets new Series/SOP Instance UIDs, ImageType
+    DERIVED\\SECONDARY, a new SeriesNumber (template's + 1000) and refers to its source image.
+    Without one (or with a template lacking headers, e.g. read from NIfTI) a complete CT Image
+    Storage series is built, with the template's geometry if any, else ``pixel_spacing_mm``
+    (default 1 mm) and slices ``slice_thickness_mm`` (default 1 mm) apart. Patient/study values
+    not given come from the template, else are synthetic. The folder appears atomically; an existing
+    one is only replaced with ``overwrite=True``.
+    """
+    folder = Path(folder)
+    hu = np.asarray(hu)
+    if hu.ndim == 2:
+        hu = hu[None]
+    if hu.ndim != 3:
+        raise ValueError(f"HU array for {folder} must be (Z, H, W) or (H, W), got shape {hu.shape}")
+    volume = _target_geometry(hu.astype(np.float32, copy=False), template, pixel_spacing_mm, slice_thickness_mm)
+    CTVolume(hu=volume.hu, pixel_spacing_mm=volume.pixel_spacing_mm, source=folder).validate()
+    inputs = (template.source,) if template is not None and template.source is not None else ()
+    check_output(folder, overwrite, inputs=inputs)
+
+    date, time = _now()
+    headers = volume.headers
+    first = headers[0] if headers else Dataset()
+    series_uid = generate_uid()
+    old_number = first.get("SeriesNumber")
+    number = series_number if series_number is not None else (int(old_number) + 1000 if old_number not in (None, "") else 1001)
+    common = {
+        "patient_id": patient_id if patient_id is not None else str(first.get("PatientID", "VAGAN-SYNTH")),
+        "patient_name": patient_name if patient_name is not None else str(first.get("PatientName", "VAGAN^SYNTHETIC")),
+        "study_uid": study_instance_uid or str(first.get("StudyInstanceUID") or generate_uid()),
+        "frame_uid": frame_of_reference_uid or str(first.get("FrameOfReferenceUID") or generate_uid()),
+        "date": date,
+        "time": time,
+    }
+    n_clipped = 0
+    with atomic_dir(folder, overwrite=overwrite) as tmp:
+        for k in range(volume.hu.shape[0]):
+            ds = _derived_header(headers[k]) if headers else _scratch_header(volume, k, common)
+            ds.PatientID = common["patient_id"]
+            ds.PatientName = common["patient_name"]
+            ds.StudyInstanceUID = common["study_uid"]
+            ds.FrameOfReferenceUID = common["frame_uid"]
+            ds.SOPInstanceUID = generate_uid()
+            ds.SeriesInstanceUID = series_uid
+            ds.SeriesNumber = number
+            ds.SeriesDescription = series_description[:64]
+            ds.InstanceNumber = k + 1
+            ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
+            ds.ContentDate, ds.ContentTime = date, time
+            if slice_thickness_mm is not None:
+                ds.SliceThickness = _ds(slice_thickness_mm)
+            if derivation_description:
+                ds.DerivationDescription = derivation_description[:1024]
+            if ds.get("WindowCenter") in (None, "") or ds.get("WindowWidth") in (None, ""):
+                ds.WindowCenter = _ds((DISPLAY_RANGE.lo + DISPLAY_RANGE.hi) / 2)
+                ds.WindowWidth = _ds(DISPLAY_RANGE.width)
+            stored, clipped = _encode(volume.hu[k])
+            n_clipped += clipped
+            _set_pixels(ds, stored)
+            ds.file_meta = _file_meta(str(ds.SOPClassUID), ds.SOPInstanceUID)
+            _write_slice(ds, tmp / f"IM{k + 1:06d}.dcm")
+    if n_clipped:
+        lo, hi = (INT16.min * STORE_SLOPE + STORE_INTERCEPT, INT16.max * STORE_SLOPE + STORE_INTERCEPT)
+        log.warning("%s: %d HU values outside [%g, %g] were clipped", folder, n_clipped, lo, hi)
+    log.info("%s: wrote %d CT slices (series %s)", folder, volume.hu.shape[0], series_uid)
+    return folder
+
+

@@ -1,0 +1,250 @@
+"""The 2016 NIH-AAPM-Mayo Low Dose CT Grand Challenge layout, and patient-level splits.
+
+::
+
+    root/<patient>/full_1mm/*.IMA|*.dcm      normal dose (NDCT)
+    root/<patient>/quarter_1mm/...           quarter dose (LDCT), same slice positions
+    root/<patient>/full_3mm/, quarter_3mm/   the same at 3 mm
+
+``vagan simulate`` writes its datasets in this layout too (plus a ``manifest.json`` at the root,
+ignored here). Splits are always by patient, never by slice (SPEC, "Training").
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from vagan.errors import ConfigError, InputDataError
+from vagan.io.dicom import read_dicom_series
+from vagan.io.volume import CTVolume
+
+log = logging.getLogger(__name__)
+
+SUBSETS = ("train", "val", "test")
+Z_TOLERANCE_MM = 0.1  # slices of the two doses closer than this along the normal are one pair
+
+
+def dose_folders(thickness: str) -> tuple[str, str]:
+    """(LDCT, NDCT) folder names for a slice thickness such as ``"1mm"``."""
+    return f"quarter_{thickness}", f"full_{thickness}"
+
+
+@dataclass(frozen=True)
+class PairedVolume:
+    """LDCT and NDCT series of one patient, slice ``k`` of one paired with slice ``k`` of the other."""
+
+    patient: str
+    ldct: CTVolume
+    ndct: CTVolume
+
+
+def list_mayo_patients(root: Path, thickness: str = "1mm") -> list[str]:
+    """Sorted names of the patient folders under ``root`` holding both dose folders."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputDataError(f"{root}: Mayo dataset folder does not exist; expected root/<patient>/full_{thickness}/")
+    low, full = dose_folders(thickness)
+    patients = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        have = [(folder / name).is_dir() for name in (low, full)]
+        if all(have):
+            patients.append(folder.name)
+        elif any(have):
+            log.warning("%s: has only %s; patient skipped", folder, low if have[0] else full)
+    return patients
+
+
+def _along_normal(volume: CTVolume, normal: np.ndarray) -> np.ndarray | None:
+    if volume.slice_positions_mm is None:
+        return None
+    return np.asarray(volume.slice_positions_mm, dtype=np.float64) @ normal
+
+
+def _check_same_geometry(patient: str, ldct: CTVolume, ndct: CTVolume) -> None:
+    if ldct.hu.shape[1:] != ndct.hu.shape[1:]:
+        raise InputDataError(
+            f"patient {patient}: LDCT slices are {ldct.hu.shape[1:]} ({ldct.source}) but NDCT slices are "
+            f"{ndct.hu.shape[1:]} ({ndct.source}); pairs need the same rows and columns"
+        )
+    if not np.allclose(ldct.pixel_spacing_mm, ndct.pixel_spacing_mm, rtol=1e-4):
+        raise InputDataError(
+            f"patient {patient}: LDCT pixel spacing {ldct.pixel_spacing_mm} mm ({ldct.source}) differs from NDCT "
+            f"{ndct.pixel_spacing_mm} mm ({ndct.source})"
+        )
+    lo, no = (np.asarray(v.orientation) if v.orientation is not None else None for v in (ldct, ndct))
+    if lo is not None and no is not None and np.abs(lo - no).max() > 1e-3:
+        raise InputDataError(f"patient {patient}: LDCT orientation {ldct.orientation} differs from NDCT {ndct.orientation}")
+    ids = [str(v.headers[0].get("PatientID", "")) if v.headers else "" for v in (ldct, ndct)]
+    if all(ids) and ids[0] != ids[1]:
+        raise InputDataError(
+            f"patient {patient}: LDCT PatientID {ids[0]!r} ({ldct.source}) differs from NDCT {ids[1]!r} ({ndct.source})"
+        )
+
+
+def _unmatched(a: np.ndarray, b: np.ndarray, tol: float) -> tuple[list[float], list[float]]:
+    """Positions of ``a`` with no partner in ``b`` within ``tol``, and vice versa."""
+    only_a = [float(z) for z in a if np.abs(b - z).min(initial=np.inf) > tol]
+    only_b = [float(z) for z in b if np.abs(a - z).min(initial=np.inf) > tol]
+    return only_a, only_b
+
+
+def _fmt(values: list[float], limit: int = 6) -> str:
+    shown = ", ".join(f"{v:.2f}" for v in values[:limit])
+    return f"[{shown}{', ...' if len(values) > limit else ''}]"
+
+
+def load_mayo_pair(
+    root: Path, patient: str, thickness: str = "1mm", z_tolerance_mm: float = Z_TOLERANCE_MM
+) -> PairedVolume:
+    """Read one patient's quarter- and full-dose series and check that they pair slice by slice.
+
+    Pairs are matched by position along the slice normal (within ``z_tolerance_mm``); different
+    slice counts, unmatched positions or different geometry raise :class:`InputDataError`.
+    """
+    low_name, full_name = dose_folders(thickness)
+    folder = Path(root) / patient
+    if not folder.is_dir():
+        raise InputDataError(f"{folder}: patient folder does not exist under {root}")
+    ldct = read_dicom_series(folder / low_name)
+    ndct = read_dicom_series(folder / full_name)
+    _check_same_geometry(patient, ldct, ndct)
+    z_low, z_full = _along_normal(ldct, ndct.slice_normal), _along_normal(ndct, ndct.slice_normal)
+    if z_low is None or z_full is None:
+        if len(ldct.hu) != len(ndct.hu):
+            raise InputDataError(
+                f"patient {patient}: {len(ldct.hu)} LDCT slices ({ldct.source}) but {len(ndct.hu)} NDCT slices "
+                f"({ndct.source}) and no positions to match them by"
+            )
+        log.warning("patient %s: no slice positions; LDCT and NDCT paired by slice order", patient)
+        return PairedVolume(patient, ldct, ndct)
+    only_low, only_full = _unmatched(z_low, z_full, z_tolerance_mm)
+    if only_low or only_full or len(z_low) != len(z_full):
+        raise InputDataError(
+            f"patient {patient}: {len(z_low)} LDCT slices ({ldct.source}) and {len(z_full)} NDCT slices ({ndct.source}) "
+            f"do not pair: LDCT-only positions {_fmt(only_low)} mm, NDCT-only positions {_fmt(only_full)} mm "
+            f"(tolerance {z_tolerance_mm} mm); make both series cover the same slices"
+        )
+    # Both are sorted along the same normal and every slice has a partner: index k pairs with k.
+    return PairedVolume(patient, ldct, ndct)
+
+
+# ------------------------------------------------------------------------------------------ splits
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    """Patients per subset: fractions (drawn with a seed) or explicit lists of patient names."""
+
+    train: float | tuple[str, ...] = 0.8
+    val: float | tuple[str, ...] = 0.1
+    test: float | tuple[str, ...] = 0.1
+
+    @property
+    def by_name(self) -> bool:
+        return isinstance(self.train, tuple)
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, object], where: str = "data.split") -> DataSplit:
+        """Build from ``{"train": 0.7, ...}`` or ``{"train": ["L067", ...], ...}``; missing subsets are empty."""
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{where} must be a mapping of {', '.join(SUBSETS)}, got {type(raw).__name__}")
+        unknown = [k for k in raw if k not in SUBSETS]
+        if unknown:
+            hints = [difflib.get_close_matches(str(k), SUBSETS, n=1) for k in unknown]
+            hint = "; ".join(f"{k!r}: did you mean {h[0]!r}?" for k, h in zip(unknown, hints) if h)
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; expected {list(SUBSETS)}" + (f" ({hint})" if hint else ""))
+        values = list(raw.values())
+        if not values:
+            raise ConfigError(f"{where} is empty; give fractions or patient lists for {list(SUBSETS)}")
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            fractions = {k: float(raw.get(k, 0.0)) for k in SUBSETS}  # type: ignore[arg-type]
+            return cls(**fractions).checked(where)
+        if all(isinstance(v, (list, tuple)) and all(isinstance(p, str) for p in v) for v in values):
+            names = {k: tuple(raw.get(k, ())) for k in SUBSETS}  # type: ignore[arg-type]
+            return cls(**names).checked(where)
+        raise ConfigError(
+            f"{where}: values must be all fractions (e.g. train: 0.8) or all lists of patient names, got {dict(raw)}"
+        )
+
+    def checked(self, where: str = "data.split") -> DataSplit:
+        """Validate fractions (each in [0, 1], summing to 1) or names (no patient twice)."""
+        parts = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.by_name:
+            seen: dict[str, str] = {}
+            for subset, names in parts.items():
+                if not isinstance(names, tuple):
+                    raise ConfigError(f"{where}.{subset}: mix of fractions and names; use one kind for all subsets")
+                for name in names:
+                    if name in seen:
+                        raise ConfigError(f"{where}: patient {name!r} is in both {seen[name]!r} and {subset!r}; a patient belongs to one subset")
+                    seen[name] = subset
+            return self
+        for subset, frac in parts.items():
+            if isinstance(frac, tuple) or not 0.0 <= frac <= 1.0:
+                raise ConfigError(f"{where}.{subset} = {frac!r}; expected a fraction in [0, 1]")
+        total = sum(parts.values())  # type: ignore[arg-type]
+        if abs(total - 1.0) > 1e-6:
+            raise ConfigError(f"{where}: fractions sum to {total:g}, expected 1 ({parts})")
+        return self
+
+    def assign(self, patients: Sequence[str], seed: int = 0) -> dict[str, list[str]]:
+        """Subsets of ``patients`` (see :func:`split_patients`)."""
+        return split_patients(patients, self, seed=seed)
+
+
+def _counts(n: int, fractions: dict[str, float]) -> dict[str, int]:
+    """Largest-remainder counts; every positive fraction gets a patient while some subset has two."""
+    raw = {k: f * n for k, f in fractions.items()}
+    counts = {k: int(np.floor(v)) for k, v in raw.items()}
+    for k in sorted(raw, key=lambda k: raw[k] - counts[k], reverse=True)[: n - sum(counts.values())]:
+        counts[k] += 1
+    for k in SUBSETS:
+        if fractions[k] > 0 and counts[k] == 0:
+            donor = max(SUBSETS, key=lambda d: counts[d])
+            if counts[donor] > 1:
+                counts[donor] -= 1
+                counts[k] += 1
+    return counts
+
+
+def split_patients(
+    patients: Sequence[str], split: Mapping[str, object] | DataSplit, seed: int = 0
+) -> dict[str, list[str]]:
+    """Assign whole patients to ``train``/``val``/``test``; a patient is never in two subsets.
+
+    ``split`` gives fractions (patients shuffled by ``numpy.random.default_rng(seed)``, counts by
+    largest remainder) or explicit name lists (every name must be one of ``patients``; patients
+    named nowhere are left out with a warning). Each subset's list is sorted.
+    """
+    plan = split if isinstance(split, DataSplit) else DataSplit.from_dict(split)
+    dup = sorted(p for p, n in Counter(patients).items() if n > 1)
+    if dup:
+        raise InputDataError(f"patient list names {dup} more than once; patient names must be unique")
+    known = sorted(patients)
+    if plan.by_name:
+        out = {k: list(getattr(plan, k)) for k in SUBSETS}
+        for subset, names in out.items():
+            for name in names:
+                if name not in known:
+                    close = difflib.get_close_matches(name, known, n=1)
+                    hint = f"; did you mean {close[0]!r}?" if close else f"; known patients: {known}"
+                    raise ConfigError(f"data.split.{subset}: unknown patient {name!r}{hint}")
+        unused = sorted(set(known) - {n for names in out.values() for n in names})
+        if unused:
+            log.warning("patients in no subset of the split (left out): %s", ", ".join(unused))
+        return {k: sorted(v) for k, v in out.items()}
+    fractions = {k: float(getattr(plan, k)) for k in SUBSETS}  # type: ignore[arg-type]
+    order = [known[i] for i in np.random.default_rng(seed).permutation(len(known))]
+    counts = _counts(len(order), fractions)
+    out, start = {}, 0
+    for subset in SUBSETS:
+        out[subset] = sorted(order[start : start + counts[subset]])
+        start += counts[subset]
+    return out

@@ -1,0 +1,182 @@
+"""Each kind of bad DICOM input is one InputDataError that names the file (or folder)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from vagan.errors import InputDataError
+from vagan.io.dicom import read_dicom_series
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(folder.iterdir())
+
+
+def test_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(InputDataError, match="nowhere.*does not exist"):
+        read_dicom_series(tmp_path / "nowhere")
+
+
+def test_folder_without_dicom(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not dicom")
+    (tmp_path / "manifest.json").write_text("{}")
+    with pytest.raises(InputDataError, match="no DICOM CT images"):
+        read_dicom_series(tmp_path)
+
+
+def test_non_dicom_files_beside_a_series_are_ignored(random_hu, make_series) -> None:
+    folder = make_series(random_hu[:2])
+    (folder / "manifest.json").write_text('{"a": 1}')
+    assert read_dicom_series(folder).hu.shape == (2, 63, 64)
+
+
+@pytest.mark.parametrize("keep", [140, 2000, 36000], ids=["after-preamble", "in-header", "in-pixel-data"])
+def test_truncated_file(ct_small: Path, keep: int) -> None:
+    path = ct_small / "CT_small.dcm"
+    path.write_bytes(path.read_bytes()[:keep])
+    with pytest.raises(InputDataError, match=r"CT_small\.dcm.*(corrupt|truncated)"):
+        read_dicom_series(ct_small)
+
+
+def test_garbage_with_dicom_suffix(tmp_path: Path, np_rng) -> None:
+    (tmp_path / "IM0001.IMA").write_bytes(np_rng.integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    with pytest.raises(InputDataError, match=r"IM0001\.IMA.*corrupt"):
+        read_dicom_series(tmp_path)
+
+
+def test_mr_modality(random_hu, make_series, edit) -> None:
+    folder = make_series(random_hu[:3])
+    bad = _files(folder)[1]
+    edit(bad, Modality="MR")
+    with pytest.raises(InputDataError, match=rf"{bad.name}.*'MR'.*expected 'CT'"):
+        read_dicom_series(folder)
+
+
+@pytest.mark.parametrize("tag", ["RescaleIntercept", "RescaleSlope"])
+def test_missing_rescale(random_hu, make_series, edit, tag: str) -> None:
+    folder = make_series(random_hu[:2])
+    bad = _files(folder)[0]
+    edit(bad, **{tag: None})
+    with pytest.raises(InputDataError, match=rf"{bad.name}.*missing {tag}.*CT images must carry"):
+        read_dicom_series(folder)
+
+
+def test_mixed_series(random_hu, make_series, tmp_path: Path) -> None:
+    a, b = make_series(random_hu[:3], "a"), make_series(random_hu[:2] + 5, "b")
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for src in _files(a):
+        shutil.copy(src, mixed / f"a_{src.name}")
+    for src in _files(b):
+        shutil.copy(src, mixed / f"b_{src.name}")
+    uid_a = pydicom.dcmread(_files(a)[0]).SeriesInstanceUID
+    uid_b = pydicom.dcmread(_files(b)[0]).SeriesInstanceUID
+    with pytest.raises(InputDataError, match="2 series mixed") as info:
+        read_dicom_series(mixed)
+    message = str(info.value)
+    assert f"{uid_a} (3 files)" in message and f"{uid_b} (2 files)" in message and "split" in message
+    assert "\n" not in message
+
+
+def test_inconsistent_spacing(random_hu, make_series, edit) -> None:
+    folder = make_series(random_hu[:3])
+    bad = _files(folder)[2]
+    edit(bad, PixelSpacing=[0.5, 0.5])
+    with pytest.raises(InputDataError, match=rf"{bad.name}.*PixelSpacing"):
+        read_dicom_series(folder)
+
+
+def test_inconsistent_size(random_hu, make_series, tmp_path: Path) -> None:
+    folder = make_series(random_hu[:2])
+    other = make_series(random_hu[:1, :32, :32], "small")
+    ds = pydicom.dcmread(_files(other)[0])
+    ds.SeriesInstanceUID = pydicom.dcmread(_files(folder)[0]).SeriesInstanceUID
+    ds.ImagePositionPatient = [0, 0, 100]
+    ds.save_as(folder / "odd.dcm")
+    with pytest.raises(InputDataError, match=r"odd\.dcm.*(Rows|Columns)"):
+        read_dicom_series(folder)
+
+
+def test_duplicate_positions(random_hu, make_series, edit) -> None:
+    folder = make_series(random_hu[:3])
+    files = _files(folder)
+    pos = pydicom.dcmread(files[0]).ImagePositionPatient
+    edit(files[2], ImagePositionPatient=list(pos))
+    with pytest.raises(InputDataError, match=r"IM00000[13]\.dcm.*same slice position.*IM00000[13]\.dcm"):
+        read_dicom_series(folder)
+
+
+def test_localizer_skipped(random_hu, make_series, edit, tmp_path: Path, caplog) -> None:
+    folder = make_series(random_hu[:3])
+    scout_src = make_series(random_hu[:1, :32, :64], "scout")
+    scout = folder / "scout.dcm"
+    shutil.copy(_files(scout_src)[0], scout)
+    edit(scout, ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"], SeriesInstanceUID="1.2.3.4")
+    vol = read_dicom_series(folder)
+    assert vol.hu.shape == (3, 63, 64)
+    assert "scout.dcm" in caplog.text and "localizer" in caplog.text
+    with pytest.raises(InputDataError):
+        read_dicom_series(folder, skip_localizers=False)
+
+
+def test_off_orientation_image_skipped(random_hu, make_series, edit, caplog) -> None:
+    folder = make_series(random_hu[:3])
+    files = _files(folder)
+    edit(files[1], ImageOrientationPatient=[1, 0, 0, 0, 0, -1])  # a coronal image among axials
+    vol = read_dicom_series(folder)
+    assert vol.hu.shape == (2, 63, 64)
+    assert files[1].name in caplog.text
+
+
+def test_nan_volume_rejected_by_name(tmp_path: Path) -> None:
+    from vagan.io.volume import CTVolume
+
+    hu = np.zeros((2, 4, 4), dtype=np.float32)
+    hu[1, 2, 3] = np.nan
+    with pytest.raises(InputDataError, match=r"scan\.npy.*1 NaN.*slice 1, row 2, column 3"):
+        CTVolume(hu=hu, source=tmp_path / "scan.npy").validate()
+
+
+def test_693_uncr_head_ct() -> None:
+    path = pydicom.data.get_testdata_file("693_UNCR.dcm")
+    if path is None:
+        pytest.skip("pydicom-data's 693_UNCR.dcm is not installed")
+    vol = read_dicom_series(Path(path))
+    raw = pydicom.dcmread(path)
+    assert vol.hu.shape == (1, 512, 512)
+    np.testing.assert_array_equal(vol.hu[0], raw.pixel_array * float(raw.RescaleSlope) + float(raw.RescaleIntercept))
+    assert -1100 < float(np.median(vol.hu)) < 3000
+
+
+def test_jpeg2000_abdomen_ct(tmp_path: Path) -> None:
+    path = pydicom.data.get_testdata_file("explicit_VR-UN.dcm")
+    if path is None:
+        pytest.skip("pydicom-data's explicit_VR-UN.dcm is not installed")
+    pytest.importorskip("openjpeg", reason="pylibjpeg-openjpeg decodes JPEG 2000")
+    vol = read_dicom_series(Path(path))
+    assert vol.hu.shape == (1, 512, 512)
+    body = vol.hu[0, 200:300, 200:300]
+    assert -200 < float(np.median(body)) < 200  # soft tissue in the middle of an abdomen
+    # and it serves as a template for an uncompressed derived series
+    from vagan.io.dicom import write_dicom_series
+
+    out = write_dicom_series(vol.hu, tmp_path / "derived", template=vol, series_description="d")
+    assert np.abs(read_dicom_series(out).hu - vol.hu).max() <= 0.5
+
+
+def test_missing_decoder_is_named(monkeypatch, tmp_path: Path) -> None:
+    path = pydicom.data.get_testdata_file("explicit_VR-UN.dcm")
+    if path is None:
+        pytest.skip("pydicom-data's explicit_VR-UN.dcm is not installed")
+
+    def no_decoder(self):
+        raise RuntimeError("Unable to decompress: all plugins are missing dependencies")
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(no_decoder))
+    with pytest.raises(InputDataError, match=r"explicit_VR-UN\.dcm.*JPEG 2000.*pip install pylibjpeg"):
+        read_dicom_series(Path(path))
