@@ -129,7 +129,7 @@ def gan_step(nets: Networks, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Op
     total_d.backward()
     opt_d.step()
     logged.update(loss_g=float(total_g.detach()), loss_d=float(total_d.detach()),
-                  d_real=float(torch.sigmoid(real_logit).mean()), d_fake=float(torch.sigmoid(fake_logit).mean()))
+                  d_real=float(torch.sigmoid(real_logit.detach()).mean()), d_fake=float(torch.sigmoid(fake_logit.detach()).mean()))
     if attention_term is not None:
         logged["d_attention"] = float(attention_term.detach())
     return logged

@@ -1,0 +1,2 @@
+from vagan.cli import main
+main()

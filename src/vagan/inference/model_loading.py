@@ -1,0 +1,70 @@
+"""Turn a trained run or checkpoint folder into a ready generator for inference."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from vagan.errors import CheckpointError, ConfigError
+from vagan.io.windowing import HURange
+from vagan.training.build import build_generator
+from vagan.training.checkpoint import META_FILE, load_checkpoint, load_module_state
+from vagan.training.config import ExperimentConfig, config_from_dict
+
+
+@dataclass
+class TrainedModel:
+    """A generator with what is needed to feed it: its HU range and where it came from."""
+
+    generator: torch.nn.Module
+    config: ExperimentConfig
+    checkpoint: Path
+    stage: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.config.preset}/{self.stage}"
+
+    @property
+    def hu_range(self) -> HURange:
+        return HURange(self.config.data.hu_min, self.config.data.hu_max)
+
+    @property
+    def has_attention(self) -> bool:
+        return self.config.model.generator == "vagan"
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint folder, or a run folder (then the final checkpoint of its last stage)."""
+    path = Path(path)
+    if (path / META_FILE).is_file():
+        return path
+    stages_dir = path / "checkpoints"
+    if stages_dir.is_dir():
+        config_file = path / "config.yaml"
+        finals = []
+        if config_file.is_file():
+            import yaml
+
+            order = [s["name"] for s in (yaml.safe_load(config_file.read_text()) or {}).get("stages", [])]
+            finals = [stages_dir / name / "final" for name in order if (stages_dir / name / "final").is_dir()]
+        if finals:
+            return finals[-1]
+        raise CheckpointError(f"run folder {path} has no finished stage (no checkpoints/<stage>/final); train it first")
+    raise CheckpointError(f"{path} is neither a vagan checkpoint folder (with {META_FILE}) nor a run folder (with checkpoints/)")
+
+
+def load_trained_model(path: Path, device: torch.device | str = "cpu") -> TrainedModel:
+    """Load the generator of a checkpoint or run folder, in eval mode on ``device``."""
+    ckpt_path = resolve_checkpoint(path)
+    ckpt = load_checkpoint(ckpt_path)
+    try:
+        config = config_from_dict(ckpt.meta["config"])
+    except (KeyError, ConfigError) as err:
+        raise CheckpointError(f"{ckpt_path}: the stored config is missing or invalid ({err})") from None
+    generator = build_generator(config.model)
+    load_module_state(generator, ckpt, "generator")
+    generator.to(device).eval()
+    return TrainedModel(generator=generator, config=config, checkpoint=ckpt_path, stage=str(ckpt.meta.get("stage")))

@@ -1,0 +1,71 @@
+import json
+
+import pytest
+import torch
+
+from vagan.errors import CheckpointError
+from vagan.training.checkpoint import load_checkpoint, load_module_state, save_checkpoint
+
+
+def _net(width=4):
+    return torch.nn.Sequential(torch.nn.Conv2d(1, width, 3), torch.nn.ReLU(), torch.nn.Conv2d(width, 1, 3))
+
+
+def test_round_trip_keeps_weights_meta_and_state(tmp_path):
+    net = _net()
+    opt = torch.optim.Adam(net.parameters())
+    net(torch.ones(1, 1, 8, 8)).sum().backward()
+    opt.step()
+    path = save_checkpoint(tmp_path / "ck", {"generator": net}, {"preset": "g_psnr", "progress": {"step": 3}},
+                           {"opt_g": opt.state_dict(), "rng": torch.Generator().manual_seed(5).get_state()})
+    ckpt = load_checkpoint(path, with_state=True, expect_preset="g_psnr")
+    fresh = _net()
+    load_module_state(fresh, ckpt, "generator")
+    for a, b in zip(net.parameters(), fresh.parameters()):
+        assert torch.equal(a, b)
+    assert ckpt.meta["progress"]["step"] == 3
+    opt2 = torch.optim.Adam(fresh.parameters())
+    opt2.load_state_dict(ckpt.state["opt_g"])
+    assert torch.equal(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+
+
+def test_overwriting_a_checkpoint_is_atomic(tmp_path):
+    save_checkpoint(tmp_path / "ck", {"generator": _net()}, {"preset": "a"})
+    save_checkpoint(tmp_path / "ck", {"generator": _net()}, {"preset": "b"})
+    assert load_checkpoint(tmp_path / "ck").preset == "b"
+    assert [p.name for p in tmp_path.iterdir()] == ["ck"]
+
+
+def test_wrong_preset_version_and_corruption_are_clear_errors(tmp_path):
+    path = save_checkpoint(tmp_path / "ck", {"generator": _net()}, {"preset": "vagan"})
+    with pytest.raises(CheckpointError, match="holds preset 'vagan', not 'g_psnr'"):
+        load_checkpoint(path, expect_preset="g_psnr")
+    meta = json.loads((path / "meta.json").read_text())
+    (path / "meta.json").write_text(json.dumps(meta | {"version": 99}))
+    with pytest.raises(CheckpointError, match="format version 99"):
+        load_checkpoint(path)
+    (path / "meta.json").write_text(json.dumps(meta))
+    data = (path / "model.safetensors").read_bytes()
+    (path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_checkpoint(path)
+    with pytest.raises(CheckpointError, match="not found"):
+        load_checkpoint(tmp_path / "missing")
+
+
+def test_checkpoint_of_another_architecture_does_not_fit(tmp_path):
+    path = save_checkpoint(tmp_path / "ck", {"generator": _net(width=4)}, {"preset": "x"})
+    with pytest.raises(CheckpointError, match="do not fit this model"):
+        load_module_state(_net(width=8), load_checkpoint(path), "generator")
+
+
+def test_state_file_with_code_is_refused(tmp_path):
+    path = save_checkpoint(tmp_path / "ck", {"generator": _net()}, {"preset": "x"}, {"opt_g": {}})
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("executed",))
+
+    torch.save({"opt_g": Evil()}, path / "state.pt")
+    with pytest.raises(CheckpointError, match="holds more than tensors"):
+        load_checkpoint(path, with_state=True)
