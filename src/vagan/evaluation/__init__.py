@@ -1,1 +1,6 @@
-"""vagan.evaluation"""
+"""vagan.evaluation: metrics with explicit data ranges, FID from features, figures, reports.
+
+Modules: ``metrics`` (PSNR/SSIM/RMSE, patch choice, MetricAccumulator), ``fid`` (Fréchet
+distance from features), ``feature_nets`` (named feature networks), ``figures`` (Fig. 2-4 PNGs),
+``table`` (Table II), ``report`` (Markdown + HTML). Import the submodules directly.
+"""
