@@ -1,0 +1,100 @@
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from vagan.errors import VaganError
+from vagan.training import steps
+from vagan.training.checkpoint import load_checkpoint
+from vagan.training.trainer import TrainingDivergedError, train
+
+from support import tiny_config, tiny_data, write_tiny_dataset
+
+
+def _weights(path):
+    return load_checkpoint(path).weights
+
+
+def _assert_same(a, b, atol=0.0):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=atol, rtol=0), key
+
+
+def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
+    data = tiny_data()  # 32 patches, 8 batches of 4 per epoch: step 3 is mid-epoch
+    straight = tiny_config("vagan", "stages.*.max_steps=6")
+    train(straight, tmp_path / "a", data=data)
+    # interrupted: each stage stops after 3 steps ...
+    train(tiny_config("vagan", "stages.0.max_steps=6", "stages.1.max_steps=3"), tmp_path / "b", data=data)
+    # ... and is resumed to 6
+    train(straight, tmp_path / "b", data=data, resume=True)
+    for stage in ("psnr", "gan"):
+        _assert_same(_weights(tmp_path / "a/checkpoints" / stage / "final"),
+                     _weights(tmp_path / "b/checkpoints" / stage / "final"), atol=1e-6)
+    assert load_checkpoint(tmp_path / "b/checkpoints/gan/final").meta["progress"]["step"] == 6
+
+
+def test_stage_two_starts_from_stage_one(tmp_path):
+    cfg = tiny_config("g_gan", "stages.*.max_steps=2")
+    train(cfg, tmp_path / "run", data=tiny_data(), stages=["psnr"])
+    stage1 = _weights(tmp_path / "run/checkpoints/psnr/final")
+    with pytest.raises(VaganError, match="not empty"):
+        train(cfg, tmp_path / "run", data=tiny_data(), stages=["gan"])
+    from vagan.training import trainer
+
+    runner_init = {}
+    original = trainer._Stage.initialise_from
+
+    def spy(self, ckpt):
+        original(self, ckpt)
+        runner_init.update({k: v.clone() for k, v in self.modules["generator"].state_dict().items()})
+
+    trainer._Stage.initialise_from = spy
+    try:
+        train(cfg, tmp_path / "run", data=tiny_data(), stages=["gan"], resume=True)
+    finally:
+        trainer._Stage.initialise_from = original
+    assert runner_init, "stage gan was not initialised from stage psnr"
+    for key, value in runner_init.items():
+        assert torch.equal(value, stage1["generator." + key])
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real = steps.multiscale_loss
+
+    def flaky(*args, **kwargs):
+        calls["n"] += 1
+        value = real(*args, **kwargs)
+        return value * float("nan") if calls["n"] == 5 else value
+
+    monkeypatch.setattr(steps, "multiscale_loss", flaky)
+    cfg = tiny_config("g_psnr", "stages.*.max_steps=10", "train.checkpoint_every=2")
+    with pytest.raises(TrainingDivergedError, match=r"NaN|nan") as err:
+        train(cfg, tmp_path / "run", data=tiny_data())
+    assert "last good checkpoint" in str(err.value)
+    last = load_checkpoint(tmp_path / "run/checkpoints/psnr/last")
+    assert last.meta["progress"]["step"] == 4
+    assert all(torch.isfinite(v).all() for v in last.weights.values())
+    assert not (tmp_path / "run/checkpoints/psnr/final").exists()
+
+
+def test_two_process_ddp_equals_one_process(tmp_path):
+    data_root = write_tiny_dataset(tmp_path / "data")
+    common = ["--config", "g_psnr", "--data", str(data_root), "--set", "stages.*.max_steps=3",
+              "--set", "data.patches_per_slice=4", "--set", "data.split={train: [T000, T001], val: [T002], test: []}"]
+    from support import TINY
+
+    for item in TINY:
+        common += ["--set", item]
+    single = subprocess.run([sys.executable, "-m", "vagan", "train", "--out", str(tmp_path / "one"), *common],
+                            capture_output=True, text=True, timeout=300)
+    assert single.returncode == 0, single.stderr[-2000:]
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          "-m", "vagan", "train", "--out", str(tmp_path / "two"), *common],
+                         capture_output=True, text=True, timeout=300)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    _assert_same(_weights(tmp_path / "one/checkpoints/psnr/final"), _weights(tmp_path / "two/checkpoints/psnr/final"),
+                 atol=1e-5)
