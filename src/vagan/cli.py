@@ -62,6 +62,42 @@ def train(
     typer.echo(f"finished: {final}")
 
 
+@app.command()
+def denoise(
+    input_path: Path = typer.Argument(..., metavar="INPUT", help="DICOM series folder, .nii/.nii.gz or .npy (HU)."),
+    output_path: Path = typer.Argument(..., metavar="OUTPUT", help="Output of the same kind (a new folder for DICOM)."),
+    model: str = typer.Option(..., "--model", "-m", help="Checkpoint or run folder of a trained model, or 'bm3d'."),
+    batch_size: int = typer.Option(4, "--batch-size", min=1, help="Slices per forward pass."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    amp: bool = typer.Option(False, "--amp", help="bfloat16 autocast on GPU."),
+    attention_out: Optional[Path] = typer.Option(None, "--attention-out", help="Folder for the learned attention maps M_T."),
+    bm3d_sigma: Optional[float] = typer.Option(None, "--bm3d-sigma", help="BM3D noise sigma in HU (default: estimated)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT."),
+) -> None:
+    """Denoise a low-dose scan with a trained model (or BM3D); DICOM in, new derived DICOM series out."""
+    from vagan.inference.files import denoise_path
+
+    denoiser = _denoiser(model, batch_size, device, amp, bm3d_sigma)
+    report = denoise_path(denoiser, input_path, output_path, overwrite=overwrite, attention_dir=attention_out)
+    typer.echo(f"wrote {report.slices} slice(s) of {report.shape[0]}x{report.shape[1]} to {report.output}")
+    if report.attention_dir is not None:
+        typer.echo(f"attention maps in {report.attention_dir}")
+
+
+def _denoiser(model: str, batch_size: int, device: str, amp: bool, bm3d_sigma: float | None):
+    if model.lower() == "bm3d":
+        from vagan.inference.bm3d_denoiser import BM3DDenoiser
+
+        return BM3DDenoiser(sigma_hu=bm3d_sigma)
+    from vagan.inference.denoise import NetworkDenoiser
+    from vagan.inference.model_loading import load_trained_model
+    from vagan.training.trainer import resolve_device
+
+    torch_device = resolve_device(device)
+    return NetworkDenoiser(load_trained_model(Path(model), torch_device), batch_size=batch_size, device=torch_device,
+                           amp=amp)
+
+
 def main() -> None:
     """Console entry point."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -1,0 +1,88 @@
+"""Denoise a CT file or series on disk: DICOM in -> DICOM out (a new derived series), NIfTI, NumPy.
+
+Inputs are never touched; the output (and the optional attention maps) are written atomically
+and an existing output is only replaced with ``overwrite``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vagan.errors import VaganError
+from vagan.inference.denoise import Denoised, Denoiser
+from vagan.io.atomic import atomic_dir, check_output
+from vagan.io.readers import detect_kind, read_volume, write_volume
+from vagan.io.volume import CTVolume
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DenoiseReport:
+    """What :func:`denoise_path` wrote."""
+
+    output: Path
+    slices: int
+    shape: tuple[int, int]
+    attention_dir: Path | None = None
+
+
+def _check_kinds(input_path: Path, output_path: Path) -> None:
+    in_kind = detect_kind(input_path)
+    try:
+        out_kind = detect_kind(output_path) if output_path.exists() or output_path.suffix else "dicom"
+    except VaganError:
+        out_kind = "unknown"
+    if in_kind != out_kind:
+        raise VaganError(f"input {input_path} is {in_kind} but output {output_path} would be {out_kind}; "
+                         "write the same kind (a folder for DICOM, .nii/.nii.gz, .npy)")
+
+
+def write_attention_maps(maps: np.ndarray, folder: Path, overwrite: bool = False) -> Path:
+    """M_T maps ``(Z, H, W)`` in [0, 1] as ``attention.npy`` plus one PNG per slice."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with atomic_dir(folder, overwrite=overwrite) as tmp:
+        np.save(tmp / "attention.npy", maps.astype(np.float32))
+        for z, image in enumerate(maps):
+            plt.imsave(tmp / f"attention_{z + 1:04d}.png", image, cmap="magma", vmin=0.0, vmax=1.0)
+    return folder
+
+
+def denoise_path(denoiser: Denoiser, input_path: Path, output_path: Path, *, overwrite: bool = False,
+                 attention_dir: Path | None = None, progress: bool = True) -> DenoiseReport:
+    """Read ``input_path``, denoise every slice with ``denoiser``, write ``output_path`` of the same kind."""
+    input_path, output_path = Path(input_path), Path(output_path)
+    check_output(output_path, overwrite, inputs=(input_path,))
+    if attention_dir is not None:
+        check_output(Path(attention_dir), overwrite, inputs=(input_path,))
+    _check_kinds(input_path, output_path)
+    volume: CTVolume = read_volume(input_path).validate()
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = lambda it: tqdm(it, desc=f"denoise {denoiser.name}", unit="batch")  # noqa: E731
+    result: Denoised = denoiser(volume.hu, progress=bar, keep_attention=attention_dir is not None)
+    description = f"vagan {denoiser.name} denoised"
+    write_volume(output_path, CTVolume(hu=result.hu, pixel_spacing_mm=volume.pixel_spacing_mm,
+                                       slice_positions_mm=volume.slice_positions_mm, orientation=volume.orientation,
+                                       slice_thickness_mm=volume.slice_thickness_mm, headers=volume.headers,
+                                       source=volume.source),
+                 like=volume, series_description=description[:64], overwrite=overwrite,
+                 derivation_description=f"Denoised by vagan ({denoiser.name}) from {input_path.name}"[:1024])
+    written_attention = None
+    if attention_dir is not None:
+        if result.attention is None:
+            log.warning("%s has no attention block; --attention-out ignored", denoiser.name)
+        else:
+            written_attention = write_attention_maps(result.attention, Path(attention_dir), overwrite)
+    return DenoiseReport(output=output_path, slices=result.hu.shape[0], shape=tuple(result.hu.shape[1:]),
+                         attention_dir=written_attention)
