@@ -8,9 +8,6 @@ Unknown keys and wrong types raise :class:`vagan.errors.ConfigError` naming the 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import types
-import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -18,6 +15,10 @@ from typing import Any, Literal
 
 import yaml
 
+from vagan.config_schema import build_dataclass as _build
+from vagan.config_schema import did_you_mean as _did_you_mean
+from vagan.config_schema import merge as _merge
+from vagan.config_schema import parse_overrides
 from vagan.errors import ConfigError
 
 PRESETS: tuple[str, ...] = ("g_psnr", "ga_psnr", "g_gan", "ga_gan", "vagan", "red_cnn", "wgan_vgg")
@@ -120,82 +121,6 @@ class ExperimentConfig:
         return dataclasses.asdict(self)
 
 
-def _did_you_mean(key: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(key, options, n=1)
-    return f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(options))}"
-
-
-def _coerce(value: Any, hint: Any, where: str) -> Any:
-    """Check/convert ``value`` to the annotated type ``hint``; raise ConfigError naming ``where``."""
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if dataclasses.is_dataclass(hint):
-        if isinstance(value, hint):
-            return value
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
-        return _build(hint, value, where)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}" + _did_you_mean(str(value), [str(a) for a in args]))
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}: {value!r}")
-        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    if hint is Any:
-        return value
-    raise ConfigError(f"{where}: unsupported type {hint}")  # pragma: no cover - a bug in the schema
-
-
-def _build(cls: type, data: dict[str, Any], where: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        path = f"{where}.{key}" if where else key
-        if key not in names:
-            raise ConfigError(f"unknown config key {path!r}" + _did_you_mean(key, names))
-        kwargs[key] = _coerce(value, hints[key], path)
-    return cls(**kwargs)
-
-
 def _validate(cfg: ExperimentConfig) -> None:
     if not cfg.stages:
         raise ConfigError("stages: at least one stage is needed")
@@ -218,38 +143,6 @@ def _validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"data.patch_size: must be a multiple of 4 and >= 16, got {cfg.data.patch_size}")
     if cfg.data.hu_max <= cfg.data.hu_min:
         raise ConfigError("data.hu_max must exceed data.hu_min")
-
-
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["a.b=1", "c=x"]`` -> nested dict with YAML-parsed values."""
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected key=value, e.g. stages.0.max_steps=20")
-        key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw) if raw else None
-        node = out
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return out
-
-
-def _merge(base: Any, override: Any) -> Any:
-    if isinstance(base, dict) and isinstance(override, dict):
-        merged = dict(base)
-        for key, value in override.items():
-            merged[key] = _merge(base.get(key), value) if key in base else value
-        return merged
-    if isinstance(base, list) and isinstance(override, dict):
-        merged_list = list(base)
-        for key, value in override.items():
-            if not (isinstance(key, int) or str(key).isdigit()) or int(key) >= len(base):
-                raise ConfigError(f"override index {key!r} is not a valid list index (0..{len(base) - 1})")
-            merged_list[int(key)] = _merge(base[int(key)], value)
-        return merged_list
-    return override
 
 
 def _apply_stage_wildcard(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
