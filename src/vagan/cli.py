@@ -38,6 +38,52 @@ Overrides = typer.Option(None, "--set", help="Override a config value, e.g. --se
 
 
 @app.command()
+def simulate(
+    out: Path = typer.Argument(..., metavar="OUT", help="New dataset folder (Mayo 2016 layout + manifest.json)."),
+    from_: Optional[Path] = typer.Option(None, "--from", help="Normal-dose DICOM series folder (or a folder of them); "
+                                         "default: synthetic phantom patients."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML with dataset and `simulation:` settings."),
+    dose: Optional[float] = typer.Option(None, "--dose", help="Dose fraction of the LDCT, e.g. 0.25 (quarter dose)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
+    set_: Optional[list[str]] = Overrides,
+) -> None:
+    """Make a paired LDCT/NDCT dataset: phantom patients, or low-dose scans simulated from your NDCT."""
+    from vagan.config_schema import merge, parse_overrides
+    from vagan.data.simulated import DatasetSpec, write_dataset_from_series, write_phantom_dataset
+    from vagan.training.trainer import resolve_device
+
+    data = _read_yaml(config) if config else {}
+    data = merge(data, parse_overrides(list(set_ or [])))
+    if dose is not None:
+        data["dose"] = dose
+    spec = DatasetSpec.from_dict(data)
+    torch_device = resolve_device(device)
+    if from_ is None:
+        path = write_phantom_dataset(out, spec, overwrite=overwrite, device=torch_device)
+    else:
+        path = write_dataset_from_series(from_, out, spec.dose, spec.simulation_config(), seed=spec.seed,
+                                         overwrite=overwrite, device=torch_device, batch_size=spec.batch_size)
+    typer.echo(f"wrote paired dataset {path} (see {path / 'manifest.json'})")
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    from vagan.errors import ConfigError
+
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data
+
+
+@app.command()
 def train(
     config: str = typer.Option(..., "--config", "-c", help="Preset name (vagan, g_psnr, ...) or a YAML config file."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder: checkpoints, logs and the config are written here."),
