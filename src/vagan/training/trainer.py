@@ -111,8 +111,10 @@ class _Stage:
         self.data, self.device, self.world, self.log = data, device, world, training_log
         self.dir = stage_dir(run_dir, stage.name)
         self.autocast = _autocast_factory(device, cfg.train.amp)
-        gen_module = build_generator(cfg.model).to(device)
-        disc_module = build_discriminator(cfg.model).to(device) if stage.adversarial != "none" else None
+        with torch.random.fork_rng(devices=[]):  # same initial weights on every rank and every run
+            torch.manual_seed(cfg.train.seed + index)
+            gen_module = build_generator(cfg.model).to(device)
+            disc_module = build_discriminator(cfg.model).to(device) if stage.adversarial != "none" else None
         self.modules = {"generator": gen_module} | ({"discriminator": disc_module} if disc_module is not None else {})
         self.opt_g = torch.optim.Adam(gen_module.parameters(), lr=stage.lr, betas=stage.betas)
         self.opt_d = (torch.optim.Adam(disc_module.parameters(), lr=stage.d_lr or stage.lr, betas=stage.betas)
