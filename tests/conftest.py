@@ -17,3 +17,13 @@ def rng() -> torch.Generator:
 def np_rng() -> np.random.Generator:
     """A seeded NumPy generator."""
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def _single_thread():
+    """Tests use tiny tensors: intra-op threads only add OpenMP spinning (about 50x slower on a
+    busy 2-core machine), so every test runs single-threaded and restores the setting after."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,46 @@
+"""A convolutional LSTM cell (Shi et al. 2015), the recurrent unit of the attentive block."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+LSTMState = tuple[torch.Tensor, torch.Tensor]
+"""``(h, c)``: hidden state and cell state, each ``(B, hidden_channels, H, W)``."""
+
+
+class ConvLSTMCell(nn.Module):
+    """One step of a ConvLSTM.
+
+    The four gates come from one convolution of ``concat(input, h)`` (equivalent to four separate
+    ``kernel_size`` convolutions)::
+
+        i, f, o = sigmoid(.), sigmoid(.), sigmoid(.);  g = tanh(.)
+        c' = f * c + i * g
+        h' = o * tanh(c')
+
+    ``h`` and ``c`` start at zero when no state is given. Spatial size is kept (``padding = k // 2``).
+    """
+
+    def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        if kernel_size % 2 != 1:
+            raise ValueError(f"kernel_size must be odd to keep the spatial size, got {kernel_size}")
+        self.in_channels = in_channels
+        self.hidden_channels = hidden_channels
+        self.gates = nn.Conv2d(in_channels + hidden_channels, 4 * hidden_channels, kernel_size,
+                               padding=kernel_size // 2)
+
+    def initial_state(self, x: torch.Tensor) -> LSTMState:
+        """Zero ``(h, c)`` matching the batch, size, dtype and device of ``x``."""
+        b, _, h, w = x.shape
+        zeros = x.new_zeros(b, self.hidden_channels, h, w)
+        return zeros, zeros.clone()
+
+    def forward(self, x: torch.Tensor, state: LSTMState | None = None) -> LSTMState:
+        """Advance one step: ``x`` is ``(B, in_channels, H, W)``; returns the new ``(h, c)``."""
+        h, c = self.initial_state(x) if state is None else state
+        i, f, o, g = self.gates(torch.cat([x, h], dim=1)).chunk(4, dim=1)
+        c_next = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        h_next = torch.sigmoid(o) * torch.tanh(c_next)
+        return h_next, c_next
