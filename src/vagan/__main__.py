@@ -1,2 +1,3 @@
 from vagan.cli import main
+
 main()

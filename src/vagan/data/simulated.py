@@ -89,7 +89,11 @@ def write_phantom_dataset(out: Path, spec: DatasetSpec, *, overwrite: bool = Fal
     """Phantom patients scanned at full dose (NDCT) and at ``spec.dose`` (LDCT), written atomically."""
     from tqdm.auto import tqdm
 
-    from vagan.physics.phantom import FIELD_OF_VIEW_MM, PhantomPatient, make_phantom_volume
+    from vagan.physics.phantom import (
+        FIELD_OF_VIEW_MM,
+        PhantomPatient,
+        make_phantom_volume,
+    )
 
     device = torch.device(device)
     spacing = spec.pixel_spacing_mm or FIELD_OF_VIEW_MM / spec.size

@@ -24,7 +24,15 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from vagan.errors import InputDataError
-from vagan.evaluation.metrics import FIELD, WINDOW, as_batch, as_image, psnr_hu, rmse, ssim_hu
+from vagan.evaluation.metrics import (
+    FIELD,
+    WINDOW,
+    as_batch,
+    as_image,
+    psnr_hu,
+    rmse,
+    ssim_hu,
+)
 from vagan.io.atomic import atomic_file
 from vagan.io.windowing import DISPLAY_RANGE, NETWORK_RANGE, HURange
 

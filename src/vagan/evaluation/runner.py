@@ -37,6 +37,7 @@ import torch
 
 from vagan.config_schema import build_dataclass, merge, parse_overrides
 from vagan.data.patches import SlicePair
+from vagan.devices import resolve_device
 from vagan.errors import ConfigError, InputDataError, VaganError
 from vagan.evaluation.evaluation_figures import figure_indices, write_figures
 from vagan.evaluation.fid import FIDResult, fid_from_features
@@ -305,19 +306,6 @@ class EvaluationResult:
     timing_ms: dict[str, MetricSummary]
     table: ReportTable
     notes: tuple[str, ...] = ()
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` | ``cpu`` | ``cuda[:i]`` -> a usable device, or a :class:`ConfigError`."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device: {name!r} is not a torch device (use auto, cpu, cuda, cuda:1)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device is {name!r} but CUDA is not available on this machine; use cpu or auto")
-    return device
 
 
 def _run_dir_of(spec_path: Path, checkpoint: Path) -> Path | None:

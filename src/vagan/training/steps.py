@@ -17,9 +17,9 @@ from torch import nn
 from vagan.losses.adversarial import (
     discriminator_loss,
     generator_adversarial_loss,
+    gradient_penalty,
     wgan_critic_loss,
     wgan_generator_loss,
-    gradient_penalty,
 )
 from vagan.losses.attention import attentive_block_loss, discriminator_attention_loss
 from vagan.losses.generator import generator_total_loss

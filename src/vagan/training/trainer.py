@@ -22,14 +22,31 @@ from torch.utils.data import DataLoader, Dataset
 
 from vagan.data.paired import load_split
 from vagan.data.patches import PatchPairDataset, SlicePair, SlicePairDataset
+from vagan.devices import resolve_device
 from vagan.errors import ConfigError, VaganError
 from vagan.io.windowing import HURange
 from vagan.training import distributed
-from vagan.training.build import build_discriminator, build_feature_net, build_generator, needs_feature_net
-from vagan.training.checkpoint import Checkpoint, load_checkpoint, load_module_state, save_checkpoint
+from vagan.training.build import (
+    build_discriminator,
+    build_feature_net,
+    build_generator,
+    needs_feature_net,
+)
+from vagan.training.checkpoint import (
+    Checkpoint,
+    load_checkpoint,
+    load_module_state,
+    save_checkpoint,
+)
 from vagan.training.config import ExperimentConfig, StageConfig
 from vagan.training.logs import TrainingLog
-from vagan.training.steps import Networks, NonFiniteLossError, gan_step, psnr_step, wgan_step
+from vagan.training.steps import (
+    Networks,
+    NonFiniteLossError,
+    gan_step,
+    psnr_step,
+    wgan_step,
+)
 from vagan.training.validation import validate
 
 log = logging.getLogger(__name__)
@@ -58,18 +75,6 @@ class Progress:
 
 def stage_dir(run_dir: Path, stage: str) -> Path:
     return Path(run_dir) / "checkpoints" / stage
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"train.device: {name!r} is not a torch device (use auto, cpu, cuda, cuda:1)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {name!r} but CUDA is not available on this machine; use cpu or auto")
-    return device
 
 
 def load_data(cfg: ExperimentConfig) -> TrainData:

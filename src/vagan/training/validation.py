@@ -7,7 +7,10 @@ from collections.abc import Callable
 
 import torch
 from torch.utils.data import Dataset
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
+from torchmetrics.functional.image import (
+    peak_signal_noise_ratio,
+    structural_similarity_index_measure,
+)
 
 
 @torch.no_grad()
