@@ -178,6 +178,21 @@ def evaluate(
     typer.echo(f"report: {result.report.markdown} and {result.report.html}")
 
 
+@app.command()
+def demo(
+    out: Path = typer.Argument(Path("demo-output"), metavar="[OUT]", help="Output folder (default: demo-output)."),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Demo YAML (default: the shipped demo.yaml)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
+    set_: Optional[list[str]] = Overrides,
+) -> None:
+    """Simulate phantom data, train g_psnr/ga_psnr/vagan briefly, run BM3D, evaluate and write the report."""
+    from vagan.demo import load_demo_config, run_demo
+
+    report = run_demo(out, load_demo_config(config, list(set_ or [])), overwrite=overwrite, device=device)
+    typer.echo(f"demo report: {report} (and {report.with_suffix('.html')})")
+
+
 def main() -> None:
     """Console entry point."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")

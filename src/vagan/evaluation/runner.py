@@ -49,6 +49,7 @@ from vagan.evaluation.metrics import (
     summarize,
 )
 from vagan.evaluation.report import (
+    ReportFigure,
     ReportPaths,
     ReportSection,
     ReportTable,
@@ -748,8 +749,12 @@ def _check_not_above(out_dir: Path, inputs: Sequence[Path]) -> None:
             raise VaganError(f"output folder {out_dir} is or contains the input {src}; choose another output folder")
 
 
-def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, progress: bool = True) -> EvaluationResult:
+def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, progress: bool = True,
+             extra_sections: Sequence[ReportSection] = (), extra_tables: Sequence[ReportTable] = (),
+             extra_figures: Sequence[ReportFigure] = ()) -> EvaluationResult:
     """Run the evaluation of ``cfg`` and write its report folder ``out_dir`` atomically.
+
+    ``extra_*`` are added to the report after the evaluation's own (e.g. the demo's simulation check).
 
     Raises :class:`~vagan.errors.OutputExistsError` for an existing ``out_dir`` without
     ``overwrite`` (before any work), :class:`~vagan.errors.CheckpointError` for a model folder
@@ -790,7 +795,8 @@ def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, prog
                                 cfg.zoom)
         fid_name = next((r.feature_net for r in collected.fid.values()), None)
         sections = _sections(cfg, methods, test, collected, fid_name, device, notes)
-        paths = write_report(folder, cfg.title, sections, [table, *_extra_tables(collected)], figures, metadata)
+        paths = write_report(folder, cfg.title, [*sections, *extra_sections],
+                             [table, *_extra_tables(collected), *extra_tables], [*figures, *extra_figures], metadata)
 
         def rel(path: Path) -> Path:  # where a file will be once the folder is renamed
             return out_dir / Path(path).relative_to(folder)
