@@ -156,3 +156,13 @@ def test_filter_is_a_ramp(window: str) -> None:
     assert response[0].abs() < 0.05 * response[middle].max()  # next to nothing at DC
     if window in ("hann", "cosine"):
         assert response[-1].abs() < 1e-6
+
+
+@pytest.mark.parametrize("kind", ["fan", "parallel"])
+def test_zero_padding_does_not_change_projections(kind: str, rng: torch.Generator) -> None:
+    """A non-square image and the same image centred in a larger square of air project alike."""
+    small = torch.rand(1, 1, 37, 51, generator=rng, dtype=torch.float64)
+    padded = torch.nn.functional.pad(small, (0, 0, 7, 7))  # 51 x 51, same centre
+    a = CTProjector(GEOMETRIES[kind], (37, 51), 6.0)(small)
+    b = CTProjector(GEOMETRIES[kind], (51, 51), 6.0)(padded)
+    assert torch.allclose(a, b, atol=1e-9)
