@@ -21,15 +21,15 @@ geometry) nothing is measured: those pixels are projected as air and returned as
 HU below -1000 (e.g. padding) are projected as air (attenuation is clipped at 0); in ``noise_only``
 mode they keep their value plus noise.
 
-**Calibration of the default I0.** ``DEFAULT_I0 = 1.75e5`` photons per ray (electronic noise
-10 counts^2, Hann-windowed FBP, default Siemens-like geometry) was set with
-``benchmarks/bench_simulator.py``: a 320 mm water cylinder (an abdomen-sized water phantom) on a
-512^2 grid of 0.7 mm pixels, simulated from the noise-free truth at dose 1 and at dose 0.25. The
-quarter-minus-full difference has an RMSE of 50.0 HU over the body (10 mm inside its edge), about
-the 50 HU of the Mayo 1 mm pairs; the full- and quarter-dose noise are 21.6 and 45.0 HU and the mean
-errors +0.1 and +0.6 HU. If the quarter dose is instead inserted into that full-dose image
-(``source="ndct"``, the way the Mayo quarter-dose data were made), the difference holds only the
-inserted noise and its RMSE is 39 HU (``sqrt(3)`` x the full-dose noise rather than ``sqrt(5)``).
+**Calibration of the defaults.** ``DEFAULT_I0 = 2.0e5`` photons per ray with a cosine-windowed
+FBP (electronic noise 10 counts^2, default Siemens-like geometry). Target: the Mayo 1 mm pairs, whose
+quarter-minus-full difference has an RMSE of about 50 HU; those pairs were made by inserting the
+extra quarter-dose noise into the full-dose projections, i.e. ``source="ndct"`` applied to a
+full-dose scan. On a 320 mm water cylinder (512^2 pixels of 0.7 mm, body = 10 mm inside its edge),
+full dose simulated from the noise-free truth and quarter dose inserted into it give the figures of
+``benchmarks/results/simulator.md`` (``python benchmarks/bench_simulator.py``): with the Hann window
+and I0 = 1.75e5 the inserted difference was only 39 HU (NDCT noise 21.6 HU); the cosine window at
+I0 = 2.0e5 brings it to about 50 HU while I0 stays in the 1.5-2.25e5 range of a full-dose abdomen.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ from vagan.physics.projector import CTProjector
 
 __all__ = ["AIR_HU", "DEFAULT_I0", "LowDoseSimulator", "SimulationConfig", "simulate_low_dose"]
 
-DEFAULT_I0 = 1.75e5  # full-dose photons per ray; see the module docstring for the calibration
+DEFAULT_I0 = 2.0e5  # full-dose photons per ray; see the module docstring for the calibration
 AIR_HU = -1000.0
 
 Source = Literal["truth", "ndct"]
@@ -84,7 +84,7 @@ class SimulationConfig:
     electronic_noise_var: float = DEFAULT_ELECTRONIC_NOISE_VAR
     count_floor: float = DEFAULT_COUNT_FLOOR
     mu_water_per_mm: float = MU_WATER_PER_MM
-    filter_window: str = "hann"
+    filter_window: str = "cosine"
     noise: bool = True
     reconstruction: Literal["noise_only", "full"] = "noise_only"
 
