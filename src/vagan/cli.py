@@ -7,15 +7,28 @@ stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 from vagan.errors import VaganError
 
+
+class _Commands(TyperGroup):
+    """Runs a command; a :class:`VaganError` becomes one ``error:`` line and its exit code."""
+
+    def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+        try:
+            return super().invoke(ctx)
+        except VaganError as err:
+            typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=err.exit_code) from None
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="vagan",
     help="Visual Attention GAN for low-dose CT: simulate, train, denoise, evaluate, report.",
     no_args_is_help=True,
@@ -196,11 +209,4 @@ def demo(
 def main() -> None:
     """Console entry point."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
-        app()
-    except VaganError as err:
-        typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
-        sys.exit(err.exit_code)
-    except KeyboardInterrupt:
-        typer.secho("interrupted", err=True)
-        sys.exit(130)
+    app()

@@ -52,7 +52,7 @@ def _save(fig: Figure, path: Path, overwrite: bool) -> Path:
         raise ValueError(f"figure path must end in .png, got {path}")
     with atomic_file(path, overwrite=overwrite) as tmp:
         fig.savefig(tmp, format="png", dpi=fig.dpi)
-    log.info("wrote %s", path)
+    log.debug("wrote %s", path)
     return path
 
 

@@ -258,5 +258,5 @@ def write_report(
         tmp.write_text(render_markdown(title, sections, tables, placed, meta), encoding="utf-8")
     with atomic_file(html_path, overwrite=overwrite) as tmp:
         tmp.write_text(render_html(title, sections, tables, placed, meta), encoding="utf-8")
-    log.info("wrote %s and %s", md_path, html_path)
+    log.debug("wrote %s and %s", md_path, html_path)
     return ReportPaths(md_path, html_path, tuple(out_dir / rel for _, rel in placed))

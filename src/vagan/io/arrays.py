@@ -59,5 +59,5 @@ def write_npy(path: Path, hu: np.ndarray | CTVolume, *, overwrite: bool = False)
     CTVolume(hu=array if array.ndim == 3 else array[None], source=path).validate()
     with atomic_file(path, overwrite=overwrite) as tmp, tmp.open("wb") as fh:
         np.save(fh, array, allow_pickle=False)
-    log.info("%s: wrote %s float32 HU", path, array.shape)
+    log.debug("%s: wrote %s float32 HU", path, array.shape)
     return path

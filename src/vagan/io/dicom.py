@@ -319,7 +319,7 @@ def read_dicom_series(folder: Path, skip_localizers: bool = True) -> CTVolume:
         source=folder,
     )
     _warn_uneven_spacing(volume)
-    log.info("%s: %d CT slices of %dx%d", folder, *hu.shape)
+    log.debug("%s: %d CT slices of %dx%d", folder, *hu.shape)
     return volume.validate()
 
 
@@ -552,7 +552,7 @@ def write_dicom_series(
     if n_clipped:
         lo, hi = (INT16.min * STORE_SLOPE + STORE_INTERCEPT, INT16.max * STORE_SLOPE + STORE_INTERCEPT)
         log.warning("%s: %d HU values outside [%g, %g] were clipped", folder, n_clipped, lo, hi)
-    log.info("%s: wrote %d CT slices (series %s)", folder, volume.hu.shape[0], series_uid)
+    log.debug("%s: wrote %d CT slices (series %s)", folder, volume.hu.shape[0], series_uid)
     return folder
 
 

@@ -80,5 +80,5 @@ def write_nifti(path: Path, volume: CTVolume, *, overwrite: bool = False) -> Pat
         payload = gzip.compress(payload, compresslevel=6)
     with atomic_file(path, overwrite=overwrite) as tmp:
         tmp.write_bytes(payload)
-    log.info("%s: wrote NIfTI %s", path, volume.hu.shape)
+    log.debug("%s: wrote NIfTI %s", path, volume.hu.shape)
     return path

@@ -1,0 +1,129 @@
+"""DICOM in -> DICOM out with a trained model, on a real scanner slice and a simulated series."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from vagan.cli import app
+from vagan.inference.denoise import NetworkDenoiser
+from vagan.inference.files import denoise_path
+from vagan.inference.model_loading import load_trained_model
+from vagan.io.dicom import read_dicom_series, write_dicom_series
+from vagan.training.trainer import train
+
+from support import tiny_config, tiny_data
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("run") / "ga_psnr"
+    train(tiny_config("ga_psnr", "stages.*.max_steps=2"), run, data=tiny_data())
+    return run
+
+
+@pytest.fixture
+def ct_small(tmp_path):
+    folder = tmp_path / "ct_small"
+    folder.mkdir()
+    shutil.copy(pydicom.data.get_testdata_file("CT_small.dcm"), folder / "CT_small.dcm")
+    return folder
+
+
+def test_denoise_real_slice_writes_a_derived_series(trained_run, ct_small, tmp_path):
+    before = {p.name: p.read_bytes() for p in ct_small.iterdir()}
+    out = tmp_path / "denoised"
+    result = runner.invoke(app, ["denoise", "--model", str(trained_run), str(ct_small), str(out),
+                                 "--attention-out", str(tmp_path / "attention"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    source = pydicom.dcmread(next(ct_small.iterdir()))
+    files = sorted(out.iterdir())
+    assert len(files) == 1
+    ds = pydicom.dcmread(files[0])
+    assert ds.SeriesInstanceUID != source.SeriesInstanceUID and ds.SOPInstanceUID != source.SOPInstanceUID
+    assert ds.StudyInstanceUID == source.StudyInstanceUID and ds.PatientID == source.PatientID
+    assert list(ds.ImagePositionPatient) == list(source.ImagePositionPatient)
+    assert list(ds.PixelSpacing) == list(source.PixelSpacing)
+    assert ds.ImageType[0] == "DERIVED" and "ga_psnr" in ds.SeriesDescription
+    # the written HU are the model's output for the input HU
+    model = load_trained_model(trained_run)
+    expected = NetworkDenoiser(model)(read_dicom_series(ct_small).hu).hu
+    assert np.abs(read_dicom_series(out).hu - expected).max() <= 1.0
+    maps = np.load(tmp_path / "attention" / "attention.npy")
+    assert maps.shape == (1, 128, 128) and 0.0 <= maps.min() and maps.max() <= 1.0
+    assert {p.name: p.read_bytes() for p in ct_small.iterdir()} == before  # input untouched
+
+
+def test_existing_output_is_refused_and_kept(trained_run, ct_small, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    result = runner.invoke(app, ["denoise", "--model", str(trained_run), str(ct_small), str(out)])
+    assert result.exit_code == 2
+    assert (out / "keep.txt").read_text() == "precious"
+
+
+def test_multislice_series_other_size_and_dcmdump(trained_run, tmp_path):
+    rng = np.random.default_rng(0)
+    hu = np.full((3, 40, 56), -1000.0, np.float32)
+    hu[:, 5:-5, 5:-5] = 40.0 + rng.normal(0, 30, (3, 30, 46))
+    series = write_dicom_series(hu, tmp_path / "series", series_description="LDCT", patient_id="P1",
+                                pixel_spacing_mm=(0.8, 0.8), slice_thickness_mm=2.0)
+    out = denoise_path(NetworkDenoiser(load_trained_model(trained_run), batch_size=2), series, tmp_path / "den",
+                       progress=False)
+    volume = read_dicom_series(out.output)
+    assert volume.hu.shape == hu.shape
+    assert np.allclose(volume.slice_positions_mm, read_dicom_series(series).slice_positions_mm)
+    if shutil.which("dcmdump"):
+        for path in sorted(out.output.iterdir()):
+            proc = subprocess.run(["dcmdump", "+E", str(path)], capture_output=True, text=True)
+            assert proc.returncode == 0 and "E:" not in proc.stderr, proc.stderr
+
+
+def test_nifti_and_npy_round_trip_kinds(trained_run, tmp_path):
+    hu = np.random.default_rng(1).normal(0, 20, (2, 32, 32)).astype(np.float32)
+    np.save(tmp_path / "in.npy", hu)
+    denoiser = NetworkDenoiser(load_trained_model(trained_run))
+    report = denoise_path(denoiser, tmp_path / "in.npy", tmp_path / "out.npy", progress=False)
+    assert np.load(report.output).shape == hu.shape
+    result = runner.invoke(app, ["denoise", "--model", str(trained_run), str(tmp_path / "in.npy"),
+                                 str(tmp_path / "out.nii.gz")])
+    assert result.exit_code == 2 and "same kind" in result.output
+
+
+def test_checkpoint_that_does_not_fit_and_not_a_checkpoint(trained_run, ct_small, tmp_path):
+    import json
+
+    ckpt = trained_run / "checkpoints" / "psnr" / "final"
+    bad = tmp_path / "bad"
+    shutil.copytree(ckpt, bad)
+    meta = json.loads((bad / "meta.json").read_text())
+    meta["config"]["model"]["generator_features"] = 16
+    (bad / "meta.json").write_text(json.dumps(meta))
+    result = runner.invoke(app, ["denoise", "--model", str(bad), str(ct_small), str(tmp_path / "o1")])
+    assert result.exit_code == 2 and "do not fit" in result.output
+    result = runner.invoke(app, ["denoise", "--model", str(tmp_path), str(ct_small), str(tmp_path / "o2")])
+    assert result.exit_code == 2 and "neither a vagan checkpoint" in result.output
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_non_ct_input_is_a_clear_error(trained_run, ct_small, tmp_path):
+    path = next(ct_small.iterdir())
+    ds = pydicom.dcmread(path)
+    ds.Modality = "MR"
+    ds.save_as(path)
+    result = runner.invoke(app, ["denoise", "--model", str(trained_run), str(ct_small), str(tmp_path / "o")])
+    assert result.exit_code == 2 and "MR" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_denoiser_output_is_clamped_hu(trained_run):
+    denoiser = NetworkDenoiser(load_trained_model(trained_run))
+    out = denoiser(np.full((1, 24, 24), 5000.0, np.float32)).hu
+    assert out.max() <= 3072.0 + 1e-3 and torch.isfinite(torch.from_numpy(out)).all()
