@@ -30,7 +30,7 @@ class DemoConfig:
     dataset: dict[str, Any] = field(default_factory=dict)
     split: dict[str, Any] = field(default_factory=dict)
     presets: tuple[str, ...] = ("g_psnr", "ga_psnr", "vagan")
-    steps: dict[str, int] = field(default_factory=lambda: {"psnr": 150, "gan": 50})
+    steps: dict[str, int] = field(default_factory=lambda: {"psnr": 200, "gan": 50})  # "stage" or "preset.stage"
     train_overrides: tuple[str, ...] = ()
     evaluation: dict[str, Any] = field(default_factory=dict)
 
@@ -124,7 +124,8 @@ def run_demo(out: Path, config: DemoConfig, overwrite: bool = False, device: str
         overrides = [*config.train_overrides, perceptual, f"data.root={data_root}", f"data.split={config.split}",
                      f"train.device={torch_device}"]
         cfg = load_config(preset, overrides)
-        steps = [f"stages.{j}.max_steps={config.steps.get(s.name, 100)}" for j, s in enumerate(cfg.stages)]
+        steps = [f"stages.{j}.max_steps={config.steps.get(f'{preset}.{s.name}', config.steps.get(s.name, 100))}"
+                 for j, s in enumerate(cfg.stages)]
         cfg = load_config(preset, overrides + steps)
         log.info("2/4 training %s (%d/%d): %s", preset, i, len(config.presets),
                  ", ".join(f"{s.name} {s.max_steps} steps" for s in cfg.stages))

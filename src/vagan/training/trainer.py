@@ -277,8 +277,8 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
     for name in wanted:
         cfg.stage(name)
     try:
+        data = data or load_data(cfg)  # bad data fails before anything is written
         _prepare_run_dir(run_dir, cfg, resume, overwrite, world)
-        data = data or load_data(cfg)
         training_log = TrainingLog(run_dir / "logs") if world.is_main else None
         final: Path | None = None
         try:

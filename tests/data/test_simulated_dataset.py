@@ -1,0 +1,87 @@
+"""`vagan simulate` writes a paired dataset that loads into the patch dataset."""
+
+import json
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+from typer.testing import CliRunner
+
+from vagan.cli import app
+from vagan.data.paired import load_split
+from vagan.data.patches import PatchPairDataset
+from vagan.io.dicom import read_dicom_series
+from vagan.io.mayo import list_mayo_patients, load_mayo_pair
+
+runner = CliRunner()
+FAST = ["--set", "simulation.n_views=360", "--set", "simulation.n_detectors=368",
+        "--set", "simulation.detector_spacing_mm=2.5716"]
+
+
+@pytest.fixture(scope="module")
+def phantom_dataset(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sim") / "phantom"
+    result = runner.invoke(app, ["simulate", str(out), "--device", "cpu", "--set", "patients=2",
+                                 "--set", "slices_per_patient=2", "--set", "size=128", "--set", "write_truth=true",
+                                 *FAST])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_layout_manifest_and_pairs(phantom_dataset):
+    manifest = json.loads((phantom_dataset / "manifest.json").read_text())
+    assert [p["id"] for p in manifest["patients"]] == ["PH001", "PH002"]
+    assert list_mayo_patients(phantom_dataset) == ["PH001", "PH002"]
+    pair = load_mayo_pair(phantom_dataset, "PH001")
+    assert pair.ldct.hu.shape == pair.ndct.hu.shape == (2, 128, 128)
+    full = pydicom.dcmread(next((phantom_dataset / "PH001" / "full_1mm").iterdir()))
+    quarter = pydicom.dcmread(next((phantom_dataset / "PH001" / "quarter_1mm").iterdir()))
+    assert full.StudyInstanceUID == quarter.StudyInstanceUID
+    assert full.SeriesInstanceUID != quarter.SeriesInstanceUID
+    assert "25% dose" in quarter.SeriesDescription
+
+
+def test_quarter_dose_noise_is_about_twice_full_dose(phantom_dataset):
+    truth = read_dicom_series(phantom_dataset / "PH001" / "truth_1mm").hu
+    pair = load_mayo_pair(phantom_dataset, "PH001")
+    body = truth > -500
+    nd = (pair.ndct.hu - truth)[body]
+    ld = (pair.ldct.hu - truth)[body]
+    assert 1.7 < ld.std() / nd.std() < 2.3  # 1/sqrt(0.25) = 2, plus a little electronic noise
+    assert abs(ld.mean()) < 5.0 and abs(nd.mean()) < 5.0
+
+
+def test_dataset_loads_into_patches(phantom_dataset):
+    pairs = load_split(phantom_dataset, {"train": ["PH001"], "val": ["PH002"], "test": []}, 0, "train")
+    patches = PatchPairDataset(pairs, patch_size=64, patches_per_slice=3, seed=0)
+    item = patches[0]
+    assert len(patches) == 6 and item["ldct"].shape == (1, 64, 64)
+    assert not np.array_equal(item["ldct"].numpy(), item["ndct"].numpy())
+
+
+def test_simulate_from_a_real_series(tmp_path):
+    series = tmp_path / "ndct"
+    series.mkdir()
+    shutil.copy(pydicom.data.get_testdata_file("CT_small.dcm"), series / "CT_small.dcm")
+    out = tmp_path / "pairs"
+    result = runner.invoke(app, ["simulate", str(out), "--from", str(series), "--dose", "0.5", *FAST])
+    assert result.exit_code == 0, result.output
+    (patient,) = [p for p in out.iterdir() if p.is_dir()]
+    source = read_dicom_series(series)
+    full = read_dicom_series(next(patient.glob("full_*")))
+    quarter = read_dicom_series(next(patient.glob("quarter_*")))
+    assert np.abs(full.hu - source.hu).max() <= 1.0  # the NDCT is the input, unchanged
+    assert 1.0 < np.std(quarter.hu - full.hu) < 200.0  # noise was inserted
+
+
+def test_existing_output_and_bad_settings(phantom_dataset, tmp_path):
+    before = sorted(p.name for p in phantom_dataset.iterdir())
+    result = runner.invoke(app, ["simulate", str(phantom_dataset)])
+    assert result.exit_code == 2 and "--overwrite" in result.output
+    assert sorted(p.name for p in phantom_dataset.iterdir()) == before
+    result = runner.invoke(app, ["simulate", str(tmp_path / "x"), "--dose", "1.5"])
+    assert result.exit_code == 2 and "dose" in result.output
+    result = runner.invoke(app, ["simulate", str(tmp_path / "x"), "--set", "simulation.i00=1"])
+    assert result.exit_code == 2 and "did you mean 'i0'" in result.output
+    assert not (tmp_path / "x").exists()
