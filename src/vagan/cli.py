@@ -37,14 +37,18 @@ app = typer.Typer(
 )
 
 
-@app.callback()
-def _root(version: bool = typer.Option(False, "--version", help="Print the vagan version and exit.")) -> None:
-    """Visual Attention GAN for low-dose CT: simulate, train, denoise, evaluate, report."""
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from vagan import __version__
 
         typer.echo(__version__)
         raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the vagan version and exit.")) -> None:
+    """Visual Attention GAN for low-dose CT: simulate, train, denoise, evaluate, report."""
 
 
 Overrides = typer.Option(None, "--set", help="Override a config value, e.g. --set stages.*.max_steps=50 (repeatable).")
