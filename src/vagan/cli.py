@@ -153,7 +153,11 @@ def denoise(
 
 def _denoiser(model: str, batch_size: int, device: str, amp: bool, bm3d_sigma: float | None):
     if model.lower() == "bm3d":
+        from vagan.errors import ConfigError
         from vagan.inference.bm3d_denoiser import BM3DDenoiser
+
+        if bm3d_sigma is not None and bm3d_sigma <= 0:
+            raise ConfigError(f"--bm3d-sigma must be > 0 HU, got {bm3d_sigma}")
 
         return BM3DDenoiser(sigma_hu=bm3d_sigma)
     from vagan.devices import resolve_device
@@ -180,7 +184,8 @@ def evaluate(
     set_: Optional[list[str]] = Overrides,
 ) -> None:
     """Table II (PSNR, SSIM, RMSE, FID, ms/slice) for every method on a test set, with figures and a report."""
-    from vagan.evaluation.runner import EvaluationConfig, evaluate as run_evaluation
+    from vagan.evaluation.runner import EvaluationConfig
+    from vagan.evaluation.runner import evaluate as run_evaluation
 
     raw = _read_yaml(config) if config else {}
     if methods:

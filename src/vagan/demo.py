@@ -107,6 +107,8 @@ def run_demo(out: Path, config: DemoConfig, overwrite: bool = False, device: str
     if out.exists() and any(out.iterdir()):
         if not overwrite:
             raise OutputExistsError(f"demo folder {out} exists; pass --overwrite to replace it")
+        if not (out / "data" / "manifest.json").is_file():
+            raise VaganError(f"--overwrite would delete {out}, which is not a vagan demo folder; choose another folder")
         shutil.rmtree(out)
     torch_device = resolve_device(device)
     spec = DatasetSpec.from_dict(config.dataset)

@@ -123,7 +123,14 @@ def test_non_ct_input_is_a_clear_error(trained_run, ct_small, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_denoiser_output_is_clamped_hu(trained_run):
+def test_pixels_outside_the_network_range_pass_through(trained_run):
     denoiser = NetworkDenoiser(load_trained_model(trained_run))
-    out = denoiser(np.full((1, 24, 24), 5000.0, np.float32)).hu
-    assert out.max() <= 3072.0 + 1e-3 and torch.isfinite(torch.from_numpy(out)).all()
+    hu = np.full((1, 24, 24), 40.0, np.float32)
+    hu[0, :4] = -3024.0  # scanner padding
+    hu[0, 10, 10] = 5000.0  # metal
+    out = denoiser(hu).hu
+    assert (out[0, :4] == -3024.0).all() and out[0, 10, 10] == 5000.0
+    inside = np.ones_like(hu, bool)
+    inside[0, :4] = False
+    inside[0, 10, 10] = False
+    assert out[inside].min() >= -1024.0 and out[inside].max() <= 3072.0

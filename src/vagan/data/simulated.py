@@ -158,6 +158,13 @@ def _series_folders(source: Path) -> list[Path]:
     return folders
 
 
+def _safe_id(text: str) -> str:
+    """A patient ID usable as one folder name."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "patient"
+
+
 def write_dataset_from_series(source: Path, out: Path, dose: float, config: SimulationConfig, *, seed: int = 0,
                               overwrite: bool = False, device: str | torch.device = "cpu", batch_size: int = 4,
                               progress: bool = True) -> Path:
@@ -173,8 +180,8 @@ def write_dataset_from_series(source: Path, out: Path, dose: float, config: Simu
     noise = torch.Generator(device=device).manual_seed(seed)
     manifest: dict[str, Any] = {"kind": "vagan-paired-dataset", "source": str(source), "dose": dose, "seed": seed,
                                 "vagan_version": __version__, "simulation": config.to_dict(), "patients": []}
-    used: set[str] = set()
-    with atomic_dir(Path(out), overwrite=overwrite) as tmp:
+    used: dict[str, Path] = {}
+    with atomic_dir(Path(out), overwrite=overwrite, inputs=(Path(source),)) as tmp:
         for folder in tqdm(folders, desc="series", disable=not progress):
             volume = read_dicom_series(folder).validate()
             rows, cols = volume.pixel_spacing_mm
@@ -182,10 +189,11 @@ def write_dataset_from_series(source: Path, out: Path, dose: float, config: Simu
                 raise InputDataError(f"{folder}: the simulator needs square pixels, got spacing {rows} x {cols} mm")
             simulator = LowDoseSimulator(config, volume.hu.shape[1:], float(rows), device=device)
             ldct = _simulate_volume(simulator, volume.hu, dose, "ndct", noise, batch_size, device)
-            pid = str(volume.headers[0].get("PatientID", "") if volume.headers else "") or folder.name
-            while pid in used:
-                pid += "_"
-            used.add(pid)
+            pid = _safe_id(str(volume.headers[0].get("PatientID", "") if volume.headers else "") or folder.name)
+            if pid in used:  # two series of one patient would land on both sides of a patient split
+                raise InputDataError(f"{folder}: patient {pid!r} already came from {used[pid]}; give one normal-dose "
+                                     "series per patient")
+            used[pid] = folder
             label = f"{volume.slice_thickness_mm or volume.slice_spacing_mm:g}mm"
             entry = _write_patient(tmp, pid, label, volume.hu, ldct, dose, template=volume)
             manifest["patients"].append(entry | {"from": str(folder)})

@@ -57,7 +57,7 @@ from vagan.evaluation.report import (
     write_report,
 )
 from vagan.evaluation.table import format_mean_std, table_ii
-from vagan.io.atomic import atomic_dir, check_output
+from vagan.io.atomic import atomic_dir, check_no_overlap, check_output
 
 log = logging.getLogger(__name__)
 
@@ -740,15 +740,6 @@ def _write_metrics_csv(path: Path, collected: _Collected, test: EvaluationData) 
 # --------------------------------------------------------------------------- entry point
 
 
-def _check_not_above(out_dir: Path, inputs: Sequence[Path]) -> None:
-    """Refuse an output folder that is an input or holds one (replacing it would delete the input)."""
-    out = out_dir.expanduser().resolve()
-    for src in inputs:
-        src = Path(src).expanduser().resolve()
-        if out == src or out in src.parents:
-            raise VaganError(f"output folder {out_dir} is or contains the input {src}; choose another output folder")
-
-
 def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, progress: bool = True,
              extra_sections: Sequence[ReportSection] = (), extra_tables: Sequence[ReportTable] = (),
              extra_figures: Sequence[ReportFigure] = ()) -> EvaluationResult:
@@ -766,11 +757,11 @@ def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, prog
     device = resolve_device(cfg.device)
     inputs = [m.path for m in cfg.methods if m.path is not None]
     check_output(out_dir, overwrite)
-    _check_not_above(out_dir, inputs + ([Path(cfg.data_root)] if cfg.data_root else []))
+    check_no_overlap(out_dir, inputs + ([Path(cfg.data_root)] if cfg.data_root else []))
     methods = load_methods(cfg, device)
     models = [m.model for m in methods if m.model is not None]
     test = load_test_set(cfg, models)
-    _check_not_above(out_dir, [test.root])
+    check_no_overlap(out_dir, [test.root])
     if cfg.zoom is not None and any(cfg.zoom[0] + cfg.zoom[2] > h or cfg.zoom[1] + cfg.zoom[3] > w
                                     for h, w in test.shapes):
         raise ConfigError(f"zoom {cfg.zoom} (row, col, height, width) does not fit the test slices {test.shapes}")

@@ -63,7 +63,10 @@ class NetworkDenoiser:
             ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
             with ctx:
                 result = self.model.generator(x)
-            out[start:start + len(chunk)] = hu_range.to_hu(result.image.float().clamp(0, 1))[:, 0].cpu().numpy()
+            denoised = hu_range.to_hu(result.image.float().clamp(0, 1))[:, 0].cpu().numpy()
+            original = hu[start:start + len(chunk)]
+            outside = (original < hu_range.lo) | (original > hu_range.hi)  # padding, metal: outside what G saw
+            out[start:start + len(chunk)] = np.where(outside, original, denoised)
             if attention is not None and result.attention:
                 attention[start:start + len(chunk)] = result.attention[-1].float()[:, 0].cpu().numpy()
         return Denoised(out, attention)

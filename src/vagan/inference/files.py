@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vagan.errors import VaganError
+from vagan.errors import InputDataError, VaganError
 from vagan.inference.denoise import Denoised, Denoiser
 from vagan.io.atomic import atomic_dir, check_output
 from vagan.io.readers import detect_kind, read_volume, write_volume
@@ -70,7 +70,10 @@ def denoise_path(denoiser: Denoiser, input_path: Path, output_path: Path, *, ove
         from tqdm.auto import tqdm
 
         bar = lambda it: tqdm(it, desc=f"denoise {denoiser.name}", unit="batch")  # noqa: E731
-    result: Denoised = denoiser(volume.hu, progress=bar, keep_attention=attention_dir is not None)
+    try:
+        result: Denoised = denoiser(volume.hu, progress=bar, keep_attention=attention_dir is not None)
+    except ValueError as err:  # e.g. slices smaller than a network's receptive field
+        raise InputDataError(f"{input_path}: cannot denoise slices of {volume.hu.shape[1:]} with {denoiser.name}: {err}") from None
     description = f"vagan {denoiser.name} denoised"
     write_volume(output_path, CTVolume(hu=result.hu, pixel_spacing_mm=volume.pixel_spacing_mm,
                                        slice_positions_mm=volume.slice_positions_mm, orientation=volume.orientation,

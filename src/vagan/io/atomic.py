@@ -10,21 +10,25 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from vagan.errors import OutputExistsError, VaganError
 
 
-def check_output(path: Path, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
-    """Refuse an existing output without ``overwrite`` and an output that is one of the inputs."""
-    path = Path(path)
+def check_no_overlap(path: Path, inputs: Sequence[Path]) -> None:
+    """Refuse an output that is an input, lies inside one, or holds one (replacing it would delete it)."""
+    out = Path(path).expanduser().resolve()
     for src in inputs:
-        src = Path(src)
-        if src.exists() and path.exists() and path.resolve() == src.resolve():
-            raise VaganError(f"output {path} is the input; choose another output path")
-        if src.exists() and src.resolve() in path.resolve().parents:
-            raise VaganError(f"output {path} lies inside the input {src}; choose another path")
+        src = Path(src).expanduser().resolve()
+        if out == src or out in src.parents or src in out.parents:
+            raise VaganError(f"output {path} overlaps the input {src}; choose an output outside the inputs")
+
+
+def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> None:
+    """Refuse an existing output without ``overwrite``, and any output that overlaps an input."""
+    path = Path(path)
+    check_no_overlap(path, inputs)
     if path.exists() and not overwrite:
         raise OutputExistsError(f"output {path} exists; pass --overwrite to replace it")
 
@@ -43,10 +47,10 @@ def _replace(tmp: Path, final: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(final: Path, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(final: Path, overwrite: bool = False, inputs: Sequence[Path] = ()) -> Iterator[Path]:
     """Yield a temporary folder next to ``final``; on success it becomes ``final``."""
     final = Path(final)
-    check_output(final, overwrite)
+    check_output(final, overwrite, inputs)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     try:

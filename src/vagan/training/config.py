@@ -65,6 +65,8 @@ class LossWeights:
     pcep: float = 0.0  # L_Pcep, eq. (9)
     d_attention: float = 0.05  # gamma of eq. (10), weight of L_A (eq. 11)
     gradient_penalty: float = 10.0  # WGAN-GP lambda
+    ms_scales: tuple[float, float, float] = (0.25, 0.5, 1.0)  # lambda_i of eq. (8) for scales 1/4, 1/2, 1
+    ab_steps: tuple[float, ...] | None = None  # theta_t of eq. (6); None: 0.5^(T-t) = (0.125, 0.25, 0.5, 1) for T=4
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,9 @@ def _validate(cfg: ExperimentConfig) -> None:
             raise ConfigError(f"{where}.init_from: {stage.init_from!r} is not an earlier stage ({names[:i]})")
         if stage.adversarial != "none" and cfg.model.discriminator == "none":
             raise ConfigError(f"{where}: adversarial stage needs model.discriminator (it is 'none')")
+        if stage.losses.ab_steps is not None and len(stage.losses.ab_steps) != cfg.model.attention_steps:
+            raise ConfigError(f"{where}.losses.ab_steps: {len(stage.losses.ab_steps)} weights for "
+                              f"model.attention_steps = {cfg.model.attention_steps}")
         if stage.losses.ab > 0 and cfg.model.generator != "vagan":
             raise ConfigError(f"{where}.losses.ab: L_AB needs the attentive generator (model.generator: vagan)")
     if cfg.data.patch_size < 16 or cfg.data.patch_size % 4:

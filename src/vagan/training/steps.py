@@ -64,10 +64,9 @@ def _content_terms(out, batch: dict[str, torch.Tensor], stage: StageConfig, nets
         terms["mse"] = torch.mean((out.image - y) ** 2)
     if w.ms:
         outputs = out.multiscale if out.multiscale else (out.image,)
-        weights = (0.25, 0.5, 1.0)[-len(outputs) :]
-        terms["ms"] = multiscale_loss(outputs, y, weights=weights)
+        terms["ms"] = multiscale_loss(outputs, y, weights=w.ms_scales[-len(outputs):])
     if w.ab:
-        terms["ab"] = attentive_block_loss(out.attention, batch["attention"])
+        terms["ab"] = attentive_block_loss(out.attention, batch["attention"], weights=w.ab_steps)
     if w.pcep:
         if nets.feature_net is None:
             raise RuntimeError("perceptual loss weight is set but no feature network was built")

@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from vagan.data.paired import load_split
 from vagan.data.patches import PatchPairDataset, SlicePair, SlicePairDataset
 from vagan.devices import resolve_device
-from vagan.errors import ConfigError, VaganError
+from vagan.errors import CheckpointError, ConfigError, VaganError
 from vagan.io.windowing import HURange
 from vagan.training import distributed
 from vagan.training.build import (
@@ -85,6 +85,9 @@ def load_data(cfg: ExperimentConfig) -> TrainData:
     hu_range = HURange(d.hu_min, d.hu_max)
     root = Path(d.root)
     train_pairs = load_split(root, d.split, d.split_seed, "train", d.thickness, d.max_train_slices)
+    smallest = min(min(p.ldct.shape) for p in train_pairs)
+    if d.patch_size > smallest:
+        raise ConfigError(f"data.patch_size {d.patch_size} is larger than the smallest training slice ({smallest} px)")
     patches = PatchPairDataset(train_pairs, d.patch_size, d.patches_per_slice, seed=cfg.train.seed,
                                augment=d.augment, attention_mode=d.attention_mode, hu_range=hu_range)
     val_pairs: list[SlicePair] = []
@@ -147,12 +150,15 @@ class _Stage:
     def resume_from(self, ckpt: Checkpoint) -> None:
         for name, module in self.modules.items():
             load_module_state(module, ckpt, name)
-        self.opt_g.load_state_dict(ckpt.state["opt_g"])
-        if self.opt_d is not None:
-            self.opt_d.load_state_dict(ckpt.state["opt_d"])
-        self.rng.set_state(ckpt.state["rng"])
-        p = ckpt.meta["progress"]
-        self.progress = Progress(epoch=p["epoch"], batch=p["batch"], step=p["step"])
+        try:
+            self.opt_g.load_state_dict(ckpt.state["opt_g"])
+            if self.opt_d is not None:
+                self.opt_d.load_state_dict(ckpt.state["opt_d"])
+            self.rng.set_state(ckpt.state["rng"])
+            p = ckpt.meta["progress"]
+            self.progress = Progress(epoch=int(p["epoch"]), batch=int(p["batch"]), step=int(p["step"]))
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(f"{ckpt.path}: cannot resume from it, its training state is incomplete ({err})") from None
         log.info("stage %s: resumed at step %d from %s", self.stage.name, self.progress.step, ckpt.path)
 
     def save(self, name: str, metrics: dict[str, float] | None = None) -> Path | None:
@@ -248,19 +254,50 @@ def _most_advanced(folder: Path) -> Checkpoint | None:
     return max(found, key=lambda c: c.meta["progress"]["step"], default=None)
 
 
+RESUME_MAY_CHANGE = ("epochs", "max_steps")  # a resumed run may be lengthened, nothing else
+
+
+def _resume_mismatches(previous: dict, current: dict) -> list[str]:
+    """Config keys whose change would make a resumed run differ from an uninterrupted one."""
+    diffs = []
+    for section in ("model", "data"):
+        for key, value in current[section].items():
+            if previous.get(section, {}).get(key) != value:
+                diffs.append(f"{section}.{key}")
+    old_stages = {s["name"]: s for s in previous.get("stages", [])}
+    for stage in current["stages"]:
+        old = old_stages.get(stage["name"], {})
+        diffs += [f"stages.{stage['name']}.{k}" for k, v in stage.items() if k not in RESUME_MAY_CHANGE and old.get(k) != v]
+    if previous.get("train", {}).get("seed") != current["train"]["seed"]:
+        diffs.append("train.seed")
+    return diffs
+
+
 def _prepare_run_dir(run_dir: Path, cfg: ExperimentConfig, resume: bool, overwrite: bool, world: distributed.World) -> None:
-    if world.is_main:
-        if run_dir.exists() and any(run_dir.iterdir()) and not resume:
-            if not overwrite:
-                raise VaganError(f"run folder {run_dir} is not empty; pass --resume to continue it or --overwrite to start again")
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        saved = run_dir / "config.yaml"
-        if resume and saved.exists():
-            previous = yaml.safe_load(saved.read_text())
-            if previous.get("preset") != cfg.preset:
-                raise VaganError(f"{run_dir} holds a {previous.get('preset')!r} run; cannot resume it as {cfg.preset!r}")
-        saved.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    if not world.is_main:
+        distributed.barrier(world)
+        return
+    if run_dir.exists() and not run_dir.is_dir():
+        raise VaganError(f"--out {run_dir} is a file; give a folder for the run")
+    saved = run_dir / "config.yaml"
+    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
+        if not overwrite:
+            raise VaganError(f"run folder {run_dir} is not empty; pass --resume to continue it or --overwrite to start again")
+        if not saved.is_file() or cfg.data.root and run_dir.resolve() in Path(cfg.data.root).resolve().parents:
+            raise VaganError(f"--overwrite would delete {run_dir}, which is not a vagan run folder (or holds the data); "
+                             "choose another --out")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    current = yaml.safe_load(yaml.safe_dump(cfg.to_dict()))
+    if resume and saved.exists():
+        previous = yaml.safe_load(saved.read_text()) or {}
+        if previous.get("preset") != cfg.preset:
+            raise VaganError(f"{run_dir} holds a {previous.get('preset')!r} run; cannot resume it as {cfg.preset!r}")
+        changed = _resume_mismatches(previous, current)
+        if changed:
+            raise VaganError(f"cannot resume {run_dir} with a changed config ({', '.join(changed[:6])}); only epochs and "
+                             "max_steps may change. Start a new run instead")
+    saved.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     distributed.barrier(world)
 
 
