@@ -36,12 +36,3 @@ class TrainingLog:
         self._file.close()
         if self._tb is not None:
             self._tb.close()
-
-
-def read_training_log(path: Path) -> dict[str, list[tuple[int, float]]]:
-    """``metrics.csv`` -> ``{"stage/name": [(step, value), ...]}`` for plotting."""
-    series: dict[str, list[tuple[int, float]]] = {}
-    with Path(path).open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            series.setdefault(f"{row['stage']}/{row['name']}", []).append((int(row["step"]), float(row["value"])))
-    return series

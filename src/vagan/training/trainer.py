@@ -25,6 +25,7 @@ from vagan.data.patches import PatchPairDataset, SlicePair, SlicePairDataset
 from vagan.devices import resolve_device
 from vagan.errors import CheckpointError, ConfigError, VaganError
 from vagan.io.windowing import HURange
+from vagan.models.init import init_parameters
 from vagan.training import distributed
 from vagan.training.build import (
     build_discriminator,
@@ -119,10 +120,10 @@ class _Stage:
         self.data, self.device, self.world, self.log = data, device, world, training_log
         self.dir = stage_dir(run_dir, stage.name)
         self.autocast = _autocast_factory(device, cfg.train.amp)
-        with torch.random.fork_rng(devices=[]):  # same initial weights on every rank and every run
-            torch.manual_seed(cfg.train.seed + index)
-            gen_module = build_generator(cfg.model).to(device)
-            disc_module = build_discriminator(cfg.model).to(device) if stage.adversarial != "none" else None
+        init = torch.Generator().manual_seed(cfg.train.seed + index)  # same initial weights on every rank and run
+        gen_module = init_parameters(build_generator(cfg.model), init).to(device)
+        disc_module = (init_parameters(build_discriminator(cfg.model), init).to(device)
+                       if stage.adversarial != "none" else None)
         self.modules = {"generator": gen_module} | ({"discriminator": disc_module} if disc_module is not None else {})
         self.opt_g = torch.optim.Adam(gen_module.parameters(), lr=stage.lr, betas=stage.betas)
         self.opt_d = (torch.optim.Adam(disc_module.parameters(), lr=stage.d_lr or stage.lr, betas=stage.betas)
