@@ -89,19 +89,9 @@ def simulate(
 
 
 def _read_yaml(path: Path) -> dict:
-    import yaml
+    from vagan.config_schema import read_yaml_mapping
 
-    from vagan.errors import ConfigError
-
-    if not path.is_file():
-        raise ConfigError(f"config file {path} not found")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    return data
+    return read_yaml_mapping(path)
 
 
 @app.command()

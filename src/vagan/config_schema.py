@@ -6,6 +6,7 @@ import dataclasses
 import difflib
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -124,3 +125,17 @@ def merge(base: Any, override: Any) -> Any:
             merged_list[int(key)] = merge(base[int(key)], value)
         return merged_list
     return override
+
+
+def read_yaml_mapping(path: Path | str) -> dict[str, Any]:
+    """A YAML file whose top level is a mapping; every problem is a :class:`ConfigError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: top level must be a mapping")
+    return data

@@ -35,7 +35,12 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from vagan.config_schema import build_dataclass, merge, parse_overrides
+from vagan.config_schema import (
+    build_dataclass,
+    merge,
+    parse_overrides,
+    read_yaml_mapping,
+)
 from vagan.data.patches import SlicePair
 from vagan.devices import resolve_device
 from vagan.errors import ConfigError, InputDataError, VaganError
@@ -241,15 +246,7 @@ class EvaluationConfig:
 
 def load_evaluation_config(path: Path, overrides: Sequence[str] = ()) -> EvaluationConfig:
     """An :class:`EvaluationConfig` from a YAML file (plus ``key=value`` overrides)."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"evaluation config {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    data = read_yaml_mapping(path)
     return EvaluationConfig.from_dict(data, overrides)
 
 

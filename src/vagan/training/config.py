@@ -13,12 +13,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from vagan.config_schema import build_dataclass as _build
 from vagan.config_schema import did_you_mean as _did_you_mean
 from vagan.config_schema import merge as _merge
-from vagan.config_schema import parse_overrides
+from vagan.config_schema import parse_overrides, read_yaml_mapping
 from vagan.errors import ConfigError
 
 PRESETS: tuple[str, ...] = ("g_psnr", "ga_psnr", "g_gan", "ga_gan", "vagan", "red_cnn", "wgan_vgg")
@@ -176,12 +174,7 @@ def load_config(source: str | Path, overrides: list[str] | None = None) -> Exper
             path = preset_path(str(source))
         else:
             raise ConfigError(f"config file {source} not found; give a YAML file or a preset name ({', '.join(PRESETS)})")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err.__class__.__name__}: {str(err).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
+    data = read_yaml_mapping(path)
     return config_from_dict(data, overrides)
 
 
