@@ -191,6 +191,19 @@ def evaluate(
 
 
 @app.command()
+def report(
+    runs: list[Path] = typer.Argument(..., metavar="RUN...", help="Run folders written by `vagan train`."),
+    out: Path = typer.Option(..., "--out", "-o", help="Report folder (report.md/.html and figures)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
+) -> None:
+    """Training report: loss and validation curves, and validation PSNR/SSIM at the end of each stage."""
+    from vagan.evaluation.training_report import write_training_report
+
+    paths = write_training_report(list(runs), out, overwrite=overwrite)
+    typer.echo(f"report: {paths.markdown} and {paths.html}")
+
+
+@app.command()
 def demo(
     out: Path = typer.Argument(Path("demo-output"), metavar="[OUT]", help="Output folder (default: demo-output)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Demo YAML (default: the shipped demo.yaml)."),

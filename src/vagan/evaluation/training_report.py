@@ -1,0 +1,61 @@
+"""A report on training runs: per run its preset and stages, the loss and validation curves, and
+the validation PSNR/SSIM at the end of each stage (``vagan report``)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import yaml
+
+from vagan.errors import InputDataError
+from vagan.evaluation.figures import training_curves_figure
+from vagan.evaluation.report import ReportFigure, ReportPaths, ReportSection, ReportTable, report_metadata, write_report
+from vagan.io.atomic import atomic_dir
+
+VALIDATION = ("val_psnr", "val_ssim", "val_psnr_ldct")
+
+
+def _last_values(csv_path: Path) -> dict[str, dict[str, tuple[int, float]]]:
+    """``{stage: {name: (step, value)}}`` of the last logged value of every name."""
+    last: dict[str, dict[str, tuple[int, float]]] = {}
+    with csv_path.open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            last.setdefault(row["stage"], {})[row["name"]] = (int(row["step"]), float(row["value"]))
+    return last
+
+
+def _describe(run: Path) -> tuple[str, dict]:
+    config = yaml.safe_load((run / "config.yaml").read_text()) or {}
+    stages = ", ".join(f"{s['name']} (lr {s['lr']:g}, batch {s['batch_size']}, "
+                       f"{s.get('max_steps') or str(s['epochs']) + ' epochs'}{' steps' if s.get('max_steps') else ''})"
+                       for s in config.get("stages", []))
+    model = config.get("model", {})
+    text = (f"Preset `{config.get('preset')}`: generator {model.get('generator')} ({model.get('generator_features')} "
+            f"features), discriminator {model.get('discriminator')}; stages: {stages}. Data: {config.get('data', {}).get('root')}.")
+    return text, config
+
+
+def write_training_report(runs: list[Path], out_dir: Path, overwrite: bool = False) -> ReportPaths:
+    """Curves and end-of-stage validation metrics of ``runs`` (run folders of ``vagan train``)."""
+    for run in runs:
+        if not (Path(run) / "config.yaml").is_file() or not (Path(run) / "logs" / "metrics.csv").is_file():
+            raise InputDataError(f"{run} is not a vagan run folder (config.yaml and logs/metrics.csv expected)")
+    rows, sections, figures = [], [], []
+    with atomic_dir(Path(out_dir), overwrite=overwrite, inputs=tuple(Path(r) for r in runs)) as tmp:
+        for run in map(Path, runs):
+            text, config = _describe(run)
+            sections.append(ReportSection(f"Run {run.name}", text))
+            log_csv = run / "logs" / "metrics.csv"
+            for stage, values in _last_values(log_csv).items():
+                if "val_psnr" in values:
+                    step = values["val_psnr"][0]
+                    rows.append([run.name, stage, str(step)] + [f"{values[k][1]:.4g}" if k in values else "–" for k in VALIDATION])
+            figure = training_curves_figure(log_csv, tmp / "figures" / f"curves_{run.name}.png", smoothing=0.6)
+            figures.append(ReportFigure(figure, f"Logged values of {run.name} against the training step "
+                                                "(faint: raw, solid: smoothed)", title=f"Training curves: {run.name}"))
+        table = ReportTable("Validation at the end of each stage (whole slices, HU [-1024, 3072] -> [0, 1], range 1)",
+                            ["run", "stage", "step", "PSNR [dB]", "SSIM", "PSNR of the LDCT [dB]"], rows)
+        paths = write_report(tmp, "vagan training report", sections, [table], figures, report_metadata(), overwrite=True)
+    return ReportPaths(Path(out_dir) / paths.markdown.name, Path(out_dir) / paths.html.name,
+                       tuple(Path(out_dir) / "figures" / p.name for p in paths.figures))

@@ -1,0 +1,30 @@
+import csv
+
+import pytest
+from typer.testing import CliRunner
+
+from support import tiny_config, tiny_data
+from vagan.cli import app
+from vagan.training.trainer import train
+
+runner = CliRunner()
+
+
+def test_report_lists_the_last_validation_of_each_stage(tmp_path):
+    run = tmp_path / "vagan"
+    train(tiny_config("vagan", "stages.*.max_steps=2"), run, data=tiny_data())
+    result = runner.invoke(app, ["report", str(run), "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((run / "logs" / "metrics.csv").open()))
+    last = {r["stage"]: float(r["value"]) for r in rows if r["name"] == "val_psnr"}
+    text = (tmp_path / "rep" / "report.md").read_text()
+    for stage, value in last.items():
+        assert f"| vagan | {stage} | 2 | {value:.4g} |" in text
+    assert (tmp_path / "rep" / "figures" / "curves_vagan.png").stat().st_size > 1000
+    assert (tmp_path / "rep" / "report.html").exists()
+
+
+def test_not_a_run_folder(tmp_path):
+    result = runner.invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 2 and "not a vagan run folder" in result.output
+    assert not (tmp_path / "rep").exists()
