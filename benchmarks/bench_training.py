@@ -18,7 +18,12 @@ from pathlib import Path
 
 import torch
 
-from vagan.training.build import build_discriminator, build_feature_net, build_generator, needs_feature_net
+from vagan.training.build import (
+    build_discriminator,
+    build_feature_net,
+    build_generator,
+    needs_feature_net,
+)
 from vagan.training.config import PRESETS, load_config
 from vagan.training.steps import Networks, gan_step, psnr_step, wgan_step
 

@@ -19,7 +19,7 @@ from vagan.errors import VaganError
 class _Commands(TyperGroup):
     """Runs a command; a :class:`VaganError` becomes one ``error:`` line and its exit code."""
 
-    def invoke(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+    def invoke(self, ctx):  # click.Group.invoke
         try:
             return super().invoke(ctx)
         except VaganError as err:

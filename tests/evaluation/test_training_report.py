@@ -1,9 +1,8 @@
 import csv
 
-import pytest
+from support import tiny_config, tiny_data
 from typer.testing import CliRunner
 
-from support import tiny_config, tiny_data
 from vagan.cli import app
 from vagan.training.trainer import train
 

@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pydicom
 import pytest
-import torch
+from support import tiny_config, tiny_data
 from typer.testing import CliRunner
 
 from vagan.cli import app
@@ -15,8 +15,6 @@ from vagan.inference.files import denoise_path
 from vagan.inference.model_loading import load_trained_model
 from vagan.io.dicom import read_dicom_series, write_dicom_series
 from vagan.training.trainer import train
-
-from support import tiny_config, tiny_data
 
 runner = CliRunner()
 

@@ -4,7 +4,11 @@ import pytest
 import torch
 
 from vagan.errors import CheckpointError
-from vagan.training.checkpoint import load_checkpoint, load_module_state, save_checkpoint
+from vagan.training.checkpoint import (
+    load_checkpoint,
+    load_module_state,
+    save_checkpoint,
+)
 
 
 def _net(width=4):

@@ -4,10 +4,15 @@ import contextlib
 
 import pytest
 import torch
-
 from support import tiny_config, tiny_pairs
+
 from vagan.data.patches import PatchPairDataset
-from vagan.training.build import build_discriminator, build_feature_net, build_generator, needs_feature_net
+from vagan.training.build import (
+    build_discriminator,
+    build_feature_net,
+    build_generator,
+    needs_feature_net,
+)
 from vagan.training.config import PRESETS
 from vagan.training.steps import Networks, gan_step, psnr_step, wgan_step
 

@@ -3,13 +3,12 @@ import sys
 
 import pytest
 import torch
+from support import tiny_config, tiny_data, write_tiny_dataset
 
 from vagan.errors import VaganError
 from vagan.training import steps
 from vagan.training.checkpoint import load_checkpoint
 from vagan.training.trainer import TrainingDivergedError, train
-
-from support import tiny_config, tiny_data, write_tiny_dataset
 
 
 def _weights(path):

@@ -73,7 +73,7 @@ class FeatureNet(nn.Module):
         self.requires_grad_(False)
         self.eval()
 
-    def train(self, mode: bool = True) -> FeatureNet:  # noqa: ARG002 - always eval
+    def train(self, mode: bool = True) -> FeatureNet:  # always in eval mode
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

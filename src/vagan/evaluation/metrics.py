@@ -88,10 +88,7 @@ def as_image(x: ArrayLike, what: str = "image") -> np.ndarray:
         arr = arr[0]
     if arr.ndim != 2:
         raise ValueError(f"{what}: expected one 2-D image (H, W), got shape {tuple(np.shape(x))}")
-    arr = arr.astype(np.float64, copy=False)
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{what}: contains NaN or infinite values; check the input or the model output")
-    return arr
+    return _finite_float64(arr, what)
 
 
 def as_batch(x: ArrayLike, what: str = "images") -> np.ndarray:
@@ -103,6 +100,10 @@ def as_batch(x: ArrayLike, what: str = "images") -> np.ndarray:
         arr = arr[:, 0]
     if arr.ndim != 3:
         raise ValueError(f"{what}: expected (H, W), (N, H, W) or (N, 1, H, W), got shape {arr.shape}")
+    return _finite_float64(arr, what)
+
+
+def _finite_float64(arr: np.ndarray, what: str) -> np.ndarray:
     arr = arr.astype(np.float64, copy=False)
     if not np.isfinite(arr).all():
         raise ValueError(f"{what}: contains NaN or infinite values; check the input or the model output")
@@ -226,8 +227,8 @@ def _quadrant_corners(r0: int, r1: int, c0: int, c1: int, shape: tuple[int, int]
     corners = []
     for fr in (0.25, 0.75):
         for fc in (0.25, 0.75):
-            cr = r0 + int(round(fr * h))
-            cc = c0 + int(round(fc * w))
+            cr = r0 + round(fr * h)
+            cc = c0 + round(fc * w)
             row = min(max(cr - size // 2, 0), shape[0] - size)
             col = min(max(cc - size // 2, 0), shape[1] - size)
             corners.append((row, col))

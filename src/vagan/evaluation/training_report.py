@@ -10,7 +10,14 @@ import yaml
 
 from vagan.errors import InputDataError
 from vagan.evaluation.figures import training_curves_figure
-from vagan.evaluation.report import ReportFigure, ReportPaths, ReportSection, ReportTable, report_metadata, write_report
+from vagan.evaluation.report import (
+    ReportFigure,
+    ReportPaths,
+    ReportSection,
+    ReportTable,
+    report_metadata,
+    write_report,
+)
 from vagan.io.atomic import atomic_dir
 
 VALIDATION = ("val_psnr", "val_ssim", "val_psnr_ldct")
@@ -25,7 +32,7 @@ def _last_values(csv_path: Path) -> dict[str, dict[str, tuple[int, float]]]:
     return last
 
 
-def _describe(run: Path) -> tuple[str, dict]:
+def _describe(run: Path) -> str:
     config = yaml.safe_load((run / "config.yaml").read_text()) or {}
     stages = ", ".join(f"{s['name']} (lr {s['lr']:g}, batch {s['batch_size']}, "
                        f"{s.get('max_steps') or str(s['epochs']) + ' epochs'}{' steps' if s.get('max_steps') else ''})"
@@ -33,7 +40,7 @@ def _describe(run: Path) -> tuple[str, dict]:
     model = config.get("model", {})
     text = (f"Preset `{config.get('preset')}`: generator {model.get('generator')} ({model.get('generator_features')} "
             f"features), discriminator {model.get('discriminator')}; stages: {stages}. Data: {config.get('data', {}).get('root')}.")
-    return text, config
+    return text
 
 
 def write_training_report(runs: list[Path], out_dir: Path, overwrite: bool = False) -> ReportPaths:
@@ -44,7 +51,7 @@ def write_training_report(runs: list[Path], out_dir: Path, overwrite: bool = Fal
     rows, sections, figures = [], [], []
     with atomic_dir(Path(out_dir), overwrite=overwrite, inputs=tuple(Path(r) for r in runs)) as tmp:
         for run in map(Path, runs):
-            text, config = _describe(run)
+            text = _describe(run)
             sections.append(ReportSection(f"Run {run.name}", text))
             log_csv = run / "logs" / "metrics.csv"
             for stage, values in _last_values(log_csv).items():

@@ -69,7 +69,7 @@ def denoise_path(denoiser: Denoiser, input_path: Path, output_path: Path, *, ove
     if progress:
         from tqdm.auto import tqdm
 
-        bar = lambda it: tqdm(it, desc=f"denoise {denoiser.name}", unit="batch")  # noqa: E731
+        bar = lambda it: tqdm(it, desc=f"denoise {denoiser.name}", unit="batch")
     try:
         result: Denoised = denoiser(volume.hu, progress=bar, keep_attention=attention_dir is not None)
     except ValueError as err:  # e.g. slices smaller than a network's receptive field

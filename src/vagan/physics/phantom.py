@@ -299,7 +299,7 @@ def _harmonics(rng: np.random.Generator, amps: dict[int, float]) -> Harmonics:
     return tuple((k, float(rng.uniform(-a, a)), float(rng.uniform(-a, a))) for k, a in amps.items())
 
 
-def _random_patient(rng: np.random.Generator) -> PhantomPatient:  # noqa: PLR0915 - one flat recipe
+def _random_patient(rng: np.random.Generator) -> PhantomPatient:
     def u(lo: float, hi: float) -> float:
         return float(rng.uniform(lo, hi))
 

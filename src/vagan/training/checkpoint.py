@@ -104,7 +104,7 @@ def load_checkpoint(path: Path, with_state: bool = False, expect_preset: str | N
             state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise CheckpointError(f"{path}: {STATE_FILE} is missing, so training cannot resume from it") from None
-        except Exception as err:  # noqa: BLE001 - torch raises many types for a bad pickle
+        except Exception as err:  # torch raises many types for a bad pickle
             raise CheckpointError(f"{path / STATE_FILE} is corrupt or holds more than tensors ({type(err).__name__})") from None
     return Checkpoint(meta=meta, weights=weights, state=state, path=path)
 
