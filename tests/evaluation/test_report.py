@@ -19,7 +19,7 @@ from vagan.evaluation.report import (
     report_metadata,
     write_report,
 )
-from vagan.evaluation.table import format_mean_std, table_ii
+from vagan.evaluation.table import format_mean_std, format_summary, table_ii
 
 
 def _summary() -> dict[str, dict[str, MetricSummary]]:
@@ -35,6 +35,9 @@ def _summary() -> dict[str, dict[str, MetricSummary]]:
 def test_format_mean_std() -> None:
     assert format_mean_std(41.93174, 1.2, 2) == "41.93 ± 1.20"
     assert format_mean_std(float("inf"), float("nan"), 2) == "inf"
+    # one value has no spread: the mean alone, not "± 0.00"
+    assert format_summary(MetricSummary(41.93174, 0.0, 1), 2) == "41.93"
+    assert format_summary(MetricSummary(41.93174, 0.5, 2), 2) == "41.93 ± 0.50"
 
 
 def test_table_ii_rows_and_columns() -> None:

@@ -320,9 +320,6 @@ class MetricSummary(NamedTuple):
     std: float
     n: int
 
-    def format(self, decimals: int = 2) -> str:
-        return f"{self.mean:.{decimals}f} ± {self.std:.{decimals}f}"
-
 
 def summarize(values: Sequence[float]) -> MetricSummary:
     """Mean ± std of finite and infinite values (``inf`` PSNR makes the mean ``inf``)."""

@@ -61,7 +61,7 @@ from vagan.evaluation.report import (
     report_metadata,
     write_report,
 )
-from vagan.evaluation.table import format_mean_std, table_ii
+from vagan.evaluation.table import format_summary, table_ii
 from vagan.io.atomic import atomic_dir, check_no_overlap, check_output
 
 log = logging.getLogger(__name__)
@@ -661,7 +661,7 @@ def _extra_tables(collected: _Collected) -> list[ReportTable]:
     tables = [table_ii(summary, metrics=("psnr_slice", "ssim_slice"),
                        title="Whole-slice metrics in the field convention")]
     if collected.attention_mse:
-        rows = [[name, *(format_mean_std(s.mean, s.std, 4) for s in per.values())]
+        rows = [[name, *(format_summary(s, 4) for s in per.values())]
                 for name, per in collected.attention_mse.items()]
         modes = list(next(iter(collected.attention_mse.values())))
         tables.append(ReportTable(

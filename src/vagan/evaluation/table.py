@@ -35,11 +35,16 @@ def format_mean_std(mean: float, std: float, decimals: int) -> str:
     return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
 
+def format_summary(summary: MetricSummary, decimals: int) -> str:
+    """``mean ± std``, or the mean alone from a single value (no spread to show)."""
+    return format_mean_std(summary.mean, summary.std if summary.n > 1 else math.nan, decimals)
+
+
 def _timing_cell(value: Timing | None) -> str:
     if value is None:
         return MISSING
     if isinstance(value, MetricSummary):
-        return format_mean_std(value.mean, value.std, DECIMALS["ms"])
+        return format_summary(value, DECIMALS["ms"])
     if isinstance(value, tuple):
         return format_mean_std(float(value[0]), float(value[1]), DECIMALS["ms"])
     return f"{float(value):.{DECIMALS['ms']}f}"
@@ -77,7 +82,7 @@ def table_ii(
         row = [method]
         for metric in metrics:
             s = per.get(metric)
-            row.append(format_mean_std(s.mean, s.std, _decimals(metric)) if s is not None and s.n else MISSING)
+            row.append(format_summary(s, _decimals(metric)) if s is not None and s.n else MISSING)
         by_net = {r.feature_net: r for r in fid_lists.get(method, [])}
         for net in nets:
             r = by_net.get(net)
