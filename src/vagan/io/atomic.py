@@ -33,6 +33,17 @@ def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> No
         raise OutputExistsError(f"output {path} exists; pass --overwrite to replace it")
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _as_if_created(path: Path, base_mode: int) -> None:
+    """Give a ``tempfile`` path (created 0600/0700) the permissions a plain open/mkdir would give."""
+    os.chmod(path, base_mode & ~_umask())
+
+
 def _replace(tmp: Path, final: Path) -> None:
     if final.exists():
         backup = final.with_name(f".{final.name}.old-{os.getpid()}")
@@ -53,6 +64,7 @@ def atomic_dir(final: Path, overwrite: bool = False, inputs: Sequence[Path] = ()
     check_output(final, overwrite, inputs)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    _as_if_created(tmp, 0o777)
     try:
         yield tmp
     except BaseException:
@@ -70,6 +82,7 @@ def atomic_file(final: Path, overwrite: bool = False) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent, suffix=final.suffix)
     os.close(fd)
     tmp = Path(name)
+    _as_if_created(tmp, 0o666)
     try:
         yield tmp
     except BaseException:
