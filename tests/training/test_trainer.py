@@ -97,3 +97,14 @@ def test_two_process_ddp_equals_one_process(tmp_path):
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     _assert_same(_weights(tmp_path / "one/checkpoints/psnr/final"), _weights(tmp_path / "two/checkpoints/psnr/final"),
                  atol=1e-5)
+
+
+def test_missing_vgg_weights_fail_before_any_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    cfg = tiny_config("vagan", "train.perceptual=vgg19", "stages.*.max_steps=2")
+    with pytest.raises(VaganError, match="--vgg-weights"):
+        train(cfg, tmp_path / "run", data=tiny_data())
+    assert not (tmp_path / "run").exists()  # stage 1 did not run first
+    # a stage without L_Pcep does not need the file
+    train(cfg, tmp_path / "run", data=tiny_data(), stages=["psnr"])
+    assert (tmp_path / "run/checkpoints/psnr/final").is_dir()

@@ -70,6 +70,23 @@ def _state_shapes() -> dict[str, tuple[int, ...]]:
     return {f"features.{k}": tuple(v.shape) for k, v in _build_trunk().state_dict().items()}
 
 
+def find_vgg19_weights(path: Path | str | None = None) -> Path:
+    """The VGG19 weights file: ``path`` or :func:`hub_cache_path`; a clear error if there is none."""
+    if path is None:
+        cached = hub_cache_path()
+        if not cached.is_file():
+            raise VaganError(
+                f"ImageNet VGG19 weights for the perceptual loss (eq. 9) not found: no file at {cached}. "
+                f"Put torchvision's {VGG19_FILENAME} at {cached} or pass --vgg-weights PATH "
+                "(config train.vgg_weights); nothing is downloaded at run time.")
+        return cached
+    path = Path(path)
+    if not path.is_file():
+        raise VaganError(f"VGG19 weights file {path} does not exist; pass an existing file with --vgg-weights PATH "
+                         f"or put {VGG19_FILENAME} at {hub_cache_path()}")
+    return path
+
+
 def load_vgg19_weights(path: Path | str | None = None) -> dict[str, torch.Tensor]:
     """Read VGG19 weights (torchvision layout) without executing code.
 
@@ -84,18 +101,7 @@ def load_vgg19_weights(path: Path | str | None = None) -> dict[str, torch.Tensor
         VaganError: no file found (the message says where to put it or how to pass it), the file
             is unreadable, or tensors are missing / of the wrong shape.
     """
-    if path is None:
-        cached = hub_cache_path()
-        if not cached.is_file():
-            raise VaganError(
-                f"ImageNet VGG19 weights for the perceptual loss (eq. 9) not found: no file at {cached}. "
-                f"Put torchvision's {VGG19_FILENAME} at {cached} or pass --vgg-weights PATH "
-                "(config train.vgg_weights); nothing is downloaded at run time.")
-        path = cached
-    path = Path(path)
-    if not path.is_file():
-        raise VaganError(f"VGG19 weights file {path} does not exist; pass an existing file with --vgg-weights PATH "
-                         f"or put {VGG19_FILENAME} at {hub_cache_path()}")
+    path = find_vgg19_weights(path)
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

@@ -31,13 +31,22 @@ def needs_feature_net(stage: StageConfig) -> bool:
     return stage.losses.pcep > 0
 
 
-def build_feature_net(train: TrainConfig) -> nn.Module:
-    """The frozen feature network V of L_Pcep (eq. 9)."""
-    from vagan.models.vgg import VGG19Features
+def check_feature_net(train: TrainConfig) -> None:
+    """Fail before any training if L_Pcep's network cannot be built (no weights, or switched off)."""
+    from vagan.models.vgg import find_vgg19_weights
 
     if train.perceptual == "none":
         raise ConfigError("a stage weights L_Pcep (losses.pcep > 0) but train.perceptual is 'none'; set losses.pcep: 0 "
                           "or train.perceptual: vgg19")
+    if train.perceptual == "vgg19":
+        find_vgg19_weights(train.vgg_weights)
+
+
+def build_feature_net(train: TrainConfig) -> nn.Module:
+    """The frozen feature network V of L_Pcep (eq. 9)."""
+    from vagan.models.vgg import VGG19Features
+
+    check_feature_net(train)
     if train.perceptual == "vgg19_random":
         log.warning("L_Pcep uses a RANDOMLY initialised VGG19 (train.perceptual: vgg19_random): not a perceptual loss")
         return VGG19Features.random_init(torch.Generator().manual_seed(PERCEPTUAL_SEED), layer=train.vgg_layer)

@@ -31,6 +31,7 @@ from vagan.training.build import (
     build_discriminator,
     build_feature_net,
     build_generator,
+    check_feature_net,
     needs_feature_net,
 )
 from vagan.training.checkpoint import (
@@ -313,7 +314,8 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
         torch.cuda.set_device(device)
     wanted = stages or [s.name for s in cfg.stages]
     for name in wanted:
-        cfg.stage(name)
+        if needs_feature_net(cfg.stage(name)):
+            check_feature_net(cfg.train)  # a missing VGG19 file fails now, not after hours of stage 1
     try:
         data = data or load_data(cfg)  # bad data fails before anything is written
         _prepare_run_dir(run_dir, cfg, resume, overwrite, world)
