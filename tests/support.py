@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from vagan.data.patches import PatchPairDataset, SlicePair
 from vagan.training.config import load_config
@@ -27,6 +28,13 @@ def tiny_pairs(n: int = 4, size: int = 48, seed: int = 0) -> list[SlicePair]:
         ldct = ndct + rng.normal(0.0, 60.0, ndct.shape).astype(np.float32)
         pairs.append(SlicePair(ldct, ndct, patient=f"P{i}", index=i))
     return pairs
+
+
+def tiny_batch() -> dict:
+    """One fixed batch (2 patches of 32x32, no augmentation) as the training steps take it."""
+    ds = PatchPairDataset(tiny_pairs(n=2, size=40), patch_size=32, patches_per_slice=1, seed=0, augment=False)
+    items = [ds[i] for i in range(len(ds))]
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
 
 def tiny_data(patches_per_slice: int = 8) -> TrainData:

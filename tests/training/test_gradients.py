@@ -4,9 +4,8 @@ import contextlib
 
 import pytest
 import torch
-from support import tiny_config, tiny_pairs
+from support import tiny_batch, tiny_config
 
-from vagan.data.patches import PatchPairDataset
 from vagan.training.build import (
     build_discriminator,
     build_feature_net,
@@ -17,11 +16,6 @@ from vagan.training.config import PRESETS
 from vagan.training.steps import Networks, gan_step, psnr_step, wgan_step
 
 
-def _batch():
-    ds = PatchPairDataset(tiny_pairs(n=2, size=40), patch_size=32, patches_per_slice=1, seed=0, augment=False)
-    return {k: torch.stack([ds[i][k] for i in range(len(ds))]) for k in ds[0]}
-
-
 def _grads(module):
     return {n: None if p.grad is None else p.grad.clone() for n, p in module.named_parameters()}
 
@@ -30,7 +24,7 @@ def _grads(module):
 def test_gradients_reach_trained_and_spare_frozen_parameters(preset):
     torch.manual_seed(0)
     cfg = tiny_config(preset)
-    batch = _batch()
+    batch = tiny_batch()
     for stage in cfg.stages:
         gen = build_generator(cfg.model)
         disc = build_discriminator(cfg.model) if stage.adversarial != "none" else None

@@ -4,9 +4,8 @@ import contextlib
 
 import pytest
 import torch
-from support import tiny_config, tiny_pairs
+from support import tiny_batch, tiny_config
 
-from vagan.data.patches import PatchPairDataset
 from vagan.training.build import (
     build_discriminator,
     build_feature_net,
@@ -15,12 +14,6 @@ from vagan.training.build import (
 )
 from vagan.training.config import PRESETS
 from vagan.training.steps import Networks, gan_step, psnr_step, wgan_step
-
-
-def _batch():
-    ds = PatchPairDataset(tiny_pairs(n=2, size=40), patch_size=32, patches_per_slice=1, seed=0, augment=False)
-    items = [ds[i] for i in range(len(ds))]
-    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
 
 
 def _pixel_mse(generator, batch):
@@ -32,7 +25,7 @@ def _pixel_mse(generator, batch):
 def test_preset_overfits_one_batch(preset):
     torch.manual_seed(0)
     cfg = tiny_config(preset)
-    batch = _batch()
+    batch = tiny_batch()
     generator = build_generator(cfg.model)
     start = _pixel_mse(generator, batch)
     for stage in cfg.stages:
