@@ -174,7 +174,7 @@ def evaluate(
     set_: Optional[list[str]] = Overrides,
 ) -> None:
     """Table II (PSNR, SSIM, RMSE, FID, ms/slice) for every method on a test set, with figures and a report."""
-    from vagan.evaluation.runner import EvaluationConfig
+    from vagan.evaluation.eval_config import EvaluationConfig
     from vagan.evaluation.runner import evaluate as run_evaluation
 
     raw = _read_yaml(config) if config else {}

@@ -99,7 +99,8 @@ def run_demo(out: Path, config: DemoConfig, overwrite: bool = False, device: str
 
     from vagan.data.simulated import DatasetSpec, write_phantom_dataset
     from vagan.devices import resolve_device
-    from vagan.evaluation.runner import EvaluationConfig, evaluate
+    from vagan.evaluation.eval_config import EvaluationConfig
+    from vagan.evaluation.runner import evaluate
     from vagan.training.config import load_config
     from vagan.training.trainer import train
 

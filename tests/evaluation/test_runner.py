@@ -14,7 +14,8 @@ from vagan.errors import CheckpointError, ConfigError, InputDataError, OutputExi
 from vagan.evaluation import runner
 from vagan.evaluation.evaluation_figures import auto_zoom, figure_indices
 from vagan.evaluation.metrics import PatchSpec
-from vagan.evaluation.runner import EvaluationConfig, MethodSpec, evaluate
+from vagan.evaluation.eval_config import EvaluationConfig, MethodSpec
+from vagan.evaluation.runner import evaluate
 from vagan.training.trainer import train
 
 SPLIT = "data.split={train: [T000], val: [T001], test: [T002]}"

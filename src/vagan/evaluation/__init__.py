@@ -2,5 +2,7 @@
 
 Modules: ``metrics`` (PSNR/SSIM/RMSE, patch choice, MetricAccumulator), ``fid`` (Fréchet
 distance from features), ``feature_nets`` (named feature networks), ``figures`` (Fig. 2-4 PNGs),
-``table`` (Table II), ``report`` (Markdown + HTML). Import the submodules directly.
+``table`` (Table II), ``report`` (Markdown + HTML), ``eval_config`` (what ``vagan evaluate`` runs),
+``runner`` (methods on a test set -> tables, figures, report), ``evaluation_figures`` and
+``training_report`` (``vagan report``). Import the submodules directly.
 """
