@@ -14,7 +14,7 @@ from vagan.training.trainer import TrainData
 TINY = [
     "model.generator_features=8", "model.attention_features=8", "model.discriminator_features=8",
     "data.patch_size=32", "train.perceptual=vgg19_random", "train.vgg_layer=conv2_2", "train.progress=false",
-    "stages.*.batch_size=4", "train.log_every=1",
+    "stages.*.batch_size=4", "train.log_every=1", "train.precision=fp32", "train.num_workers=0",
 ]
 
 

@@ -38,7 +38,8 @@ def test_denoise_real_slice_writes_a_derived_series(trained_run, ct_small, tmp_p
     before = {p.name: p.read_bytes() for p in ct_small.iterdir()}
     out = tmp_path / "denoised"
     result = runner.invoke(app, ["denoise", "--model", str(trained_run), str(ct_small), str(out),
-                                 "--attention-out", str(tmp_path / "attention"), "--device", "cpu"])
+                                 "--attention-out", str(tmp_path / "attention"), "--device", "cpu",
+                                 "--precision", "fp32"])
     assert result.exit_code == 0, result.output
     source = pydicom.dcmread(next(ct_small.iterdir()))
     files = sorted(out.iterdir())

@@ -15,6 +15,8 @@ from vagan.training.build import (
 from vagan.training.config import PRESETS
 from vagan.training.steps import Networks, gan_step, psnr_step, wgan_step
 
+NO_SCALER = torch.amp.GradScaler("cpu", enabled=False)  # fp32: no loss scaling
+
 
 def _grads(module):
     return {n: None if p.grad is None else p.grad.clone() for n, p in module.named_parameters()}
@@ -47,11 +49,11 @@ def test_gradients_reach_trained_and_spare_frozen_parameters(preset):
             spy(opt_d, "d_step", {"g": gen, "d": disc})
         nets = Networks(gen, disc, vgg)
         if stage.adversarial == "none":
-            psnr_step(nets, opt_g, batch, stage, contextlib.nullcontext)
+            psnr_step(nets, opt_g, batch, stage, contextlib.nullcontext, NO_SCALER)
         elif stage.adversarial == "gan":
-            gan_step(nets, opt_g, opt_d, batch, stage, contextlib.nullcontext)
+            gan_step(nets, opt_g, opt_d, batch, stage, contextlib.nullcontext, NO_SCALER)
         else:
-            wgan_step(nets, opt_g, opt_d, batch, stage, contextlib.nullcontext, update_generator=True,
+            wgan_step(nets, opt_g, opt_d, batch, stage, contextlib.nullcontext, NO_SCALER, update_generator=True,
                       generator=torch.Generator().manual_seed(0))
 
         at_g = seen["g_step"]

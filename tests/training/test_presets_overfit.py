@@ -15,6 +15,8 @@ from vagan.training.build import (
 from vagan.training.config import PRESETS
 from vagan.training.steps import Networks, gan_step, psnr_step, wgan_step
 
+NO_SCALER = torch.amp.GradScaler("cpu", enabled=False)  # fp32: no loss scaling
+
 
 def _pixel_mse(generator, batch):
     with torch.no_grad():
@@ -38,11 +40,11 @@ def test_preset_overfits_one_batch(preset):
         opt_d = torch.optim.Adam(disc.parameters(), lr=stage.lr, betas=stage.betas) if disc is not None else None
         for step in range(200):
             if stage.adversarial == "none":
-                psnr_step(nets, opt_g, batch, stage, contextlib.nullcontext)
+                psnr_step(nets, opt_g, batch, stage, contextlib.nullcontext, NO_SCALER)
             elif stage.adversarial == "gan":
-                gan_step(nets, opt_g, opt_d, batch, stage, contextlib.nullcontext)
+                gan_step(nets, opt_g, opt_d, batch, stage, contextlib.nullcontext, NO_SCALER)
             else:
-                wgan_step(nets, opt_g, opt_d, batch, stage, contextlib.nullcontext, update_generator=step % 2 == 1,
+                wgan_step(nets, opt_g, opt_d, batch, stage, contextlib.nullcontext, NO_SCALER, update_generator=step % 2 == 1,
                           generator=torch.Generator().manual_seed(step))
     end = _pixel_mse(generator, batch)
     assert end < start / 10, f"{preset}: pixel MSE {start:.3g} -> {end:.3g}"

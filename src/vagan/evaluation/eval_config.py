@@ -137,7 +137,8 @@ class EvaluationConfig:
     fid_seed: int = 0
     fid_vgg_layer: str = "conv5_4"
     device: str = "cpu"
-    amp: bool = False
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    compile: bool = False
     batch_size: int = 4
     timing_slices: int = 3
     timing_size: int = 512

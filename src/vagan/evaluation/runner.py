@@ -36,6 +36,7 @@ import torch
 
 from vagan.data.patches import SlicePair
 from vagan.devices import resolve_device
+from vagan.precision import Precision, resolve_precision
 from vagan.errors import ConfigError, InputDataError, VaganError
 from vagan.evaluation.eval_config import EvaluationConfig, MethodSpec
 from vagan.evaluation.evaluation_figures import figure_indices, write_figures
@@ -127,7 +128,7 @@ def _run_dir_of(spec_path: Path, checkpoint: Path) -> Path | None:
     return None
 
 
-def load_methods(cfg: EvaluationConfig, device: torch.device) -> list[Method]:
+def load_methods(cfg: EvaluationConfig, device: torch.device, precision: Precision) -> list[Method]:
     """Load every model (a :class:`~vagan.errors.CheckpointError` for a folder that is not one) and name all methods."""
     from vagan.inference.bm3d_denoiser import BM3DDenoiser
     from vagan.inference.denoise import NetworkDenoiser
@@ -138,7 +139,7 @@ def load_methods(cfg: EvaluationConfig, device: torch.device) -> list[Method]:
         if spec.kind == "model":
             model = load_trained_model(spec.path, device)
             name = spec.name or model.name
-            denoiser = NetworkDenoiser(model, cfg.batch_size, device, amp=cfg.amp, name=name)
+            denoiser = NetworkDenoiser(model, cfg.batch_size, device, precision=precision, compile=cfg.compile, name=name)
             methods.append(Method(name, spec, denoiser, model, _run_dir_of(spec.path, model.checkpoint)))
         elif spec.kind == "bm3d":
             methods.append(Method(spec.name or spec.default_name(), spec, BM3DDenoiser(spec.sigma_hu)))
@@ -411,7 +412,8 @@ def _bm3d_text(collected: _Collected, methods: Sequence[Method]) -> str:
 
 
 def _sections(cfg: EvaluationConfig, methods: Sequence[Method], test: EvaluationData, collected: _Collected,
-              fid_name: str | None, device: torch.device, notes: Sequence[str]) -> list[ReportSection]:
+              fid_name: str | None, device: torch.device, precision: Precision,
+              notes: Sequence[str]) -> list[ReportSection]:
     shapes = ", ".join(f"{h}x{w}" for h, w in test.shapes)
     split = "all patients of the folder" if test.split is None else f"{dict(test.split)} (seed {test.split_seed})"
     data = (f"Dataset {test.root} (thickness {test.thickness}), subset {test.subset!r}: {len(test.patients)} "
@@ -443,7 +445,8 @@ def _sections(cfg: EvaluationConfig, methods: Sequence[Method], test: Evaluation
               "warm-up call; includes host-device copies. Paper: about 80 ms on a Titan V GPU.")
     run_s = ", ".join(f"{name} {s:.1f} s" for name, s in collected.seconds.items())
     env = (f"Device: {describe_device(device)}; torch {torch.__version__}, {torch.get_num_threads()} intra-op "
-           f"threads; batch size {cfg.batch_size}; mixed precision {'on' if cfg.amp and device.type == 'cuda' else 'off'}."
+           f"threads; batch size {cfg.batch_size}; networks channels-last, precision {precision.describe()}"
+           f"{', torch.compile' if cfg.compile else ''}."
            f"\n\nWall time over the test set: {run_s}.")
     described = []
     for m in methods:
@@ -502,7 +505,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _summary_json(cfg: EvaluationConfig, methods: Sequence[Method], test: EvaluationData, collected: _Collected,
-                  device: torch.device, notes: Sequence[str]) -> dict[str, Any]:
+                  device: torch.device, precision: Precision, notes: Sequence[str]) -> dict[str, Any]:
     summary = collected.acc.summary()
     per_method = {}
     for m in methods:
@@ -532,6 +535,7 @@ def _summary_json(cfg: EvaluationConfig, methods: Sequence[Method], test: Evalua
                         "rmse": "HU, raw whole slices", "metrics": list(METRICS)},
         "fid_net": next((r.feature_net for r in collected.fid.values()), None),
         "device": describe_device(device), "torch_threads": torch.get_num_threads(),
+        "precision": {"name": precision.name, "reason": precision.reason, "compile": cfg.compile},
         "methods": per_method, "notes": list(notes), "config": cfg.to_dict(),
     })
 
@@ -568,7 +572,8 @@ def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, prog
     inputs = [m.path for m in cfg.methods if m.path is not None]
     check_output(out_dir, overwrite)
     check_no_overlap(out_dir, inputs + ([Path(cfg.data_root)] if cfg.data_root else []))
-    methods = load_methods(cfg, device)
+    precision = resolve_precision(cfg.precision, device)
+    methods = load_methods(cfg, device, precision)
     models = [m.model for m in methods if m.model is not None]
     test = load_test_set(cfg, models)
     check_no_overlap(out_dir, [test.root])
@@ -590,12 +595,12 @@ def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, prog
     with atomic_dir(out_dir, overwrite=overwrite) as folder:
         metrics_csv = _write_metrics_csv(folder / "metrics.csv", collected, test)
         (folder / "summary.json").write_text(
-            json.dumps(_summary_json(cfg, methods, test, collected, device, notes), indent=2, allow_nan=False) + "\n",
+            json.dumps(_summary_json(cfg, methods, test, collected, device, precision, notes), indent=2, allow_nan=False) + "\n",
             encoding="utf-8")
         figures = write_figures(folder / "figures", methods, test, collected.outputs, collected.attention, keep,
                                 cfg.zoom)
         fid_name = next((r.feature_net for r in collected.fid.values()), None)
-        sections = _sections(cfg, methods, test, collected, fid_name, device, notes)
+        sections = _sections(cfg, methods, test, collected, fid_name, device, precision, notes)
         paths = write_report(folder, cfg.title, [*sections, *extra_sections],
                              [table, *_extra_tables(collected), *extra_tables], [*figures, *extra_figures], metadata)
 

@@ -8,11 +8,9 @@ reports. The image is denoised in network units over ``hu_range``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-
 import numpy as np
 
-from vagan.inference.denoise import Denoised, as_slices
+from vagan.inference.denoise import Denoised, Progress, as_slices
 from vagan.io.windowing import NETWORK_RANGE, HURange
 
 
@@ -35,18 +33,18 @@ class BM3DDenoiser:
         self.name = "bm3d" if sigma_hu is None else f"bm3d(sigma={sigma_hu:g} HU)"
         self.last_sigmas_hu: list[float] = []
 
-    def __call__(self, hu: np.ndarray, progress: Callable[[Iterable], Iterable] | None = None,
-                 keep_attention: bool = False) -> Denoised:
+    def __call__(self, hu: np.ndarray, progress: Progress | None = None, keep_attention: bool = False) -> Denoised:
         import bm3d
 
         hu = as_slices(hu)
         out = np.empty_like(hu)
         self.last_sigmas_hu = []
-        indices = range(hu.shape[0])
-        for z in progress(indices) if progress else indices:
+        for z in range(hu.shape[0]):
             sigma = self.sigma_hu if self.sigma_hu is not None else estimate_noise_sigma_hu(hu[z])
             self.last_sigmas_hu.append(sigma)
             unit = self.hu_range.to_unit(hu[z].astype(np.float64), clip=False)
             result = bm3d.bm3d(unit, sigma_psd=max(sigma, 1e-3) / self.hu_range.width, profile=self.profile)
             out[z] = self.hu_range.to_hu(np.asarray(result, dtype=np.float32))
+            if progress is not None:
+                progress(1)
         return Denoised(out)

@@ -2,21 +2,34 @@
 
 Every method maps HU slices ``(Z, H, W)`` to HU slices of the same shape, so evaluation and
 the DICOM command treat them alike. Networks are fully convolutional: slice size may differ
-from the training patches.
+from the training patches. Networks run channels-last under the precision policy of
+:mod:`vagan.precision` (bf16 autocast where it is native and faster); HU in, HU out, both float32.
+Memory is bounded by the batch, not the series: one batch of activations at a time, and the
+output array is the only copy of the result.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterable
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
 
+from vagan.precision import Precision, channels_last_input, to_channels_last
+
 if TYPE_CHECKING:
     from vagan.inference.model_loading import TrainedModel
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+"""Called with the number of slices finished since the last call (e.g. ``tqdm.update``)."""
+
+DEFAULT_BATCH = {"cpu": 2, "cuda": 16}
+"""Slices per forward pass when none is given: on a CPU larger batches only add memory."""
 
 
 @dataclass
@@ -32,43 +45,75 @@ class Denoiser(Protocol):
 
     name: str
 
-    def __call__(self, hu: np.ndarray, progress: Callable[[Iterable], Iterable] | None = None) -> Denoised: ...
+    def __call__(self, hu: np.ndarray, progress: Progress | None = None, keep_attention: bool = False) -> Denoised: ...
 
 
 class NetworkDenoiser:
-    """A trained generator applied to whole slices in batches."""
+    """A trained generator applied to whole slices in batches.
 
-    def __init__(self, model: TrainedModel, batch_size: int = 4, device: torch.device | str = "cpu",
-                 amp: bool = False, name: str | None = None) -> None:
+    Args:
+        model: the loaded generator and its config.
+        batch_size: slices per forward pass (``None``: :data:`DEFAULT_BATCH` of the device).
+        device: where the network runs.
+        precision: a resolved :class:`~vagan.precision.Precision` (``None``: fp32).
+        compile: run the generator through ``torch.compile`` (inductor, weights frozen); when the
+            compiler is unavailable or fails, a warning and the eager path.
+    """
+
+    def __init__(self, model: TrainedModel, batch_size: int | None = None, device: torch.device | str = "cpu",
+                 precision: Precision | None = None, compile: bool = False, name: str | None = None) -> None:
+        self.device = torch.device(device)
+        batch_size = DEFAULT_BATCH.get(self.device.type, 1) if batch_size is None else batch_size
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
         self.batch_size = batch_size
-        self.device = torch.device(device)
-        self.amp = amp and self.device.type == "cuda"
+        self.precision = precision or Precision("fp32", self.device.type)
         self.name = name or model.name
-        model.generator.to(self.device).eval()
+        self.module = to_channels_last(model.generator.to(self.device)).eval()
+        self.compile = compile
+        self._compiled: Callable | None = None
+
+    def _forward(self, x: torch.Tensor):
+        if self.compile:
+            try:
+                return self._compiled_forward(x)
+            except Exception as err:  # noqa: BLE001 - any compiler failure falls back to eager
+                log.warning("torch.compile is unavailable here (%s: %s); running eager",
+                            type(err).__name__, str(err).splitlines()[0][:200] if str(err) else "")
+                self.compile = False
+        return self.module(x)
+
+    def _compiled_forward(self, x: torch.Tensor):
+        import torch._inductor.config as inductor_config
+
+        if self._compiled is None:
+            self._compiled = torch.compile(self.module, dynamic=False)
+        with inductor_config.patch(freezing=True):  # constant weights: prepacked and folded once
+            return self._compiled(x)
 
     @torch.no_grad()
-    def __call__(self, hu: np.ndarray, progress: Callable[[Iterable], Iterable] | None = None,
-                 keep_attention: bool = False) -> Denoised:
+    def __call__(self, hu: np.ndarray, progress: Progress | None = None, keep_attention: bool = False) -> Denoised:
         hu = as_slices(hu)
         hu_range = self.model.hu_range
         out = np.empty_like(hu, dtype=np.float32)
         attention = np.empty_like(out) if keep_attention and self.model.has_attention else None
-        starts = range(0, hu.shape[0], self.batch_size)
-        for start in progress(starts) if progress else starts:
-            chunk = torch.from_numpy(np.ascontiguousarray(hu[start:start + self.batch_size]))[:, None]
-            x = hu_range.to_unit(chunk.to(self.device, torch.float32))
-            ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
-            with ctx:
-                result = self.model.generator(x)
-            denoised = hu_range.to_hu(result.image.float().clamp(0, 1))[:, 0].cpu().numpy()
-            original = hu[start:start + len(chunk)]
+        for start in range(0, hu.shape[0], self.batch_size):
+            original = hu[start:start + self.batch_size]
+            n = len(original)
+            chunk = torch.from_numpy(np.ascontiguousarray(original))[:, None]
+            if self.compile and n < self.batch_size < len(hu):  # pad a series' last batch: no recompilation
+                chunk = torch.cat([chunk, chunk[-1:].expand(self.batch_size - n, -1, -1, -1)])
+            x = channels_last_input(hu_range.to_unit(chunk.to(self.device, torch.float32)))
+            with self.precision.autocast():
+                result = self._forward(x)
+            denoised = hu_range.to_hu(result.image[:n].float().clamp(0, 1))[:, 0].cpu().numpy()
             outside = (original < hu_range.lo) | (original > hu_range.hi)  # padding, metal: outside what G saw
-            out[start:start + len(chunk)] = np.where(outside, original, denoised)
+            out[start:start + n] = np.where(outside, original, denoised)
             if attention is not None and result.attention:
-                attention[start:start + len(chunk)] = result.attention[-1].float()[:, 0].cpu().numpy()
+                attention[start:start + n] = result.attention[-1][:n].float()[:, 0].cpu().numpy()
+            if progress is not None:
+                progress(n)
         return Denoised(out, attention)
 
 

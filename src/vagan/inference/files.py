@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from vagan.errors import InputDataError, VaganError
 from vagan.inference.denoise import Denoised, Denoiser
@@ -65,15 +66,12 @@ def denoise_path(denoiser: Denoiser, input_path: Path, output_path: Path, *, ove
         check_output(Path(attention_dir), overwrite, inputs=(input_path,))
     _check_kinds(input_path, output_path)
     volume: CTVolume = read_volume(input_path).validate()
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = lambda it: tqdm(it, desc=f"denoise {denoiser.name}", unit="batch")
-    try:
-        result: Denoised = denoiser(volume.hu, progress=bar, keep_attention=attention_dir is not None)
-    except ValueError as err:  # e.g. slices smaller than a network's receptive field
-        raise InputDataError(f"{input_path}: cannot denoise slices of {volume.hu.shape[1:]} with {denoiser.name}: {err}") from None
+    with tqdm(total=volume.hu.shape[0], desc=f"denoise {denoiser.name}", unit="slice", disable=not progress, dynamic_ncols=True) as bar:
+        try:
+            result: Denoised = denoiser(volume.hu, progress=bar.update, keep_attention=attention_dir is not None)
+        except ValueError as err:  # e.g. slices smaller than a network's receptive field
+            raise InputDataError(f"{input_path}: cannot denoise slices of {volume.hu.shape[1:]} with {denoiser.name}: "
+                                 f"{err}") from None
     description = f"vagan {denoiser.name} denoised"
     write_volume(output_path, CTVolume(hu=result.hu, pixel_spacing_mm=volume.pixel_spacing_mm,
                                        slice_positions_mm=volume.slice_positions_mm, orientation=volume.orientation,

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from vagan.models.convlstm import ConvLSTMCell
+from vagan.models.fp32 import fp32_layer
 
 
 class ResidualBlock(nn.Module):
@@ -22,7 +23,7 @@ class ResidualBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.relu(self.body(x) + x)
+        return torch.relu_(self.body(x) + x)
 
 
 class AttentiveBlock(nn.Module):
@@ -54,12 +55,12 @@ class AttentiveBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """``x``: ``(B, in_channels, H, W)`` LDCT in network units. Returns ``[M_1, ..., M_T]``, each ``(B, 1, H, W)``."""
         b, _, h, w = x.shape
-        mask = x.new_full((b, 1, h, w), self.initial_value)
+        mask = x.new_full((b, 1, h, w), self.initial_value, dtype=torch.float32)
         state = None
         maps: list[torch.Tensor] = []
         for _ in range(self.steps):
             features = self.encoder(torch.cat([x, mask], dim=1))
             state = self.lstm(features, state)
-            mask = torch.sigmoid(self.head(state[0]))
+            mask = torch.sigmoid(fp32_layer(self.head, state[0]))
             maps.append(mask)
         return maps

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vagan.models.fp32 import fp32_layer
 from vagan.models.outputs import DiscriminatorOutput, GeneratorOutput
 
 
@@ -49,7 +50,7 @@ class REDCNN(nn.Module):
         h = torch.relu(self.decoder[1](h))
         h = torch.relu(self.decoder[2](h) + shortcut_2)
         h = torch.relu(self.decoder[3](h))
-        out = torch.relu(self.decoder[4](h) + shortcut_in)
+        out = torch.relu(fp32_layer(self.decoder[4], h) + shortcut_in.float())  # the image stays float32
         return GeneratorOutput(image=out)
 
 
@@ -73,8 +74,12 @@ class WGANVGGGenerator(nn.Module):
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> GeneratorOutput:
-        """``x``: ``(B, 1, H, W)`` LDCT in network units."""
-        return GeneratorOutput(image=self.body(x))
+        """``x``: ``(B, 1, H, W)`` LDCT in network units. The last conv (the image) runs in float32."""
+        *hidden, last = self.body
+        h = x
+        for layer in hidden:
+            h = layer(h)
+        return GeneratorOutput(image=fp32_layer(last, h))
 
 
 class WGANCritic(nn.Module):

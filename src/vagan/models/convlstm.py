@@ -20,6 +20,8 @@ class ConvLSTMCell(nn.Module):
         h' = o * tanh(c')
 
     ``h`` and ``c`` start at zero when no state is given. Spatial size is kept (``padding = k // 2``).
+    The gate convolution may run in bf16 under autocast; the gate nonlinearities and the cell
+    state are computed in float32, so the recurrence does not accumulate bf16 rounding.
     """
 
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3) -> None:
@@ -34,13 +36,15 @@ class ConvLSTMCell(nn.Module):
     def initial_state(self, x: torch.Tensor) -> LSTMState:
         """Zero ``(h, c)`` matching the batch, size, dtype and device of ``x``."""
         b, _, h, w = x.shape
-        zeros = x.new_zeros(b, self.hidden_channels, h, w)
+        zeros = x.new_zeros(b, self.hidden_channels, h, w, dtype=torch.float32)
         return zeros, zeros.clone()
 
     def forward(self, x: torch.Tensor, state: LSTMState | None = None) -> LSTMState:
         """Advance one step: ``x`` is ``(B, in_channels, H, W)``; returns the new ``(h, c)``."""
         h, c = self.initial_state(x) if state is None else state
-        i, f, o, g = self.gates(torch.cat([x, h], dim=1)).chunk(4, dim=1)
-        c_next = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        h_next = torch.sigmoid(o) * torch.tanh(c_next)
+        gates = self.gates(torch.cat([x, h.to(x.dtype)], dim=1)).float()
+        split = 3 * self.hidden_channels
+        i, f, o = torch.sigmoid(gates[:, :split]).chunk(3, dim=1)  # one sigmoid for the three gates
+        c_next = torch.addcmul(f * c.float(), i, torch.tanh(gates[:, split:]))
+        h_next = o * torch.tanh(c_next)
         return h_next, c_next

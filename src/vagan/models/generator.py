@@ -23,7 +23,7 @@ block  layer (all 3x3 unless noted)    channels   scale         note
 Every block is the layer followed by ReLU; an additive encoder skip is added before that ReLU
 (RED-CNN style: ``relu(deconv(h) + skip)``). The three heads are plain 3x3 convs to one channel
 (no ReLU, they are not counted among the 14 blocks) predicting a *residual*: the output at scale
-``s`` is ``avgpool_s(LDCT) + head_s`` (area down-sampling of the LDCT channel, i.e. input channel 0),
+``s`` is ``avgpool_s(LDCT) + head_s`` (heads and adds in float32 under autocast) (area down-sampling of the LDCT channel, i.e. input channel 0),
 so the full-scale output is ``ŷ = x + residual`` (global residual).
 
 Dilations: the parent uses 2, 4, 8, 16 on large images. Trained on 64x64 patches the 1/4-scale map
@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vagan.models.fp32 import fp32_layer
 from vagan.models.outputs import GeneratorOutput
 
 DEFAULT_DILATIONS: tuple[int, int, int, int] = (2, 4, 8, 4)
@@ -97,21 +98,22 @@ class REDGenerator(nn.Module):
         xp = pad_to_multiple(x, self.scale_factor)
         ldct = xp[:, :1]
 
-        e1 = torch.relu(self.enc1(xp))
-        e3 = torch.relu(self.enc3(torch.relu(self.enc2(e1))))
-        e5 = torch.relu(self.enc5(torch.relu(self.enc4(e3))))
+        e1 = torch.relu_(self.enc1(xp))
+        e3 = torch.relu_(self.enc3(torch.relu_(self.enc2(e1))))
+        e5 = torch.relu_(self.enc5(torch.relu_(self.enc4(e3))))
         m = e5
         for layer in self.middle:
-            m = torch.relu(layer(m))
-        d1 = torch.relu(self.dec1(m) + e5)
-        d2 = torch.relu(self.dec2(d1) + e3)
-        d3 = torch.relu(self.dec3(d2))
-        d4 = torch.relu(self.dec4(d3) + e1)
-        d5 = torch.relu(self.dec5(d4))
+            m = torch.relu_(layer(m))
+        d1 = torch.relu_(self.dec1(m) + e5)
+        d2 = torch.relu_(self.dec2(d1) + e3)
+        d3 = torch.relu_(self.dec3(d2))
+        d4 = torch.relu_(self.dec4(d3) + e1)
+        d5 = torch.relu_(self.dec5(d4))
 
-        quarter = F.avg_pool2d(ldct, 4) + self.head_quarter(d1)
-        half = F.avg_pool2d(ldct, 2) + self.head_half(d3)
-        full = ldct + self.head_full(d5)
+        ldct = ldct.float()  # the global residual adds are float32 (the heads too, see vagan.models.fp32)
+        quarter = F.avg_pool2d(ldct, 4) + fp32_layer(self.head_quarter, d1)
+        half = F.avg_pool2d(ldct, 2) + fp32_layer(self.head_half, d3)
+        full = ldct + fp32_layer(self.head_full, d5)
         quarter = quarter[..., : math.ceil(h / 4), : math.ceil(w / 4)]
         half = half[..., : math.ceil(h / 2), : math.ceil(w / 2)]
         full = full[..., :h, :w]

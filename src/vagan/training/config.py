@@ -91,8 +91,8 @@ class TrainConfig:
 
     seed: int = 0
     device: str = "auto"
-    amp: bool = True
-    num_workers: int = 0
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # see vagan.precision
+    num_workers: int = 1
     log_every: int = 10
     checkpoint_every: int = 200
     perceptual: Literal["vgg19", "vgg19_random", "none"] = "vgg19"
@@ -178,8 +178,17 @@ def load_config(source: str | Path, overrides: list[str] | None = None) -> Exper
     return config_from_dict(data, overrides)
 
 
+def _upgrade_legacy(data: dict[str, Any]) -> dict[str, Any]:
+    """Configs written before the precision policy had ``train.amp`` (bf16 autocast on GPU only): drop it."""
+    train = data.get("train")
+    if isinstance(train, dict) and "amp" in train:
+        data = {**data, "train": {k: v for k, v in train.items() if k != "amp"}}
+    return data
+
+
 def config_from_dict(data: dict[str, Any], overrides: list[str] | None = None) -> ExperimentConfig:
     """Build and validate an :class:`ExperimentConfig` from plain data (plus overrides)."""
+    data = _upgrade_legacy(data)
     over = _apply_stage_wildcard(data, parse_overrides(overrides or []))
     merged = _merge(data, over)
     cfg = _build(ExperimentConfig, merged, "")

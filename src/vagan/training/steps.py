@@ -74,13 +74,19 @@ def _content_terms(out, batch: dict[str, torch.Tensor], stage: StageConfig, nets
     return terms
 
 
+def _update(total: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler) -> None:
+    """Backward and optimiser step through ``scaler`` (loss scaling for fp16; a pass-through otherwise)."""
+    scaler.scale(total).backward()
+    scaler.step(optimizer)
+
+
 def _weights(stage: StageConfig) -> dict[str, float]:
     w = stage.losses
     return {"mse": w.mse, "ms": w.ms, "ab": w.ab, "gan": w.gan, "pcep": w.pcep}
 
 
 def psnr_step(nets: Networks, opt_g: torch.optim.Optimizer, batch: dict[str, torch.Tensor], stage: StageConfig,
-              autocast: Callable[[], contextlib.AbstractContextManager]) -> dict[str, float]:
+              autocast: Callable[[], contextlib.AbstractContextManager], scaler: torch.amp.GradScaler) -> dict[str, float]:
     """Stage 1: minimise the content terms (L_MS, L_AB, pixel MSE)."""
     opt_g.zero_grad(set_to_none=True)
     with autocast():
@@ -88,13 +94,14 @@ def psnr_step(nets: Networks, opt_g: torch.optim.Optimizer, batch: dict[str, tor
         terms = _content_terms(out, batch, stage, nets)
         total, logged = generator_total_loss(terms, _weights(stage))
     _check_finite(total, "generator")
-    total.backward()
-    opt_g.step()
+    _update(total, opt_g, scaler)
+    scaler.update()
     return {"loss_g": float(total.detach()), **logged}
 
 
 def gan_step(nets: Networks, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
-             stage: StageConfig, autocast: Callable[[], contextlib.AbstractContextManager]) -> dict[str, float]:
+             stage: StageConfig, autocast: Callable[[], contextlib.AbstractContextManager],
+             scaler: torch.amp.GradScaler) -> dict[str, float]:
     """Stage 2: a generator step on L_G (eq. 7), then a discriminator step on L_D (eq. 10)."""
     disc = nets.discriminator
     assert disc is not None
@@ -109,8 +116,7 @@ def gan_step(nets: Networks, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Op
         terms["gan"] = generator_adversarial_loss(fake_logit.float(), mode=stage.gan_mode)
         total_g, logged = generator_total_loss(terms, _weights(stage))
     _check_finite(total_g, "generator")
-    total_g.backward()
-    opt_g.step()
+    _update(total_g, opt_g, scaler)
     _set_requires_grad(disc, True)
 
     opt_d.zero_grad(set_to_none=True)
@@ -125,8 +131,8 @@ def gan_step(nets: Networks, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Op
             attention_term = discriminator_attention_loss(map_fake, final_map, map_real)
         total_d = discriminator_loss(real_logit, fake_logit, attention_loss=attention_term, gamma=stage.losses.d_attention)
     _check_finite(total_d, "discriminator")
-    total_d.backward()
-    opt_d.step()
+    _update(total_d, opt_d, scaler)
+    scaler.update()
     logged.update(loss_g=float(total_g.detach()), loss_d=float(total_d.detach()),
                   d_real=float(torch.sigmoid(real_logit.detach()).mean()), d_fake=float(torch.sigmoid(fake_logit.detach()).mean()))
     if attention_term is not None:
@@ -135,9 +141,13 @@ def gan_step(nets: Networks, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Op
 
 
 def wgan_step(nets: Networks, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
-              stage: StageConfig, autocast: Callable[[], contextlib.AbstractContextManager], update_generator: bool,
-              generator: torch.Generator | None = None) -> dict[str, float]:
-    """WGAN-VGG (Yang et al. 2018): a critic step with gradient penalty; every ``critic_steps``-th batch a G step."""
+              stage: StageConfig, autocast: Callable[[], contextlib.AbstractContextManager], scaler: torch.amp.GradScaler,
+              update_generator: bool, generator: torch.Generator | None = None) -> dict[str, float]:
+    """WGAN-VGG (Yang et al. 2018): a critic step with gradient penalty; every ``critic_steps``-th batch a G step.
+
+    The critic and its gradient penalty run in float32 (the penalty's double backward is the
+    least robust part under reduced precision); the generator step runs under ``autocast``.
+    """
     critic = nets.discriminator
     assert critic is not None
     x, y = batch["ldct"], batch["ndct"]
@@ -162,8 +172,8 @@ def wgan_step(nets: Networks, opt_g: torch.optim.Optimizer, opt_d: torch.optim.O
             terms["gan"] = wgan_generator_loss(_unwrap(critic)(out.image).logit.float())
             total_g, logged_g = generator_total_loss(terms, _weights(stage))
         _check_finite(total_g, "generator")
-        total_g.backward()
-        opt_g.step()
+        _update(total_g, opt_g, scaler)
+        scaler.update()
         _set_requires_grad(critic, True)
         logged.update(logged_g, loss_g=float(total_g.detach()))
     return logged

@@ -8,11 +8,9 @@ uninterrupted run would have seen and ends with the same weights.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from vagan.devices import resolve_device
 from vagan.errors import CheckpointError, ConfigError, VaganError
 from vagan.io.windowing import HURange
 from vagan.models.init import init_parameters
+from vagan.precision import Precision, channels_last_input, resolve_precision, to_channels_last
 from vagan.training import distributed
 from vagan.training.build import (
     build_discriminator,
@@ -101,12 +100,6 @@ def load_data(cfg: ExperimentConfig) -> TrainData:
     return TrainData(train=patches, val=val_pairs)
 
 
-def _autocast_factory(device: torch.device, enabled: bool) -> Callable[[], contextlib.AbstractContextManager]:
-    if enabled and device.type == "cuda":
-        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext
-
-
 def _epoch_order(n: int, seed: int, stage_index: int, epoch: int) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed * 1_000_003 + stage_index * 10_007 + epoch)
     return torch.randperm(n, generator=gen)
@@ -116,20 +109,22 @@ class _Stage:
     """Runs one stage; kept small: the per-kind work lives in :mod:`vagan.training.steps`."""
 
     def __init__(self, cfg: ExperimentConfig, stage: StageConfig, index: int, run_dir: Path, data: TrainData,
-                 device: torch.device, world: distributed.World, training_log: TrainingLog | None) -> None:
+                 device: torch.device, precision: Precision, world: distributed.World,
+                 training_log: TrainingLog | None) -> None:
         self.cfg, self.stage, self.index, self.run_dir = cfg, stage, index, run_dir
         self.data, self.device, self.world, self.log = data, device, world, training_log
         self.dir = stage_dir(run_dir, stage.name)
-        self.autocast = _autocast_factory(device, cfg.train.amp)
+        self.autocast = precision.autocast
+        self.scaler = precision.grad_scaler()
         init = torch.Generator().manual_seed(cfg.train.seed + index)  # same initial weights on every rank and run
-        gen_module = init_parameters(build_generator(cfg.model), init).to(device)
-        disc_module = (init_parameters(build_discriminator(cfg.model), init).to(device)
+        gen_module = to_channels_last(init_parameters(build_generator(cfg.model), init).to(device))
+        disc_module = (to_channels_last(init_parameters(build_discriminator(cfg.model), init).to(device))
                        if stage.adversarial != "none" else None)
         self.modules = {"generator": gen_module} | ({"discriminator": disc_module} if disc_module is not None else {})
         self.opt_g = torch.optim.Adam(gen_module.parameters(), lr=stage.lr, betas=stage.betas)
         self.opt_d = (torch.optim.Adam(disc_module.parameters(), lr=stage.d_lr or stage.lr, betas=stage.betas)
                       if disc_module is not None else None)
-        feature_net = build_feature_net(cfg.train).to(device) if needs_feature_net(stage) else None
+        feature_net = to_channels_last(build_feature_net(cfg.train).to(device)) if needs_feature_net(stage) else None
         self.nets = Networks(generator=distributed.wrap(gen_module, world, device),
                              discriminator=distributed.wrap(disc_module, world, device) if disc_module is not None else None,
                              feature_net=feature_net)
@@ -157,6 +152,8 @@ class _Stage:
             if self.opt_d is not None:
                 self.opt_d.load_state_dict(ckpt.state["opt_d"])
             self.rng.set_state(ckpt.state["rng"])
+            if "scaler" in ckpt.state:
+                self.scaler.load_state_dict(ckpt.state["scaler"])
             p = ckpt.meta["progress"]
             self.progress = Progress(epoch=int(p["epoch"]), batch=int(p["batch"]), step=int(p["step"]))
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
@@ -171,6 +168,8 @@ class _Stage:
                 "progress": {"epoch": p.epoch, "batch": p.batch, "step": p.step}, "complete": name == "final",
                 "metrics": metrics or {}}
         state = {"opt_g": self.opt_g.state_dict(), "rng": self.rng.get_state()}
+        if self.scaler.is_enabled():
+            state["scaler"] = self.scaler.state_dict()
         if self.opt_d is not None:
             state["opt_d"] = self.opt_d.state_dict()
         return save_checkpoint(self.dir / name, self.modules, meta, state)
@@ -181,17 +180,19 @@ class _Stage:
         size = self.stage.batch_size
         batches = [order[b * size:(b + 1) * size][self.world.rank::self.world.size].tolist()
                    for b in range(first_batch, self.batches_per_epoch)]
-        return DataLoader(self.data.train, batch_sampler=batches, num_workers=self.cfg.train.num_workers,
-                          pin_memory=self.device.type == "cuda")
+        workers = self.cfg.train.num_workers
+        return DataLoader(self.data.train, batch_sampler=batches, num_workers=workers,
+                          prefetch_factor=4 if workers else None, pin_memory=self.device.type == "cuda")
 
     def _step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         kind = self.stage.adversarial
         if kind == "none":
-            return psnr_step(self.nets, self.opt_g, batch, self.stage, self.autocast)
+            return psnr_step(self.nets, self.opt_g, batch, self.stage, self.autocast, self.scaler)
         if kind == "gan":
-            return gan_step(self.nets, self.opt_g, self.opt_d, batch, self.stage, self.autocast)
+            return gan_step(self.nets, self.opt_g, self.opt_d, batch, self.stage, self.autocast, self.scaler)
         update_g = (self.progress.step + 1) % self.stage.critic_steps == 0
-        return wgan_step(self.nets, self.opt_g, self.opt_d, batch, self.stage, self.autocast, update_g, self.rng)
+        return wgan_step(self.nets, self.opt_g, self.opt_d, batch, self.stage, self.autocast, self.scaler, update_g,
+                         self.rng)
 
     def _validate(self) -> dict[str, float]:
         metrics: dict[str, float] = {}
@@ -215,7 +216,8 @@ class _Stage:
             while p.step < self.total_steps:
                 tick = time.perf_counter()
                 for batch in self._loader(p.epoch, p.batch):
-                    batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                    waited = time.perf_counter() - tick
+                    batch = {k: channels_last_input(v.to(self.device, non_blocking=True)) for k, v in batch.items()}
                     try:
                         values = self._step(batch)
                     except NonFiniteLossError as err:
@@ -227,6 +229,7 @@ class _Stage:
                     p.batch += 1
                     now = time.perf_counter()
                     values["patches_per_s"] = self.stage.batch_size / max(now - tick, 1e-9)
+                    values["data_wait_s"] = waited
                     tick = now
                     if self.log is not None and p.step % self.cfg.train.log_every == 0:
                         self.log.log(self.stage.name, p.epoch, p.step, values)
@@ -312,6 +315,8 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
     if world.distributed and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
+    precision = resolve_precision(cfg.train.precision, device)  # an unsupported one fails before any work
+    log.info("precision: %s", precision.describe())
     wanted = stages or [s.name for s in cfg.stages]
     for name in wanted:
         if needs_feature_net(cfg.stage(name)):
@@ -326,7 +331,7 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
                 if stage.name not in wanted:
                     continue
                 final_dir = stage_dir(run_dir, stage.name) / "final"
-                runner = _Stage(cfg, stage, index, run_dir, data, device, world, training_log)
+                runner = _Stage(cfg, stage, index, run_dir, data, device, precision, world, training_log)
                 saved = _most_advanced(stage_dir(run_dir, stage.name)) if resume else None
                 if saved is not None and saved.meta["progress"]["step"] >= runner.total_steps and final_dir.exists():
                     log.info("stage %s already complete (%s)", stage.name, final_dir)

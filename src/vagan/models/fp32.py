@@ -1,0 +1,19 @@
+"""Layers that stay in float32 under autocast: the ones whose output is an image or a map itself.
+
+The precision policy (:mod:`vagan.precision`) runs convolutions in bf16/fp16 through autocast; the
+output heads (residuals added to the fp32 LDCT), the attention head (M_t) and the last layer of
+the baselines run through :func:`fp32_layer` so reduced precision never quantises an image.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def fp32_layer(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``layer(x)`` in float32 with autocast switched off (a plain call when autocast is off)."""
+    if not torch.is_autocast_enabled(x.device.type):
+        return layer(x.float())
+    with torch.autocast(x.device.type, enabled=False):
+        return layer(x.float())

@@ -1,0 +1,173 @@
+"""The one precision policy of vagan: which arithmetic the networks run in, on which device.
+
+``auto | fp32 | bf16 | fp16`` (``--precision`` of ``denoise``, ``evaluate``, ``train``; config keys
+``train.precision`` and ``precision``). Reduced precision is *autocast* only: convolutions run in
+bf16/fp16, while normalisation (HU <-> network units), the global residual adds, the output heads,
+the ConvLSTM cell state, the losses and every HU value stay float32 (see ``docs/performance.md``).
+
+``auto`` picks bf16 where the hardware runs it natively and it is measured to be faster:
+
+* CUDA: bf16 where ``torch.cuda.is_bf16_supported()`` (Ampere and newer), else fp32.
+* CPU: bf16 where oneDNN reports native bf16 (AVX512-BF16 or AMX) **and** a dilated 3x3 conv
+  micro-benchmark runs at least :data:`AUTO_MIN_SPEEDUP` times faster in bf16 than in fp32 on this
+  machine; else fp32. On AVX2-only CPUs bf16 is emulated and slower, so ``auto`` never picks it.
+
+``auto`` never fails. An explicit ``bf16``/``fp16`` that the device cannot run natively is a
+:class:`~vagan.errors.ConfigError` (one ``error:`` line, exit code 2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from vagan.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+AUTO_MIN_SPEEDUP = 1.3
+"""``auto`` takes bf16 on a CPU only when the probe conv is at least this much faster in bf16."""
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True)
+class Precision:
+    """A resolved precision: ``name`` is ``fp32``, ``bf16`` or ``fp16`` on ``device_type``; ``reason`` says why."""
+
+    name: Literal["fp32", "bf16", "fp16"]
+    device_type: str = "cpu"
+    reason: str = ""
+
+    def __post_init__(self) -> None:
+        if self.name not in _DTYPES:
+            raise ValueError(f"precision must be fp32, bf16 or fp16 once resolved, got {self.name!r}")
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return _DTYPES[self.name]
+
+    @property
+    def reduced(self) -> bool:
+        return self.name != "fp32"
+
+    @property
+    def needs_grad_scaler(self) -> bool:
+        """fp16 training needs loss scaling (bf16 has fp32's exponent range and does not)."""
+        return self.name == "fp16"
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        """The autocast context of this precision (a no-op for fp32)."""
+        if not self.reduced:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device_type, dtype=self.dtype)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """A GradScaler that is active for fp16 only (a pass-through otherwise)."""
+        return torch.amp.GradScaler(self.device_type, enabled=self.needs_grad_scaler)
+
+    def describe(self) -> str:
+        return f"{self.name} on {self.device_type}" + (f" ({self.reason})" if self.reason else "")
+
+
+def cpu_bf16_native() -> bool:
+    """True when oneDNN runs bf16 natively on this CPU (AVX512-BF16, AVX512 core with bf16, or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def cpu_fp16_native() -> bool:
+    """True when oneDNN runs fp16 natively on this CPU (AVX512-FP16 or AMX-FP16)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _time_call(fn, repeats: int = 3) -> float:
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_speedup() -> float:
+    """fp32 time / bf16 time of a 64 -> 64 dilated 3x3 conv on 96^2, channels-last (about 0.2 s to measure)."""
+    gen = torch.Generator().manual_seed(0)
+    conv = torch.nn.Conv2d(64, 64, 3, padding=2, dilation=2).to(memory_format=torch.channels_last)
+    x = torch.rand(2, 64, 96, 96, generator=gen).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        fp32 = _time_call(lambda: conv(x))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            bf16 = _time_call(lambda: conv(x))
+    return fp32 / max(bf16, 1e-9)
+
+
+def _cuda_bf16(device: torch.device) -> bool:
+    try:
+        return bool(torch.cuda.is_bf16_supported())
+    except (AssertionError, RuntimeError):
+        return False
+
+
+def resolve_precision(requested: str, device: torch.device | str) -> Precision:
+    """``auto | fp32 | bf16 | fp16`` on ``device`` -> a :class:`Precision`, or a :class:`ConfigError`."""
+    device = torch.device(device)
+    kind = device.type
+    if requested not in PRECISIONS:
+        raise ConfigError(f"precision {requested!r} is not one of {', '.join(PRECISIONS)}")
+    if requested == "fp32":
+        return Precision("fp32", kind, "requested")
+    if kind == "cuda":
+        if requested == "fp16":
+            return Precision("fp16", kind, "requested")
+        if _cuda_bf16(device):
+            return Precision("bf16", kind, "requested" if requested == "bf16" else "GPU has native bf16")
+        if requested == "bf16":
+            raise ConfigError(f"--precision bf16: {device} has no native bfloat16 (it needs an Ampere or newer GPU); "
+                              "use --precision fp16, fp32 or auto")
+        return Precision("fp32", kind, "GPU without native bf16")
+    if kind != "cpu":
+        if requested != "auto":
+            raise ConfigError(f"--precision {requested}: only fp32 is supported on {kind} devices; use fp32 or auto")
+        return Precision("fp32", kind, f"{kind} device")
+    if requested == "fp16":
+        if not cpu_fp16_native():
+            raise ConfigError("--precision fp16: this CPU has no native float16 (AVX512-FP16 or AMX-FP16); "
+                              "use --precision bf16, fp32 or auto")
+        return Precision("fp16", kind, "requested")
+    if not cpu_bf16_native():
+        if requested == "bf16":
+            raise ConfigError("--precision bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); bf16 would be "
+                              "emulated and slower than fp32. Use --precision fp32 or auto")
+        return Precision("fp32", kind, "CPU without native bf16")
+    if requested == "bf16":
+        return Precision("bf16", kind, "requested")
+    speedup = cpu_bf16_speedup()
+    if speedup >= AUTO_MIN_SPEEDUP:
+        return Precision("bf16", kind, f"native bf16, measured {speedup:.1f}x faster than fp32")
+    return Precision("fp32", kind, f"native bf16 measured only {speedup:.1f}x faster than fp32")
+
+
+def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:
+    """Convolution weights in channels-last (NHWC) memory order, in place; returns ``module``."""
+    return module.to(memory_format=torch.channels_last)
+
+
+def channels_last_input(x: torch.Tensor) -> torch.Tensor:
+    """A 4-D batch in channels-last memory order (a no-op view for one channel)."""
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
