@@ -5,6 +5,7 @@ import pytest
 import torch
 from support import tiny_config, tiny_data, write_tiny_dataset
 
+from vagan import precision as precision_policy
 from vagan.errors import VaganError
 from vagan.training import steps
 from vagan.training.checkpoint import load_checkpoint
@@ -21,18 +22,26 @@ def _assert_same(a, b, atol=0.0):
         assert torch.allclose(a[key], b[key], atol=atol, rtol=0), key
 
 
-def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch, precision):
+    monkeypatch.setattr(precision_policy, "cpu_bf16_native", lambda: True)  # bf16 autocast runs (slowly) on any CPU
     data = tiny_data()  # 32 patches, 8 batches of 4 per epoch: step 3 is mid-epoch
-    straight = tiny_config("vagan", "stages.*.max_steps=6")
+    chosen = f"train.precision={precision}"
+    straight = tiny_config("vagan", "stages.*.max_steps=6", chosen)
     train(straight, tmp_path / "a", data=data)
     # interrupted: each stage stops after 3 steps ...
-    train(tiny_config("vagan", "stages.0.max_steps=6", "stages.1.max_steps=3"), tmp_path / "b", data=data)
+    train(tiny_config("vagan", "stages.0.max_steps=6", "stages.1.max_steps=3", chosen), tmp_path / "b", data=data)
     # ... and is resumed to 6
     train(straight, tmp_path / "b", data=data, resume=True)
     for stage in ("psnr", "gan"):
         _assert_same(_weights(tmp_path / "a/checkpoints" / stage / "final"),
                      _weights(tmp_path / "b/checkpoints" / stage / "final"), atol=1e-6)
     assert load_checkpoint(tmp_path / "b/checkpoints/gan/final").meta["progress"]["step"] == 6
+    # and bf16 really trained differently from fp32 (autocast was on)
+    if precision == "bf16":
+        train(tiny_config("vagan", "stages.*.max_steps=6", "train.precision=fp32"), tmp_path / "c", data=data)
+        a, c = _weights(tmp_path / "a/checkpoints/gan/final"), _weights(tmp_path / "c/checkpoints/gan/final")
+        assert any(not torch.equal(a[k], c[k]) for k in a)
 
 
 def test_stage_two_starts_from_stage_one(tmp_path):
