@@ -1,11 +1,17 @@
-"""Inference time and peak memory per 512x512 slice for every method, side by side in one run.
+"""Inference speed of every method x {fp32, bf16, compile, onnxruntime}, side by side in one run.
 
-Each method runs in a fresh subprocess on the same phantom slice (so peak resident memory is its
-own): one warm-up call, then ``--repeats`` timed calls. Networks use the presets' default widths
-(random weights: speed does not depend on them). BM3D (the ``bm3d`` package, sigma estimated) is
-the reference for the ratios. Writes benchmarks/results/inference.{json,md}.
+Per (method, mode), in a fresh subprocess (so peak resident memory is its own):
+* ms per 512x512 slice: batch 1, one warm-up call, then ``--repeats`` timed calls (median);
+* slices/s on a ``--series``-slice series at the default batch (2 on CPU) for the eager
+  default path (``auto`` precision) and the compiled one;
+* peak RSS; the HU deviation from the fp32 output of the same network (RMS and max);
+* achieved TFLOP/s and its fraction of this machine's peak, the peak being the best of a conv
+  micro-benchmark (256 -> 256 dilated 3x3 on 128^2, channels-last) measured in the same run.
+BM3D (the ``bm3d`` package, sigma estimated per slice) is the reference of the speed ratios.
+Networks: the presets' default widths with random weights (speed does not depend on them);
+ga_psnr has vagan's generator and g_gan g_psnr's. Writes benchmarks/results/inference.{json,md}.
 
-    python benchmarks/bench_inference.py [--repeats 3] [--device cpu|cuda] [--amp]
+    python benchmarks/bench_inference.py [--repeats 3] [--series 32] [--device cpu|cuda] [--tag _gpu]
 """
 
 from __future__ import annotations
@@ -17,96 +23,210 @@ import platform
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-METHODS = ("bm3d", "g_psnr", "ga_psnr", "vagan", "red_cnn", "wgan_vgg")
+NETWORKS = {"g_psnr": "red", "vagan": "vagan", "red_cnn": "red_cnn", "wgan_vgg": "wgan_vgg"}
+MODES = ("fp32", "bf16", "compile", "onnxruntime")
+PEAK_CONV = (256, 256, 128, 4)  # channels in, out, size, dilation
 
 
-def run_one(method: str, device_name: str, repeats: int, amp: bool) -> dict:
+def _slices(n: int):
     import numpy as np
+
+    from vagan.physics.phantom import make_phantom_slice
+
+    clean = make_phantom_slice(512, 0.7, np.random.default_rng(0))
+    noise = np.random.default_rng(1).normal(0, 40, (n, 512, 512)).astype(np.float32)
+    return (clean[None] + noise).astype(np.float32)
+
+
+def conv_peak(device_name: str) -> dict:
+    """TFLOP/s of a dilated 3x3 conv in fp32 and bf16 (channels-last): this machine's practical peak."""
     import torch
 
+    device = torch.device(device_name)
+    cin, cout, size, dil = PEAK_CONV
+    conv = torch.nn.Conv2d(cin, cout, 3, padding=dil, dilation=dil).to(device, memory_format=torch.channels_last)
+    x = torch.rand(1, cin, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    flops = 2 * cin * cout * 9 * size * size
+    out = {}
+    for name, ctx in (("fp32", torch.autocast(device.type, enabled=False)),
+                      ("bf16", torch.autocast(device.type, dtype=torch.bfloat16))):
+        with torch.inference_mode(), ctx:
+            conv(x)
+            best = float("inf")
+            for _ in range(5):
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                start = time.perf_counter()
+                conv(x)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                best = min(best, time.perf_counter() - start)
+        out[name] = flops / best / 1e12
+    return out
+
+
+def _denoiser(method: str, mode: str, device, batch_size: int, workdir: Path):
     from vagan.inference.bm3d_denoiser import BM3DDenoiser
     from vagan.inference.denoise import NetworkDenoiser
     from vagan.inference.model_loading import TrainedModel
-    from vagan.physics.phantom import make_phantom_slice
+    from vagan.models.init import init_parameters
+    from vagan.precision import resolve_precision
     from vagan.training.build import build_generator
     from vagan.training.config import load_config
 
-    hu = make_phantom_slice(512, 0.7, np.random.default_rng(0))[None]
-    hu = hu + np.random.default_rng(1).normal(0, 40, hu.shape).astype(np.float32)
-    device = torch.device(device_name)
     if method == "bm3d":
-        denoiser = BM3DDenoiser()
-    else:
-        cfg = load_config(method)
-        torch.manual_seed(0)
-        model = TrainedModel(build_generator(cfg.model), cfg, Path("."), cfg.stages[-1].name)
-        denoiser = NetworkDenoiser(model, batch_size=1, device=device, amp=amp)
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    denoiser(hu)
+        return BM3DDenoiser(), {}
+    import torch
+
+    cfg = load_config(method)
+    model = TrainedModel(init_parameters(build_generator(cfg.model), torch.Generator().manual_seed(0)), cfg,
+                         Path("."), cfg.stages[-1].name)
+    if mode == "onnxruntime":
+        from vagan.inference.export import OnnxDenoiser, export_onnx
+
+        start = time.perf_counter()
+        path = export_onnx(model, workdir / f"{method}.onnx", check_hu=_slices(1)[0, 128:384, 128:384]).path
+        return OnnxDenoiser(path, batch_size=batch_size), {"export_s": time.perf_counter() - start}
+    precision = resolve_precision({"fp32": "fp32", "bf16": "bf16"}.get(mode, "auto"), device)
+    return (NetworkDenoiser(model, batch_size=batch_size, device=device, precision=precision,
+                            compile=mode.startswith("compile")), {"precision": precision.name})
+
+
+def run_one(method: str, mode: str, device_name: str, repeats: int, series: int, workdir: Path) -> dict:
+    import numpy as np
+    import torch
+
+    device = torch.device(device_name)
+    hu = _slices(max(series, 1))
+    out: dict = {"method": method, "mode": mode}
+    denoiser, extra = _denoiser(method, mode, device, 1, workdir)
+    out.update(extra)
+    start = time.perf_counter()
+    first = denoiser(hu[:1]).hu
+    out["first_call_s"] = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        denoiser(hu)
+        denoiser(hu[:1])
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - start)
-    ms = [1000 * t for t in times]
-    out = {"method": method, "ms_mean": sum(ms) / len(ms), "ms_min": min(ms),
-           "ms_std": float(np.std(ms, ddof=1)) if len(ms) > 1 else 0.0,
-           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-           "rss_added_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_rss) / 1024}
+    out["ms"] = 1000 * float(np.median(times))
+    np.save(workdir / f"{method}-{mode}.npy", first)
+    reference = workdir / f"{method}-fp32.npy"
+    if reference.exists() and mode != "fp32":
+        diff = first - np.load(reference)
+        out["hu_rms_vs_fp32"] = float(np.sqrt(np.mean(diff**2)))
+        out["hu_max_vs_fp32"] = float(np.abs(diff).max())
+    if series and method != "bm3d" and mode in ("bf16", "compile"):  # the default path, eager and compiled
+        denoiser.batch_size = 2 if device.type == "cpu" else 16
+        denoiser(hu[:denoiser.batch_size])  # warm-up at this batch (a compile for the new shape)
+        start = time.perf_counter()
+        denoiser(hu)
+        out["series_slices_per_s"] = series / (time.perf_counter() - start)
+        out["series_batch"] = denoiser.batch_size
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device.type == "cuda":
         out["peak_cuda_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
     return out
 
 
+def _gmac() -> dict[str, float]:
+    """GMAC per 512^2 slice from benchmarks/results/models.json (bench_models.py, flop counter)."""
+    path = RESULTS / "models.json"
+    if not path.exists():
+        return {}
+    rows = json.loads(path.read_text())["rows"]
+    return {r["network"]: r["gmacs"] for r in rows if r.get("input") == "512x512" and "gmacs" in r}
+
+
+def _num(value: float | None, digits: int) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--series", type=int, default=32, help="slices of the series for slices/s (0: skip)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--amp", action="store_true")
+    parser.add_argument("--methods", default="bm3d," + ",".join(NETWORKS))
+    parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--tag", default="")
     parser.add_argument("--one", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(run_one(args.one, args.device, args.repeats, args.amp)))
+        method, mode = args.one.split(":")
+        print(json.dumps(run_one(method, mode, args.device, args.repeats, args.series, Path(args.workdir))))
         return
-    rows = []
-    for method in METHODS:
-        cmd = [sys.executable, __file__, "--one", method, "--device", args.device, "--repeats", str(args.repeats)]
-        proc = subprocess.run(cmd + (["--amp"] if args.amp else []), capture_output=True, text=True, check=True)
-        rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
-        print(rows[-1], flush=True)
-    reference = rows[0]["ms_mean"]
-    for row in rows:
-        row["speed_vs_bm3d"] = reference / row["ms_mean"]
     import torch
 
-    info = {"device": args.device if args.device == "cpu" else torch.cuda.get_device_name(0), "amp": args.amp,
+    from vagan.precision import cpu_bf16_native
+
+    peak = conv_peak(args.device)
+    print("conv peak TFLOP/s", peak, flush=True)
+    gmac = _gmac()
+    bf16_ok = args.device != "cpu" or cpu_bf16_native()
+    rows, skipped = [], []
+    with tempfile.TemporaryDirectory() as workdir:
+        for method in args.methods.split(","):
+            for mode in (("bm3d",) if method == "bm3d" else args.modes.split(",")):
+                if mode == "bf16" and not bf16_ok:
+                    skipped.append(f"{method}/bf16: no native bf16 on this machine")
+                    continue
+                cmd = [sys.executable, __file__, "--one", f"{method}:{mode}", "--device", args.device,
+                       "--repeats", str(args.repeats), "--series", str(args.series), "--workdir", workdir]
+                proc = subprocess.run(cmd, capture_output=True, text=True)
+                if proc.returncode != 0:
+                    skipped.append(f"{method}/{mode}: failed ({proc.stderr.strip().splitlines()[-1][:160]})")
+                    print(skipped[-1], flush=True)
+                    continue
+                rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+                print(rows[-1], flush=True)
+    bm3d_ms = next((r["ms"] for r in rows if r["method"] == "bm3d"), None)
+    best_peak = max(peak.values())
+    for row in rows:
+        if bm3d_ms:
+            row["speed_vs_bm3d"] = bm3d_ms / row["ms"]
+        network = NETWORKS.get(row["method"])
+        if network in gmac:
+            row["tflops"] = 2 * gmac[network] / 1e3 / (row["ms"] / 1e3)
+            row["fraction_of_peak"] = row["tflops"] / best_peak
+    info = {"device": args.device if args.device == "cpu" else torch.cuda.get_device_name(0),
             "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-            "platform": platform.platform(), "repeats": args.repeats}
+            "platform": platform.platform(), "repeats": args.repeats, "series": args.series,
+            "conv_peak_tflops": peak, "skipped": skipped}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"inference{args.tag}.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
     cuda = args.device != "cpu"
-    lines = [f"# Inference per 512x512 slice ({info['device']}, amp={args.amp})", "",
-             "One slice, batch 1, after one warm-up call; each method in its own process. "
-             "Reference: BM3D (sigma estimated per slice).", "",
-             "| method | ms / slice (mean ± std) | x faster than BM3D | peak RSS [MB] |" + (" peak CUDA [MB] |" if cuda else ""),
-             "|---|---:|---:|---:|" + ("---:|" if cuda else "")]
+    lines = [f"# Inference per 512x512 slice ({info['device']}): fp32, bf16, torch.compile, onnxruntime", "",
+             f"Median of {args.repeats} calls of one slice (batch 1) after a warm-up, each method and mode in its own "
+             f"process; series: slices/s over {args.series} slices at batch 2 (the `vagan denoise` default). "
+             "`compile` = torch.compile (inductor, frozen weights) at the `auto` precision; `onnxruntime` = the "
+             "`vagan export` file (fp32) on onnxruntime's CPU provider. HU deviation: against the fp32 eager output "
+             "of the same weights on a noisy 512^2 phantom slice. Peak: the best of a 256->256 dilated 3x3 conv "
+             f"on 128^2 measured in this run: {peak['fp32']:.2f} TFLOP/s fp32, {peak['bf16']:.2f} TFLOP/s bf16.", "",
+             "| method | mode | ms / slice | x faster than BM3D | series slices/s | TFLOP/s | of peak | "
+             "HU RMS / max vs fp32 | first call [s] | peak RSS [MB] |" + (" peak CUDA [MB] |" if cuda else ""),
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if cuda else "")]
     for r in rows:
-        lines.append(f"| {r['method']} | {r['ms_mean']:.0f} ± {r['ms_std']:.0f} | {r['speed_vs_bm3d']:.2f} | "
+        dev = (f"{r['hu_rms_vs_fp32']:.2f} / {r['hu_max_vs_fp32']:.1f}" if "hu_rms_vs_fp32" in r else "")
+        mode = r["mode"] + (f" ({r['precision']})" if r.get("precision") and r["mode"] == "compile" else "")
+        lines.append(f"| {r['method']} | {mode} | {r['ms']:.0f} | {r.get('speed_vs_bm3d', 0):.1f} | "
+                     f"{_num(r.get('series_slices_per_s'), 2)} | {r.get('tflops', 0):.3f} | "
+                     f"{100 * r.get('fraction_of_peak', 0):.0f}% | {dev} | {r['first_call_s']:.1f} | "
                      f"{r['peak_rss_mb']:.0f} |" + (f" {r.get('peak_cuda_mb', 0):.0f} |" if cuda else ""))
+    if skipped:
+        lines += ["", "Not measured: " + "; ".join(skipped) + "."]
     lines += ["", f"Machine: {info['platform']}, {info['cpu_count']} CPUs, torch {info['torch']} ({info['threads']} "
-              f"threads). Command: `python benchmarks/bench_inference.py{' --device ' + args.device if cuda else ''}"
-              f"{' --amp' if args.amp else ''}`"]
+              f"threads). Command: `python benchmarks/bench_inference.py{' --device ' + args.device if cuda else ''}`"]
     (RESULTS / f"inference{args.tag}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
