@@ -159,3 +159,13 @@ def test_accuracy_guard_bf16_against_fp32(trained_small):
     print(f"bf16 vs fp32: RMS {np.sqrt(np.mean(diff**2)):.3f} HU, max {np.abs(diff).max():.2f} HU")
     assert 0 < np.sqrt(np.mean(diff**2)) <= 1.0
     assert np.abs(diff).max() <= 10.0
+
+
+def test_malloc_setting_is_applied_once_on_glibc():
+    import platform
+
+    from vagan.runtime import reuse_freed_memory
+
+    expected = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert reuse_freed_memory() is expected
+    assert reuse_freed_memory() is expected  # idempotent

@@ -20,8 +20,8 @@ class ConvLSTMCell(nn.Module):
         h' = o * tanh(c')
 
     ``h`` and ``c`` start at zero when no state is given. Spatial size is kept (``padding = k // 2``).
-    The gate convolution may run in bf16 under autocast; the gate nonlinearities and the cell
-    state are computed in float32, so the recurrence does not accumulate bf16 rounding.
+    The gate convolution may run in bf16 under autocast; the gate nonlinearities, the cell state
+    ``c`` and ``h`` are float32, so the recurrence does not accumulate bf16 rounding.
     """
 
     def __init__(self, in_channels: int, hidden_channels: int, kernel_size: int = 3) -> None:
@@ -42,6 +42,7 @@ class ConvLSTMCell(nn.Module):
     def forward(self, x: torch.Tensor, state: LSTMState | None = None) -> LSTMState:
         """Advance one step: ``x`` is ``(B, in_channels, H, W)``; returns the new ``(h, c)``."""
         h, c = self.initial_state(x) if state is None else state
+        # one float32 copy of the gates: cheaper than the mixed-dtype temporaries of bf16 gates times a float32 c
         gates = self.gates(torch.cat([x, h.to(x.dtype)], dim=1)).float()
         split = 3 * self.hidden_channels
         i, f, o = torch.sigmoid(gates[:, :split]).chunk(3, dim=1)  # one sigmoid for the three gates
