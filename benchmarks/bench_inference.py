@@ -162,6 +162,9 @@ def main() -> None:
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    from vagan.runtime import reuse_freed_memory
+
+    reuse_freed_memory()  # as the `vagan` command does
     if args.one:
         method, mode = args.one.split(":")
         print(json.dumps(run_one(method, mode, args.device, args.repeats, args.series, Path(args.workdir))))

@@ -97,6 +97,7 @@ def data_wait(batch_size: int, batches: int = 20) -> list[dict]:
         pairs.append(SlicePair(ndct + rng.normal(0, 50, ndct.shape).astype(np.float32), ndct, "P", i))
     dataset = PatchPairDataset(pairs, 64, 35, seed=0)
     order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0)).tolist()
+    batches = min(batches, len(dataset) // batch_size)
     sampler = [order[b * batch_size:(b + 1) * batch_size] for b in range(batches)]
     rows = []
     for workers in (0, 1):
@@ -116,6 +117,9 @@ def main() -> None:
     parser.add_argument("--presets", default=",".join(PRESETS))
     parser.add_argument("--tag", default="", help="suffix of the result files, e.g. _gpu")
     args = parser.parse_args()
+    from vagan.runtime import reuse_freed_memory
+
+    reuse_freed_memory()  # as the `vagan` command does
     device = torch.device(args.device)
     fast = resolve_precision("auto", device)
     precisions = [Precision("fp32", device.type, "reference")] + ([fast] if fast.reduced else [])

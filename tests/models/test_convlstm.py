@@ -54,3 +54,12 @@ def test_missing_state_is_zero_state_and_shape_is_kept(rng: torch.Generator) -> 
 def test_even_kernel_is_refused() -> None:
     with pytest.raises(ValueError, match="odd"):
         ConvLSTMCell(1, 1, kernel_size=2)
+
+
+def test_gate_convolutions_equal_one_convolution_chunked(rng):
+    """The four per-gate convolutions are the one gate convolution of the cell, split by rows."""
+    cell = ConvLSTMCell(3, 5)
+    joint = torch.randn(2, 8, 9, 7, generator=rng)
+    expected = cell.gates(joint).chunk(4, dim=1)
+    for got, want in zip(cell._gate_convs(joint), expected):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
