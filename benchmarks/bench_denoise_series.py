@@ -87,8 +87,10 @@ def main() -> None:
     info = {"torch": torch.__version__, "cpu_count": os.cpu_count(), "platform": platform.platform()}
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "denoise_series.json").write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
+    from vagan.inference.denoise import DEFAULT_BATCH
+
     lines = ["# `vagan denoise` on a 512x512 DICOM series (CPU, defaults)", "",
-             "Whole command in a subprocess: start-up, reading the series, denoising at the default batch (2) and "
+             f"Whole command in a subprocess: start-up, reading the series, denoising at the default batch ({DEFAULT_BATCH['cpu']}) and "
              "precision (`auto`), writing the derived series. Peak RSS of that process alone.", "",
              "| preset | slices | wall [s] | slices/s | peak RSS [MB] | precision |", "|---|---:|---:|---:|---:|---|"]
     lines += [f"| {r['preset']} | {r['slices']} | {r['wall_s']:.0f} | {r['slices_per_s']:.2f} | {r['peak_rss_mb']:.0f} | "

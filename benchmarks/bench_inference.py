@@ -2,8 +2,8 @@
 
 Per (method, mode), in a fresh subprocess (so peak resident memory is its own):
 * ms per 512x512 slice: batch 1, one warm-up call, then ``--repeats`` timed calls (median);
-* slices/s on a ``--series``-slice series at the default batch (2 on CPU) for the eager
-  default path (``auto`` precision) and the compiled one;
+* slices/s on a ``--series``-slice series at batch 2 (CPU) or 16 (GPU) for the eager default
+  path (``auto`` precision) and the compiled one;
 * peak RSS; the HU deviation from the fp32 output of the same network (RMS and max);
 * achieved TFLOP/s and its fraction of this machine's peak, the peak being the best of a conv
   micro-benchmark (256 -> 256 dilated 3x3 on 128^2, channels-last) measured in the same run.
@@ -120,6 +120,7 @@ def run_one(method: str, mode: str, device_name: str, repeats: int, series: int,
         times.append(time.perf_counter() - start)
     out["ms"] = 1000 * float(np.median(times))
     np.save(workdir / f"{method}-{mode}.npy", first)
+    out["residual_rms_hu"] = float(np.sqrt(np.mean((first - hu[:1]) ** 2)))  # how much the method changes the image
     reference = workdir / f"{method}-fp32.npy"
     if reference.exists() and mode != "fp32":
         diff = first - np.load(reference)
@@ -211,20 +212,24 @@ def main() -> None:
     cuda = args.device != "cpu"
     lines = [f"# Inference per 512x512 slice ({info['device']}): fp32, bf16, torch.compile, onnxruntime", "",
              f"Median of {args.repeats} calls of one slice (batch 1) after a warm-up, each method and mode in its own "
-             f"process; series: slices/s over {args.series} slices at batch 2 (the `vagan denoise` default). "
+             f"process; series: slices/s over {args.series} slices at batch 2 on CPU (16 on GPU). "
              "`compile` = torch.compile (inductor, frozen weights) at the `auto` precision; `onnxruntime` = the "
              "`vagan export` file (fp32) on onnxruntime's CPU provider. HU deviation: against the fp32 eager output "
-             "of the same weights on a noisy 512^2 phantom slice. Peak: the best of a 256->256 dilated 3x3 conv "
+             "of the same weights on a noisy 512^2 phantom slice (40 HU noise); with random weights a network changes "
+             "the image far more than a trained one, and bf16's error grows with that change (next column). "
+             "Peak: the best of a 256->256 dilated 3x3 conv "
              f"on 128^2 measured in this run: {peak['fp32']:.2f} TFLOP/s fp32, {peak['bf16']:.2f} TFLOP/s bf16.", "",
              "| method | mode | ms / slice | x faster than BM3D | series slices/s | TFLOP/s | of peak | "
-             "HU RMS / max vs fp32 | first call [s] | peak RSS [MB] |" + (" peak CUDA [MB] |" if cuda else ""),
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if cuda else "")]
+             "HU RMS / max vs fp32 | change of the image [HU RMS] | first call [s] | peak RSS [MB] |"
+             + (" peak CUDA [MB] |" if cuda else ""),
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if cuda else "")]
     for r in rows:
         dev = (f"{r['hu_rms_vs_fp32']:.2f} / {r['hu_max_vs_fp32']:.1f}" if "hu_rms_vs_fp32" in r else "")
         mode = r["mode"] + (f" ({r['precision']})" if r.get("precision") and r["mode"] == "compile" else "")
         lines.append(f"| {r['method']} | {mode} | {r['ms']:.0f} | {r.get('speed_vs_bm3d', 0):.1f} | "
                      f"{_num(r.get('series_slices_per_s'), 2)} | {r.get('tflops', 0):.3f} | "
-                     f"{100 * r.get('fraction_of_peak', 0):.0f}% | {dev} | {r['first_call_s']:.1f} | "
+                     f"{100 * r.get('fraction_of_peak', 0):.0f}% | {dev} | {_num(r.get('residual_rms_hu'), 0)} | "
+                     f"{r['first_call_s']:.1f} | "
                      f"{r['peak_rss_mb']:.0f} |" + (f" {r.get('peak_cuda_mb', 0):.0f} |" if cuda else ""))
     if skipped:
         lines += ["", "Not measured: " + "; ".join(skipped) + "."]

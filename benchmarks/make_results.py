@@ -8,14 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ("simulator", "dicom_io", "models", "training", "training_gpu", "inference", "inference_gpu")
+ORDER = ("inference", "denoise_series", "training", "inference_gpu", "training_gpu", "models", "simulator", "dicom_io")
 
 HEADER = """# Benchmark results
 
 Every table below is written by a script in this folder (its command is under each table) and
 collected here by `python benchmarks/make_results.py`. Times are wall clock on the machine named
-under each table; ratios compare methods measured in the same run. No GPU was available when these
-were measured; the scripts take `--device cuda` (and `--amp`) where one is.
+under each table; ratios compare methods measured in the same run. The CPU tables were measured on
+a 2-core AMD EPYC with AVX-512 and AVX512-BF16 but no AMX (its bf16 conv peak, measured in the same
+runs, is about 0.4 TFLOP/s). No GPU was lent to the session that measured them: `benchmarks/gpu.sh`
+is the prepared GPU run (`--device cuda`; results `*_gpu.md`).
 """
 
 

@@ -38,7 +38,7 @@ def test_fp32_is_always_fp32():
 
 @pytest.mark.parametrize(("native", "speedup", "expected"), [
     (True, 3.0, "bf16"),     # AMX / AVX512-BF16 and measured faster
-    (True, 1.1, "fp32"),     # native but not measurably faster: auto stays fp32
+    (True, 1.05, "fp32"),    # native but not measurably faster: auto stays fp32
     (False, 9.9, "fp32"),    # emulated bf16 (AVX2 only): never picked
 ])
 def test_auto_on_cpu_follows_hardware_and_measurement(native_bf16, native, speedup, expected):
@@ -85,6 +85,10 @@ def test_cli_bf16_without_hardware_is_one_error_line(native_bf16, tmp_path):
     assert result.exit_code == 2
     assert result.output.strip().splitlines()[-1].startswith("error: --precision bf16")
     assert not (tmp_path / "out.npy").exists()
+    old_flag = CliRunner().invoke(app, ["denoise", "--model", str(run), "--amp", str(tmp_path / "in.npy"),
+                                        str(tmp_path / "out.npy")])
+    assert old_flag.exit_code == 0 and "warning: --amp is replaced by --precision" in old_flag.output
+    assert (tmp_path / "out.npy").exists()
     with pytest.raises(ConfigError, match="not one of"):  # and a bad train.precision fails before training
         train(tiny_config("g_psnr", "train.precision=fp8"), tmp_path / "run2", data=tiny_data())
     assert not (tmp_path / "run2").exists()
@@ -98,6 +102,26 @@ def test_images_stay_float32_under_bf16_autocast(kind):
         out = net(x)
     assert out.image.dtype == torch.float32
     assert all(m.dtype == torch.float32 for m in (*out.multiscale, *out.attention))
+
+
+@pytest.mark.parametrize(("kind", "layers"), [
+    ("vagan", ("generator.head_quarter", "generator.head_half", "generator.head_full", "attention.head")),
+    ("red", ("generator.head_full",)), ("red_cnn", ("decoder.4",)), ("wgan_vgg", ("body.14",)),
+])
+def test_output_layers_compute_in_float32_under_bf16(kind, layers):
+    """The layers that produce an image, a residual or a map run in float32 (weights and input)."""
+    net = build_generator(kind, features=8, attention_features=4).eval()
+    seen: dict[str, tuple[torch.dtype, torch.dtype]] = {}
+    modules = dict(net.named_modules())
+    for name in layers:
+        modules[name].register_forward_hook(lambda m, args, out, name=name: seen.__setitem__(name, (args[0].dtype, out.dtype)))
+    inner = next(m for n, m in net.named_modules() if isinstance(m, torch.nn.Conv2d) and n not in layers)
+    inner.register_forward_hook(lambda m, args, out: seen.__setitem__("inner", (args[0].dtype, out.dtype)))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        net(torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(0)))
+    assert seen["inner"][1] == torch.bfloat16  # autocast really was on
+    for name in layers:
+        assert seen[name] == (torch.float32, torch.float32), name
 
 
 @pytest.mark.parametrize("kind", ["red", "vagan", "red_cnn"])
@@ -120,6 +144,41 @@ def test_network_denoiser_runs_channels_last():
                                             Path("."), "psnr"))
     convs = [m for m in denoiser.module.modules() if isinstance(m, torch.nn.Conv2d)]
     assert convs and all(c.weight.is_contiguous(memory_format=torch.channels_last) for c in convs)
+
+
+def test_compiled_series_pads_its_last_batch(monkeypatch):
+    """--compile: every call of the compiled module sees the full batch (no recompilation), and the
+    padding never reaches the output."""
+    model = TrainedModel(build_generator("red", features=8), tiny_config("g_psnr"), Path("."), "psnr")
+    hu = np.random.default_rng(0).normal(0, 50, (5, 32, 32)).astype(np.float32)
+    eager = NetworkDenoiser(model, batch_size=2)(hu).hu
+    shapes = []
+
+    def fake_compile(module, **kwargs):
+        def run(x):
+            shapes.append(tuple(x.shape))
+            return module(x)
+        return run
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    out = NetworkDenoiser(model, batch_size=2, compile=True)(hu).hu
+    assert shapes == [(2, 1, 32, 32)] * 3
+    np.testing.assert_allclose(out, eager, atol=1e-4)
+
+
+def test_compile_does_not_hide_input_errors(monkeypatch):
+    model = TrainedModel(build_generator("red", features=8), tiny_config("g_psnr"), Path("."), "psnr")
+
+    def fake_compile(module, **kwargs):
+        def run(x):
+            raise ValueError("slice too small")
+        return run
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    denoiser = NetworkDenoiser(model, compile=True)
+    with pytest.raises(ValueError, match="too small"):
+        denoiser(np.zeros((1, 8, 8), np.float32))
+    assert denoiser.compile
 
 
 def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
@@ -159,6 +218,17 @@ def test_accuracy_guard_bf16_against_fp32(trained_small):
     print(f"bf16 vs fp32: RMS {np.sqrt(np.mean(diff**2)):.3f} HU, max {np.abs(diff).max():.2f} HU")
     assert 0 < np.sqrt(np.mean(diff**2)) <= 1.0
     assert np.abs(diff).max() <= 10.0
+
+
+def test_configs_written_with_amp_are_upgraded():
+    from vagan.evaluation.eval_config import EvaluationConfig
+    from vagan.training.config import config_from_dict
+
+    base = tiny_config("g_psnr").to_dict()
+    for amp, expected in ((False, "fp32"), (True, "auto")):
+        old = {**base, "train": {**{k: v for k, v in base["train"].items() if k != "precision"}, "amp": amp}}
+        assert config_from_dict(old).train.precision == expected
+        assert EvaluationConfig.from_dict({"methods": ["ldct"], "amp": amp}).precision == expected
 
 
 def test_malloc_setting_is_applied_once_on_glibc():

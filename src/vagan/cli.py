@@ -57,15 +57,14 @@ PRECISION_HELP = ("auto (bf16 where this CPU/GPU runs it natively and faster, el
 
 
 def _legacy_amp(amp: bool, precision: Optional[str]) -> Optional[str]:
-    """``--amp`` is an alias of ``--precision bf16`` kept for old scripts; it says so."""
-    if not amp:
-        return precision
-    typer.secho("warning: --amp is replaced by --precision; running with --precision bf16", err=True,
-                fg=typer.colors.YELLOW)
-    return precision or "bf16"
+    """``--amp`` (bf16 autocast on a GPU) is kept for old scripts as an alias of the default ``--precision auto``."""
+    if amp:
+        typer.secho("warning: --amp is replaced by --precision; the default --precision auto already uses bf16 where "
+                    "the GPU or CPU runs it natively", err=True, fg=typer.colors.YELLOW)
+    return precision
 
 
-AmpAlias = typer.Option(False, "--amp", hidden=True, help="Old alias of --precision bf16.")
+AmpAlias = typer.Option(False, "--amp", hidden=True, help="Old flag, replaced by --precision (auto by default).")
 
 
 @app.command()
@@ -142,7 +141,7 @@ def denoise(
     output_path: Path = typer.Argument(..., metavar="OUTPUT", help="Output of the same kind (a new folder for DICOM)."),
     model: str = typer.Option(..., "--model", "-m", help="Checkpoint or run folder of a trained model, or 'bm3d'."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
-                                             help="Slices per forward pass (default: 2 on CPU, 16 on GPU)."),
+                                             help="Slices per forward pass (default: 1 on CPU, 16 on GPU)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP + " Default: auto."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the network (a one-off 15-60 s, then "

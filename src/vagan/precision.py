@@ -9,7 +9,7 @@ the ConvLSTM cell state, the losses and every HU value stay float32 (see ``docs/
 
 * CUDA: bf16 where ``torch.cuda.is_bf16_supported()`` (Ampere and newer), else fp32.
 * CPU: bf16 where oneDNN reports native bf16 (AVX512-BF16 or AMX) **and** a dilated 3x3 conv
-  micro-benchmark runs at least :data:`AUTO_MIN_SPEEDUP` times faster in bf16 than in fp32 on this
+  micro-benchmark runs at least :data:`AUTO_MIN_SPEEDUP` (1.1) times faster in bf16 than in fp32 on this
   machine; else fp32. On AVX2-only CPUs bf16 is emulated and slower, so ``auto`` never picks it.
 
 ``auto`` never fails. An explicit ``bf16``/``fp16`` that the device cannot run natively is a
@@ -22,6 +22,7 @@ import contextlib
 import functools
 import logging
 import time
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
@@ -32,8 +33,9 @@ from vagan.errors import ConfigError
 log = logging.getLogger(__name__)
 
 PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
-AUTO_MIN_SPEEDUP = 1.3
+"""What a user may ask for (config fields are typed with it)."""
+PRECISIONS: tuple[str, ...] = typing.get_args(PrecisionName)
+AUTO_MIN_SPEEDUP = 1.1
 """``auto`` takes bf16 on a CPU only when the probe conv is at least this much faster in bf16."""
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -121,8 +123,12 @@ def _cuda_bf16(device: torch.device) -> bool:
         return False
 
 
-def resolve_precision(requested: str, device: torch.device | str) -> Precision:
-    """``auto | fp32 | bf16 | fp16`` on ``device`` -> a :class:`Precision`, or a :class:`ConfigError`."""
+def resolve_precision(requested: str, device: torch.device | str, measure: bool = True) -> Precision:
+    """``auto | fp32 | bf16 | fp16`` on ``device`` -> a :class:`Precision`, or a :class:`ConfigError`.
+
+    ``measure=False`` skips the CPU timing probe of ``auto`` (native bf16 is then taken as faster):
+    every process of a distributed job must make the same choice, whatever its momentary load.
+    """
     device = torch.device(device)
     kind = device.type
     if requested not in PRECISIONS:
@@ -154,6 +160,8 @@ def resolve_precision(requested: str, device: torch.device | str) -> Precision:
         return Precision("fp32", kind, "CPU without native bf16")
     if requested == "bf16":
         return Precision("bf16", kind, "requested")
+    if not measure:
+        return Precision("bf16", kind, "native bf16")
     speedup = cpu_bf16_speedup()
     if speedup >= AUTO_MIN_SPEEDUP:
         return Precision("bf16", kind, f"native bf16, measured {speedup:.1f}x faster than fp32")

@@ -44,6 +44,29 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch,
         assert any(not torch.equal(a[k], c[k]) for k in a)
 
 
+def test_resume_keeps_the_precision_of_the_checkpoint(tmp_path, monkeypatch):
+    """Started in bf16, resumed with `auto` where auto would now pick fp32: the stage stays in bf16."""
+    monkeypatch.setattr(precision_policy, "cpu_bf16_native", lambda: True)
+    data = tiny_data()
+    straight = tiny_config("g_psnr", "stages.*.max_steps=6", "train.precision=bf16")
+    train(straight, tmp_path / "a", data=data)
+    train(tiny_config("g_psnr", "stages.*.max_steps=3", "train.precision=bf16"), tmp_path / "b", data=data)
+    monkeypatch.setattr(precision_policy, "cpu_bf16_speedup", lambda: 1.0)  # auto -> fp32 on this "machine"
+    train(tiny_config("g_psnr", "stages.*.max_steps=6", "train.precision=auto"), tmp_path / "b", data=data,
+          resume=True)
+    final = load_checkpoint(tmp_path / "b/checkpoints/psnr/final")
+    assert final.meta["precision"] == "bf16"
+    _assert_same(_weights(tmp_path / "a/checkpoints/psnr/final"), final.weights)
+
+
+def test_dataloader_workers_give_the_same_run(tmp_path):
+    """The default prefetching worker draws exactly the batches of the in-process loader."""
+    data = tiny_data()
+    train(tiny_config("g_psnr", "stages.*.max_steps=10", "train.num_workers=0"), tmp_path / "a", data=data)
+    train(tiny_config("g_psnr", "stages.*.max_steps=10", "train.num_workers=1"), tmp_path / "b", data=data)
+    _assert_same(_weights(tmp_path / "a/checkpoints/psnr/final"), _weights(tmp_path / "b/checkpoints/psnr/final"))
+
+
 def test_stage_two_starts_from_stage_one(tmp_path):
     cfg = tiny_config("g_gan", "stages.*.max_steps=2")
     train(cfg, tmp_path / "run", data=tiny_data(), stages=["psnr"])

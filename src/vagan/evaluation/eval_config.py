@@ -21,6 +21,7 @@ from vagan.config_schema import (
 )
 from vagan.errors import ConfigError
 from vagan.evaluation.metrics import PatchSpec
+from vagan.precision import PrecisionName
 
 KEYWORDS: tuple[str, ...] = ("ldct", "ndct", "bm3d", "bm3d:SIGMA_HU")
 FID_NETS: tuple[str, ...] = ("random-ct", "vgg19", "inception", "none")
@@ -137,7 +138,7 @@ class EvaluationConfig:
     fid_seed: int = 0
     fid_vgg_layer: str = "conv5_4"
     device: str = "cpu"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    precision: PrecisionName = "auto"
     compile: bool = False
     batch_size: int = 4
     timing_slices: int = 3
@@ -181,6 +182,8 @@ class EvaluationConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"evaluation config: expected a mapping, got {type(data).__name__}")
         raw = merge(dict(data), parse_overrides(list(overrides))) if overrides else dict(data)
+        if "amp" in raw:  # written before the precision policy: amp false = fp32, amp true = auto
+            raw.setdefault("precision", "auto" if raw.pop("amp") else "fp32")
         if "methods" in raw:
             raw["methods"] = _method_specs(raw["methods"])
         if isinstance(raw.get("patches"), Mapping):

@@ -446,7 +446,7 @@ def _sections(cfg: EvaluationConfig, methods: Sequence[Method], test: Evaluation
     run_s = ", ".join(f"{name} {s:.1f} s" for name, s in collected.seconds.items())
     env = (f"Device: {describe_device(device)}; torch {torch.__version__}, {torch.get_num_threads()} intra-op "
            f"threads; batch size {cfg.batch_size}; networks channels-last, precision {precision.describe()}"
-           f"{', torch.compile' if cfg.compile else ''}."
+           f"{', torch.compile' if _compiled(methods) else ''}."
            f"\n\nWall time over the test set: {run_s}.")
     described = []
     for m in methods:
@@ -504,6 +504,11 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def _compiled(methods: Sequence[Method]) -> bool:
+    """Whether the networks really ran compiled (``--compile`` falls back to eager where it fails)."""
+    return any(getattr(m.denoiser, "compile", False) for m in methods if m.model is not None)
+
+
 def _summary_json(cfg: EvaluationConfig, methods: Sequence[Method], test: EvaluationData, collected: _Collected,
                   device: torch.device, precision: Precision, notes: Sequence[str]) -> dict[str, Any]:
     summary = collected.acc.summary()
@@ -535,7 +540,7 @@ def _summary_json(cfg: EvaluationConfig, methods: Sequence[Method], test: Evalua
                         "rmse": "HU, raw whole slices", "metrics": list(METRICS)},
         "fid_net": next((r.feature_net for r in collected.fid.values()), None),
         "device": describe_device(device), "torch_threads": torch.get_num_threads(),
-        "precision": {"name": precision.name, "reason": precision.reason, "compile": cfg.compile},
+        "precision": {"name": precision.name, "reason": precision.reason, "compile": _compiled(methods)},
         "methods": per_method, "notes": list(notes), "config": cfg.to_dict(),
     })
 

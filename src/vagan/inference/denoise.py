@@ -28,8 +28,9 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int], None]
 """Called with the number of slices finished since the last call (e.g. ``tqdm.update``)."""
 
-DEFAULT_BATCH = {"cpu": 2, "cuda": 16}
-"""Slices per forward pass when none is given: on a CPU larger batches only add memory."""
+DEFAULT_BATCH = {"cpu": 1, "cuda": 16}
+"""Slices per forward pass when none is given: on a CPU a batch of 2 is no faster than 1 per slice
+(benchmarks/RESULTS.md) and only adds memory."""
 
 
 @dataclass
@@ -78,7 +79,9 @@ class NetworkDenoiser:
         if self.compile:
             try:
                 return self._compiled_forward(x)
-            except Exception as err:  # noqa: BLE001 - any compiler failure falls back to eager
+            except (ValueError, MemoryError, torch.OutOfMemoryError):
+                raise  # the input's fault or the machine's, not the compiler's: eager would fail alike
+            except Exception as err:  # noqa: BLE001 - compiler failures have many types (no C++ compiler, ...)
                 log.warning("torch.compile is unavailable here (%s: %s); running eager",
                             type(err).__name__, str(err).splitlines()[0][:200] if str(err) else "")
                 self.compile = False

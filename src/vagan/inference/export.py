@@ -283,16 +283,21 @@ def export_onnx(model: TrainedModel, out_path: Path, *, opset: int = DEFAULT_OPS
     out_path = check_export(out_path, opset=opset, overwrite=overwrite)
     phantom = default_check_slice()
     check = phantom[None] if check_hu is None else as_slices(check_hu)
-    if min(check.shape[1:]) < MIN_SIDE:
-        raise InputDataError(f"check slice of {check.shape[1]}x{check.shape[2]} is too small "
-                             f"(at least {MIN_SIDE}x{MIN_SIDE})")
-
     local = _cpu_fp32_copy(model)
+    min_side = _min_side(local.generator)
+    if min(check.shape[1:]) < min_side:
+        raise InputDataError(f"check slice of {check.shape[1]}x{check.shape[2]} is too small for {model.name} "
+                             f"(at least {min_side}x{min_side})")
     with_attention = attention and local.has_attention
     output_names = [OUTPUT_NAME, ATTENTION_NAME] if with_attention else [OUTPUT_NAME]
     module = HUExportModule(local.generator, local.hu_range, with_attention).eval()
-    min_side = _min_side(local.generator)
-    data = _finish_model(_to_onnx_bytes(module, opset, output_names), local, with_attention, min_side)
+    try:
+        data = _finish_model(_to_onnx_bytes(module, opset, output_names), local, with_attention, min_side)
+    except VaganError:
+        raise
+    except Exception as err:  # noqa: BLE001 - exporter and checker errors have many types; one line for the user
+        raise VaganError(f"ONNX export of {model.name} at opset {opset} failed ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0][:300] if str(err) else 'no message'}); try another --opset") from None
 
     reference = NetworkDenoiser(local, batch_size=2, device="cpu")  # fp32: the default precision
     second = _second_check_batch(phantom)

@@ -35,7 +35,7 @@ class ConvLSTMCell(nn.Module):
                                padding=kernel_size // 2)
 
     def initial_state(self, x: torch.Tensor) -> LSTMState:
-        """Zero ``(h, c)`` matching the batch, size, dtype and device of ``x``."""
+        """Zero float32 ``(h, c)`` matching the batch, size and device of ``x``."""
         b, _, h, w = x.shape
         zeros = x.new_zeros(b, self.hidden_channels, h, w, dtype=torch.float32)
         return zeros, zeros.clone()

@@ -23,8 +23,9 @@ block  layer (all 3x3 unless noted)    channels   scale         note
 Every block is the layer followed by ReLU; an additive encoder skip is added before that ReLU
 (RED-CNN style: ``relu(deconv(h) + skip)``). The three heads are plain 3x3 convs to one channel
 (no ReLU, they are not counted among the 14 blocks) predicting a *residual*: the output at scale
-``s`` is ``avgpool_s(LDCT) + head_s`` (heads and adds in float32 under autocast) (area down-sampling of the LDCT channel, i.e. input channel 0),
-so the full-scale output is ``ŷ = x + residual`` (global residual).
+``s`` is ``avgpool_s(LDCT) + head_s`` (area down-sampling of the LDCT channel, i.e. input channel 0),
+so the full-scale output is ``ŷ = x + residual`` (global residual). Heads and residual adds run in
+float32 under autocast (:mod:`vagan.models.fp32`).
 
 Dilations: the parent uses 2, 4, 8, 16 on large images. Trained on 64x64 patches the 1/4-scale map
 is 16x16, where a dilation-16 conv sees only padding outside its centre tap: those weights would

@@ -18,6 +18,7 @@ from vagan.config_schema import did_you_mean as _did_you_mean
 from vagan.config_schema import merge as _merge
 from vagan.config_schema import parse_overrides, read_yaml_mapping
 from vagan.errors import ConfigError
+from vagan.precision import PrecisionName
 
 PRESETS: tuple[str, ...] = ("g_psnr", "ga_psnr", "g_gan", "ga_gan", "vagan", "red_cnn", "wgan_vgg")
 
@@ -91,7 +92,7 @@ class TrainConfig:
 
     seed: int = 0
     device: str = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # see vagan.precision
+    precision: PrecisionName = "auto"  # see vagan.precision
     num_workers: int = 1
     log_every: int = 10
     checkpoint_every: int = 200
@@ -179,10 +180,13 @@ def load_config(source: str | Path, overrides: list[str] | None = None) -> Exper
 
 
 def _upgrade_legacy(data: dict[str, Any]) -> dict[str, Any]:
-    """Configs written before the precision policy had ``train.amp`` (bf16 autocast on GPU only): drop it."""
+    """Configs written before the precision policy had ``train.amp`` (bf16 autocast on a GPU):
+    ``amp: false`` becomes ``precision: fp32``, ``amp: true`` ``precision: auto``."""
     train = data.get("train")
     if isinstance(train, dict) and "amp" in train:
-        data = {**data, "train": {k: v for k, v in train.items() if k != "amp"}}
+        upgraded = {k: v for k, v in train.items() if k != "amp"}
+        upgraded.setdefault("precision", "auto" if train["amp"] else "fp32")
+        data = {**data, "train": upgraded}
     return data
 
 

@@ -145,8 +145,9 @@ def wgan_step(nets: Networks, opt_g: torch.optim.Optimizer, opt_d: torch.optim.O
               update_generator: bool, generator: torch.Generator | None = None) -> dict[str, float]:
     """WGAN-VGG (Yang et al. 2018): a critic step with gradient penalty; every ``critic_steps``-th batch a G step.
 
-    The critic and its gradient penalty run in float32 (the penalty's double backward is the
-    least robust part under reduced precision); the generator step runs under ``autocast``.
+    The critic step and its gradient penalty run in float32 (the penalty's double backward is the
+    least robust part under reduced precision); the generator step, the critic's scoring of G's
+    output included, runs under ``autocast``.
     """
     critic = nets.discriminator
     assert critic is not None

@@ -100,9 +100,26 @@ def load_data(cfg: ExperimentConfig) -> TrainData:
     return TrainData(train=patches, val=val_pairs)
 
 
-def _epoch_order(n: int, seed: int, stage_index: int, epoch: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + stage_index * 10_007 + epoch)
-    return torch.randperm(n, generator=gen)
+class _EpochBatches:
+    """Batch sampler: the batches of one epoch, from a given batch on, in an order fixed by the seed and
+    the epoch (this rank's share of each batch under DDP). :meth:`start` moves it to another epoch,
+    so one DataLoader with persistent workers serves the whole stage and resume stays exact."""
+
+    def __init__(self, n: int, batch_size: int, per_epoch: int, seed: int, world: distributed.World) -> None:
+        self.n, self.batch_size, self.per_epoch, self.seed, self.world = n, batch_size, per_epoch, seed, world
+        self.epoch, self.first = 0, 0
+
+    def start(self, epoch: int, first_batch: int) -> None:
+        self.epoch, self.first = epoch, first_batch
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        size, rank, world = self.batch_size, self.world.rank, self.world.size
+        for b in range(self.first, self.per_epoch):
+            yield order[b * size:(b + 1) * size][rank::world].tolist()
+
+    def __len__(self) -> int:
+        return self.per_epoch - self.first
 
 
 class _Stage:
@@ -114,6 +131,7 @@ class _Stage:
         self.cfg, self.stage, self.index, self.run_dir = cfg, stage, index, run_dir
         self.data, self.device, self.world, self.log = data, device, world, training_log
         self.dir = stage_dir(run_dir, stage.name)
+        self.precision = precision
         self.autocast = precision.autocast
         self.scaler = precision.grad_scaler()
         init = torch.Generator().manual_seed(cfg.train.seed + index)  # same initial weights on every rank and run
@@ -136,6 +154,9 @@ class _Stage:
         self.batches_per_epoch = len(data.train) // per_batch
         if self.batches_per_epoch == 0:
             raise ConfigError(f"only {len(data.train)} training patches: fewer than one batch of {per_batch}")
+        self.batches = _EpochBatches(len(data.train), per_batch, self.batches_per_epoch,
+                                     seed=cfg.train.seed * 1_000_003 + index * 10_007, world=world)
+        self.loader = self._make_loader()
         total = self.batches_per_epoch * stage.epochs
         self.total_steps = min(total, stage.max_steps) if stage.max_steps else total
 
@@ -165,6 +186,7 @@ class _Stage:
             return None
         p = self.progress
         meta = {"preset": self.cfg.preset, "stage": self.stage.name, "config": self.cfg.to_dict(),
+                "precision": self.precision.name,
                 "progress": {"epoch": p.epoch, "batch": p.batch, "step": p.step}, "complete": name == "final",
                 "metrics": metrics or {}}
         state = {"opt_g": self.opt_g.state_dict(), "rng": self.rng.get_state()}
@@ -175,14 +197,12 @@ class _Stage:
         return save_checkpoint(self.dir / name, self.modules, meta, state)
 
     # -- loop --------------------------------------------------------------------------------
-    def _loader(self, epoch: int, first_batch: int) -> DataLoader:
-        order = _epoch_order(len(self.data.train), self.cfg.train.seed, self.index, epoch)
-        size = self.stage.batch_size
-        batches = [order[b * size:(b + 1) * size][self.world.rank::self.world.size].tolist()
-                   for b in range(first_batch, self.batches_per_epoch)]
+    def _make_loader(self) -> DataLoader:
+        """One loader per stage: its workers live across epochs (see :class:`_EpochBatches`)."""
         workers = self.cfg.train.num_workers
-        return DataLoader(self.data.train, batch_sampler=batches, num_workers=workers,
-                          prefetch_factor=4 if workers else None, pin_memory=self.device.type == "cuda")
+        return DataLoader(self.data.train, batch_sampler=self.batches, num_workers=workers,
+                          persistent_workers=workers > 0, prefetch_factor=4 if workers else None,
+                          pin_memory=self.device.type == "cuda")
 
     def _step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         kind = self.stage.adversarial
@@ -215,7 +235,8 @@ class _Stage:
         try:
             while p.step < self.total_steps:
                 tick = time.perf_counter()
-                for batch in self._loader(p.epoch, p.batch):
+                self.batches.start(p.epoch, p.batch)
+                for batch in self.loader:
                     waited = time.perf_counter() - tick
                     batch = {k: channels_last_input(v.to(self.device, non_blocking=True)) for k, v in batch.items()}
                     try:
@@ -257,6 +278,23 @@ def _most_advanced(folder: Path) -> Checkpoint | None:
     """The saved checkpoint of a stage (``last`` or ``final``) that reached the highest step."""
     found = [load_checkpoint(folder / name, with_state=True) for name in ("last", "final") if (folder / name).exists()]
     return max(found, key=lambda c: c.meta["progress"]["step"], default=None)
+
+
+def _resumed_precision(saved: Checkpoint | None, chosen: Precision, cfg: ExperimentConfig,
+                       device: torch.device) -> Precision:
+    """A resumed stage keeps the precision it was trained in (exact resume) where this machine runs it
+    and the user did not ask for another one; otherwise it continues in ``chosen``, with a warning."""
+    before = saved.meta.get("precision") if saved is not None else None
+    if before is None or before == chosen.name:
+        return chosen
+    if cfg.train.precision == "auto":
+        try:
+            return resolve_precision(before, device)
+        except ConfigError:
+            pass
+    log.warning("stage %s was trained in %s and continues in %s: the weights will differ slightly from an "
+                "uninterrupted run", saved.meta.get("stage"), before, chosen.name)
+    return chosen
 
 
 RESUME_MAY_CHANGE = ("epochs", "max_steps")  # a resumed run may be lengthened, nothing else
@@ -315,7 +353,8 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
     if world.distributed and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
-    precision = resolve_precision(cfg.train.precision, device)  # an unsupported one fails before any work
+    # an unsupported precision fails before any work; every DDP process makes the same choice (no timing probe)
+    precision = resolve_precision(cfg.train.precision, device, measure=not world.distributed)
     log.info("precision: %s", precision.describe())
     wanted = stages or [s.name for s in cfg.stages]
     for name in wanted:
@@ -331,8 +370,9 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
                 if stage.name not in wanted:
                     continue
                 final_dir = stage_dir(run_dir, stage.name) / "final"
-                runner = _Stage(cfg, stage, index, run_dir, data, device, precision, world, training_log)
                 saved = _most_advanced(stage_dir(run_dir, stage.name)) if resume else None
+                stage_precision = _resumed_precision(saved, precision, cfg, device)
+                runner = _Stage(cfg, stage, index, run_dir, data, device, stage_precision, world, training_log)
                 if saved is not None and saved.meta["progress"]["step"] >= runner.total_steps and final_dir.exists():
                     log.info("stage %s already complete (%s)", stage.name, final_dir)
                     final = final_dir
