@@ -219,7 +219,7 @@ def main() -> None:
              "the image far more than a trained one, and bf16's error grows with that change (next column). "
              "Peak: the best of a 256->256 dilated 3x3 conv "
              f"on 128^2 measured in this run: {peak['fp32']:.2f} TFLOP/s fp32, {peak['bf16']:.2f} TFLOP/s bf16.", "",
-             "| method | mode | ms / slice | x faster than BM3D | series slices/s | TFLOP/s | of peak | "
+             "| method | mode | ms / slice | x faster than BM3D | series slices/s | TFLOP/s | % of peak | "
              "HU RMS / max vs fp32 | change of the image [HU RMS] | first call [s] | peak RSS [MB] |"
              + (" peak CUDA [MB] |" if cuda else ""),
              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if cuda else "")]
@@ -227,8 +227,9 @@ def main() -> None:
         dev = (f"{r['hu_rms_vs_fp32']:.2f} / {r['hu_max_vs_fp32']:.1f}" if "hu_rms_vs_fp32" in r else "")
         mode = r["mode"] + (f" ({r['precision']})" if r.get("precision") and r["mode"] == "compile" else "")
         lines.append(f"| {r['method']} | {mode} | {r['ms']:.0f} | {r.get('speed_vs_bm3d', 0):.1f} | "
-                     f"{_num(r.get('series_slices_per_s'), 2)} | {r.get('tflops', 0):.3f} | "
-                     f"{100 * r.get('fraction_of_peak', 0):.0f}% | {dev} | {_num(r.get('residual_rms_hu'), 0)} | "
+                     f"{_num(r.get('series_slices_per_s'), 2)} | {_num(r.get('tflops'), 3)} | "
+                     f"{_num(r.get('fraction_of_peak', 0) * 100, 0) if 'tflops' in r else ''} | {dev} | "
+                     f"{_num(r.get('residual_rms_hu'), 0)} | "
                      f"{r['first_call_s']:.1f} | "
                      f"{r['peak_rss_mb']:.0f} |" + (f" {r.get('peak_cuda_mb', 0):.0f} |" if cuda else ""))
     if skipped:

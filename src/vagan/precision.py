@@ -48,6 +48,7 @@ class Precision:
     name: Literal["fp32", "bf16", "fp16"]
     device_type: str = "cpu"
     reason: str = ""
+    requested: str = ""
 
     def __post_init__(self) -> None:
         if self.name not in _DTYPES:
@@ -78,6 +79,14 @@ class Precision:
 
     def describe(self) -> str:
         return f"{self.name} on {self.device_type}" + (f" ({self.reason})" if self.reason else "")
+
+    def for_inference(self, network: torch.nn.Module) -> Precision:
+        """``auto`` keeps fp32 for a network that declares ``bf16_inference_ok = False`` (its bf16 output
+        is more than 1 HU RMS from fp32, see docs/performance.md); an explicit choice is kept."""
+        if self.requested == "auto" and self.reduced and not getattr(network, "bf16_inference_ok", True):
+            return Precision("fp32", self.device_type, f"auto: {type(network).__name__} loses > 1 HU RMS in "
+                             f"{self.name}", self.requested)
+        return self
 
 
 def cpu_bf16_native() -> bool:
@@ -134,38 +143,38 @@ def resolve_precision(requested: str, device: torch.device | str, measure: bool 
     if requested not in PRECISIONS:
         raise ConfigError(f"precision {requested!r} is not one of {', '.join(PRECISIONS)}")
     if requested == "fp32":
-        return Precision("fp32", kind, "requested")
+        return Precision("fp32", kind, "requested", requested)
     if kind == "cuda":
         if requested == "fp16":
-            return Precision("fp16", kind, "requested")
+            return Precision("fp16", kind, "requested", requested)
         if _cuda_bf16(device):
-            return Precision("bf16", kind, "requested" if requested == "bf16" else "GPU has native bf16")
+            return Precision("bf16", kind, "requested" if requested == "bf16" else "GPU has native bf16", requested)
         if requested == "bf16":
             raise ConfigError(f"--precision bf16: {device} has no native bfloat16 (it needs an Ampere or newer GPU); "
                               "use --precision fp16, fp32 or auto")
-        return Precision("fp32", kind, "GPU without native bf16")
+        return Precision("fp32", kind, "GPU without native bf16", requested)
     if kind != "cpu":
         if requested != "auto":
             raise ConfigError(f"--precision {requested}: only fp32 is supported on {kind} devices; use fp32 or auto")
-        return Precision("fp32", kind, f"{kind} device")
+        return Precision("fp32", kind, f"{kind} device", requested)
     if requested == "fp16":
         if not cpu_fp16_native():
             raise ConfigError("--precision fp16: this CPU has no native float16 (AVX512-FP16 or AMX-FP16); "
                               "use --precision bf16, fp32 or auto")
-        return Precision("fp16", kind, "requested")
+        return Precision("fp16", kind, "requested", requested)
     if not cpu_bf16_native():
         if requested == "bf16":
             raise ConfigError("--precision bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); bf16 would be "
                               "emulated and slower than fp32. Use --precision fp32 or auto")
-        return Precision("fp32", kind, "CPU without native bf16")
+        return Precision("fp32", kind, "CPU without native bf16", requested)
     if requested == "bf16":
-        return Precision("bf16", kind, "requested")
+        return Precision("bf16", kind, "requested", requested)
     if not measure:
-        return Precision("bf16", kind, "native bf16")
+        return Precision("bf16", kind, "native bf16", requested)
     speedup = cpu_bf16_speedup()
     if speedup >= AUTO_MIN_SPEEDUP:
-        return Precision("bf16", kind, f"native bf16, measured {speedup:.1f}x faster than fp32")
-    return Precision("fp32", kind, f"native bf16 measured only {speedup:.1f}x faster than fp32")
+        return Precision("bf16", kind, f"native bf16, measured {speedup:.1f}x faster than fp32", requested)
+    return Precision("fp32", kind, f"native bf16 measured only {speedup:.1f}x faster than fp32", requested)
 
 
 def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:

@@ -455,7 +455,7 @@ def _sections(cfg: EvaluationConfig, methods: Sequence[Method], test: Evaluation
             described.append(f"- {m.name}: preset {c.preset}, stage {m.model.stage}, generator {c.model.generator} "
                              f"({c.model.generator_features} features), checkpoint {m.model.checkpoint}; "
                              f"HU range [{c.data.hu_min:g}, {c.data.hu_max:g}], attention target mode "
-                             f"{c.data.attention_mode}.")
+                             f"{c.data.attention_mode}; inference in {m.denoiser.precision.describe()}.")
         else:
             described.append(f"- {m.name}: {m.spec.spec}.")
     sections = [
@@ -523,7 +523,7 @@ def _summary_json(cfg: EvaluationConfig, methods: Sequence[Method], test: Evalua
         }
         if m.model is not None:
             entry.update(checkpoint=m.model.checkpoint, preset=m.model.config.preset, stage=m.model.stage,
-                         has_attention=m.has_attention)
+                         has_attention=m.has_attention, precision=m.denoiser.precision.name)
         if m.name in collected.attention_mse:
             entry["attention_mse"] = {k: s._asdict() for k, s in collected.attention_mse[m.name].items()}
         if m.name in collected.bm3d_sigmas:

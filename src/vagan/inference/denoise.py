@@ -69,7 +69,10 @@ class NetworkDenoiser:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
         self.batch_size = batch_size
-        self.precision = precision or Precision("fp32", self.device.type)
+        chosen = precision or Precision("fp32", self.device.type)
+        self.precision = chosen.for_inference(model.generator)
+        if self.precision != chosen:
+            log.info("precision of %s: %s", model.name, self.precision.describe())
         self.name = name or model.name
         self.module = to_channels_last(model.generator.to(self.device)).eval()
         self.compile = compile

@@ -59,7 +59,7 @@ class AttentiveBlock(nn.Module):
         state = None
         maps: list[torch.Tensor] = []
         for _ in range(self.steps):
-            features = self.encoder(torch.cat([x, mask], dim=1))
+            features = self.encoder[1:](fp32_layer(self.encoder[0], torch.cat([x, mask], dim=1)))  # image in fp32
             state = self.lstm(features, state)
             mask = torch.sigmoid(fp32_layer(self.head, state[0]))
             maps.append(mask)

@@ -24,6 +24,9 @@ class REDCNN(nn.Module):
 
     kernel_size = 5
     depth = 5
+    bf16_inference_ok = False
+    """Its bf16 output is 1.0-1.6 HU RMS from fp32 (96-channel features without normalisation through
+    ten layers): ``--precision auto`` denoises with it in fp32 (docs/performance.md)."""
 
     def __init__(self, features: int = 96, in_channels: int = 1) -> None:
         super().__init__()
@@ -41,7 +44,7 @@ class REDCNN(nn.Module):
         if x.ndim != 4 or min(x.shape[-2:]) < self.min_size:
             raise ValueError(f"RED-CNN needs a (B, C, H, W) input with H, W >= {self.min_size}, got {tuple(x.shape)}")
         shortcut_in = x
-        h = torch.relu(self.encoder[0](x))
+        h = torch.relu(fp32_layer(self.encoder[0], x))  # the image itself is never rounded to bf16
         shortcut_2 = h = torch.relu(self.encoder[1](h))
         h = torch.relu(self.encoder[2](h))
         shortcut_4 = h = torch.relu(self.encoder[3](h))
@@ -75,8 +78,8 @@ class WGANVGGGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> GeneratorOutput:
         """``x``: ``(B, 1, H, W)`` LDCT in network units. The last conv (the image) runs in float32."""
-        *hidden, last = self.body
-        h = x
+        first, *hidden, last = self.body
+        h = fp32_layer(first, x)  # the image itself is never rounded to bf16
         for layer in hidden:
             h = layer(h)
         return GeneratorOutput(image=fp32_layer(last, h))

@@ -99,7 +99,7 @@ class REDGenerator(nn.Module):
         xp = pad_to_multiple(x, self.scale_factor)
         ldct = xp[:, :1]
 
-        e1 = torch.relu_(self.enc1(xp))
+        e1 = torch.relu_(fp32_layer(self.enc1, xp))  # the image itself is never rounded to bf16
         e3 = torch.relu_(self.enc3(torch.relu_(self.enc2(e1))))
         e5 = torch.relu_(self.enc5(torch.relu_(self.enc4(e3))))
         m = e5
