@@ -180,3 +180,17 @@ def test_missing_decoder_is_named(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(no_decoder))
     with pytest.raises(InputDataError, match=r"explicit_VR-UN\.dcm.*JPEG 2000.*pip install pylibjpeg"):
         read_dicom_series(Path(path))
+
+
+def test_truncated_slice_is_an_error_not_a_dropped_slice(tmp_path):
+    """A series file cut to its first 300 bytes still declares CT Image Storage in its file meta:
+    reading the series fails naming it instead of returning one slice fewer."""
+    from vagan.io.dicom import write_dicom_series
+
+    folder = tmp_path / "series"
+    write_dicom_series(np.zeros((3, 32, 32), np.float32), folder, series_description="s", patient_id="P",
+                       pixel_spacing_mm=(0.7, 0.7), slice_thickness_mm=1.0)
+    victim = sorted(folder.iterdir())[1]
+    victim.write_bytes(victim.read_bytes()[:300])
+    with pytest.raises(InputDataError, match=f"{victim.name}.*truncated or corrupt"):
+        read_dicom_series(folder)

@@ -97,8 +97,14 @@ def _parse(path: Path) -> Dataset | None:
     return ds
 
 
+def _declared_sop_class(ds: Dataset) -> str:
+    """The SOP class of the dataset, else the one its file meta declares (a truncated file keeps only that)."""
+    meta = getattr(ds, "file_meta", None)
+    return str(ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else "") or "")
+
+
 def _is_image_object(ds: Dataset) -> bool:
-    sop_class = ds.get("SOPClassUID")
+    sop_class = _declared_sop_class(ds)
     name = UID(sop_class).name if sop_class else ""
     return "PixelData" in ds or "Image Storage" in name or ds.get("Modality") == "CT"
 
@@ -109,14 +115,16 @@ def _orientation(ds: Dataset) -> np.ndarray | None:
 
 
 def _check_ct_image(path: Path, ds: Dataset) -> None:
-    """The per-file checks: CT, one frame, grey, pixel data present, rescale tags present."""
+    """The per-file checks: pixel data present, CT, one frame, grey, rescale tags present."""
+    if "PixelData" not in ds:
+        declared = UID(_declared_sop_class(ds)).name or "an image"
+        raise InputDataError(f"{path}: declares {declared} but holds no pixel data; the file is truncated or corrupt "
+                             "(restore it or remove it from the series: no slice is dropped silently)")
     modality = ds.get("Modality")
     if modality != "CT":
         raise InputDataError(
             f"{path}: Modality is {modality!r}, expected 'CT'; only CT series can be read as HU"
         )
-    if "PixelData" not in ds:
-        raise InputDataError(f"{path}: CT image without pixel data; the file is truncated or corrupt")
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:
         raise InputDataError(
             f"{path}: multi-frame (enhanced) CT with {ds.NumberOfFrames} frames is not supported; "
@@ -283,7 +291,7 @@ def read_dicom_series(folder: Path, skip_localizers: bool = True) -> CTVolume:
             log.debug("%s: not DICOM, ignored", path)
             continue
         if not _is_image_object(ds):
-            log.warning("%s: not an image (%s), ignored", path, UID(ds.get("SOPClassUID", "")).name or "no SOP class")
+            log.warning("%s: not an image (%s), ignored", path, UID(_declared_sop_class(ds)).name or "no SOP class")
             continue
         if skip_localizers and _is_localizer(path, ds):
             continue
