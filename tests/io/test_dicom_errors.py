@@ -194,3 +194,29 @@ def test_truncated_slice_is_an_error_not_a_dropped_slice(tmp_path):
     victim.write_bytes(victim.read_bytes()[:300])
     with pytest.raises(InputDataError, match=f"{victim.name}.*truncated or corrupt"):
         read_dicom_series(folder)
+
+
+@pytest.mark.parametrize(("key", "value", "shown"), [
+    ("RescaleSlope", "abc", "RescaleSlope is 'abc'"),
+    ("ImagePositionPatient", ["a", "b", "c"], "ImagePositionPatient is"),
+    ("PixelSpacing", ["0.7", "nan"], "PixelSpacing is"),
+    ("Rows", 60000, "60000x"),
+])
+def test_values_that_do_not_parse_are_one_error(tmp_path, key, value, shown):
+    """Bad numbers in a CT header are an InputDataError naming file and tag, checked before any pixel
+    array is allocated (Rows = 60000 would ask for gigabytes)."""
+    from vagan.io.dicom import write_dicom_series
+
+    folder = tmp_path / "series"
+    write_dicom_series(np.zeros((2, 16, 16), np.float32), folder, series_description="s", patient_id="P",
+                       pixel_spacing_mm=(0.7, 0.7), slice_thickness_mm=1.0)
+    victim = sorted(folder.iterdir())[0]
+    ds = pydicom.dcmread(victim)
+    if key == "Rows":
+        ds.Rows = value
+    else:
+        ds[key].VR = "LO"  # let pydicom store text that is not a decimal string, as a broken scanner would
+        ds[key].value = value
+    ds.save_as(victim)
+    with pytest.raises(InputDataError, match=f"{victim.name}.*{shown}"):
+        read_dicom_series(folder)

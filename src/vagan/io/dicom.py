@@ -141,6 +141,41 @@ def _check_ct_image(path: Path, ds: Dataset) -> None:
     for key in ("Rows", "Columns", "PixelSpacing"):
         if ds.get(key) in (None, ""):
             raise InputDataError(f"{path}: missing {key}, which a CT image needs")
+    _check_numbers(path, ds)
+
+
+MAX_SIDE = 8192
+"""Largest Rows/Columns accepted (checked before any pixel array is allocated)."""
+_NUMERIC_TAGS: tuple[tuple[str, int, bool], ...] = (
+    ("RescaleSlope", 1, True), ("RescaleIntercept", 1, True), ("PixelSpacing", 2, True),
+    ("ImagePositionPatient", 3, False), ("ImageOrientationPatient", 6, False), ("SliceThickness", 1, False),
+)
+"""(keyword, number of values, required): tags whose values are turned into numbers."""
+
+
+def _check_numbers(path: Path, ds: Dataset) -> None:
+    """Every numeric tag the reader uses parses to finite numbers of the right count; sizes are sane."""
+    for key, count, required in _NUMERIC_TAGS:
+        raw = ds.get(key)
+        if raw in (None, "") and not required:
+            continue
+        values = [raw] if isinstance(raw, (str, bytes)) or not hasattr(raw, "__iter__") else list(raw)
+        try:
+            numbers = [float(v) for v in values]
+        except (TypeError, ValueError):
+            numbers = []
+        if len(numbers) != count or not all(np.isfinite(numbers)):
+            shown = "\\".join(str(v) for v in values)
+            raise InputDataError(f"{path}: {key} is {shown!r}; expected {count} finite number(s)")
+    slope = float(ds.RescaleSlope)
+    spacing = [float(v) for v in ds.PixelSpacing]
+    if slope == 0 or min(spacing) <= 0:
+        raise InputDataError(f"{path}: RescaleSlope {slope:g} and PixelSpacing {spacing} must be non-zero and "
+                             "positive respectively")
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    if not (1 <= rows <= MAX_SIDE and 1 <= cols <= MAX_SIDE):
+        raise InputDataError(f"{path}: image of {rows}x{cols} pixels; vagan reads CT slices of 1 to {MAX_SIDE} pixels "
+                             "a side")
 
 
 def _is_localizer(path: Path, ds: Dataset) -> bool:
