@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from vagan.data.patches import PatchPairDataset, SlicePair
-from vagan.precision import Precision, channels_last_input, resolve_precision, to_channels_last
+from vagan.precision import Precision, resolve_precision, to_channels_last
 from vagan.training.build import (
     build_discriminator,
     build_feature_net,
@@ -55,7 +55,7 @@ def measure(preset: str, stage_index: int, device: torch.device, steps: int, pre
     opt_g = torch.optim.Adam(generator.parameters(), lr=stage.lr)
     opt_d = torch.optim.Adam(disc.parameters(), lr=stage.lr) if disc is not None else None
     scaler = precision.grad_scaler()
-    batch = {k: channels_last_input(v) for k, v in _batch(batch_size, device, gen).items()}
+    batch = _batch(batch_size, device, gen)
 
     def step(i: int) -> None:
         if stage.adversarial == "none":

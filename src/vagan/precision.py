@@ -180,8 +180,3 @@ def resolve_precision(requested: str, device: torch.device | str, measure: bool 
 def to_channels_last(module: torch.nn.Module) -> torch.nn.Module:
     """Convolution weights in channels-last (NHWC) memory order, in place; returns ``module``."""
     return module.to(memory_format=torch.channels_last)
-
-
-def channels_last_input(x: torch.Tensor) -> torch.Tensor:
-    """A 4-D batch in channels-last memory order (a no-op view for one channel)."""
-    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
-from vagan.precision import Precision, channels_last_input, to_channels_last
+from vagan.precision import Precision, to_channels_last
 
 if TYPE_CHECKING:
     from vagan.inference.model_loading import TrainedModel
@@ -110,7 +110,7 @@ class NetworkDenoiser:
             chunk = torch.from_numpy(np.ascontiguousarray(original))[:, None]
             if self.compile and n < self.batch_size < len(hu):  # pad a series' last batch: no recompilation
                 chunk = torch.cat([chunk, chunk[-1:].expand(self.batch_size - n, -1, -1, -1)])
-            x = channels_last_input(hu_range.to_unit(chunk.to(self.device, torch.float32)))
+            x = hu_range.to_unit(chunk.to(self.device, torch.float32))  # one channel: NCHW is channels-last too
             with self.precision.autocast():
                 result = self._forward(x)
             denoised = hu_range.to_hu(result.image[:n].float().clamp(0, 1))[:, 0].cpu().numpy()

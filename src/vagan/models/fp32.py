@@ -14,8 +14,6 @@ from torch import nn
 
 
 def fp32_layer(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """``layer(x)`` in float32 with autocast switched off (a plain call when autocast is off)."""
-    if not torch.is_autocast_enabled(x.device.type):
-        return layer(x.float())
+    """``layer(x)`` in float32 with autocast switched off."""
     with torch.autocast(x.device.type, enabled=False):
         return layer(x.float())

@@ -24,7 +24,7 @@ from vagan.devices import resolve_device
 from vagan.errors import CheckpointError, ConfigError, VaganError
 from vagan.io.windowing import HURange
 from vagan.models.init import init_parameters
-from vagan.precision import Precision, channels_last_input, resolve_precision, to_channels_last
+from vagan.precision import Precision, resolve_precision, to_channels_last
 from vagan.training import distributed
 from vagan.training.build import (
     build_discriminator,
@@ -238,7 +238,7 @@ class _Stage:
                 self.batches.start(p.epoch, p.batch)
                 for batch in self.loader:
                     waited = time.perf_counter() - tick
-                    batch = {k: channels_last_input(v.to(self.device, non_blocking=True)) for k, v in batch.items()}
+                    batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
                     try:
                         values = self._step(batch)
                     except NonFiniteLossError as err:
