@@ -22,9 +22,14 @@ def _assert_same(a, b, atol=0.0):
         assert torch.allclose(a[key], b[key], atol=atol, rtol=0), key
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch, precision):
-    monkeypatch.setattr(precision_policy, "cpu_bf16_native", lambda: True)  # bf16 autocast runs (slowly) on any CPU
+    # reduced-precision autocast runs (slowly) on any CPU; fp16 also resumes its GradScaler's state
+    monkeypatch.setattr(precision_policy, "cpu_bf16_native", lambda: True)
+    monkeypatch.setattr(precision_policy, "cpu_fp16_native", lambda: True)
+    # a loss scale that changes every step, so a resume that lost the scaler's state would differ
+    monkeypatch.setattr(precision_policy.Precision, "grad_scaler", lambda self: torch.amp.GradScaler(
+        self.device_type, growth_interval=1, growth_factor=64.0, enabled=self.needs_grad_scaler))
     data = tiny_data()  # 32 patches, 8 batches of 4 per epoch: step 3 is mid-epoch
     chosen = f"train.precision={precision}"
     straight = tiny_config("vagan", "stages.*.max_steps=6", chosen)
@@ -37,8 +42,8 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch,
         _assert_same(_weights(tmp_path / "a/checkpoints" / stage / "final"),
                      _weights(tmp_path / "b/checkpoints" / stage / "final"), atol=1e-6)
     assert load_checkpoint(tmp_path / "b/checkpoints/gan/final").meta["progress"]["step"] == 6
-    # and bf16 really trained differently from fp32 (autocast was on)
-    if precision == "bf16":
+    # and reduced precision really trained differently from fp32 (autocast was on)
+    if precision != "fp32":
         train(tiny_config("vagan", "stages.*.max_steps=6", "train.precision=fp32"), tmp_path / "c", data=data)
         a, c = _weights(tmp_path / "a/checkpoints/gan/final"), _weights(tmp_path / "c/checkpoints/gan/final")
         assert any(not torch.equal(a[k], c[k]) for k in a)
