@@ -3,7 +3,7 @@
 glibc's malloc serves allocations above 32 MB with fresh ``mmap`` pages and returns them on free,
 so every full-resolution activation of a 512^2 slice (32 channels x 512^2 x 4 B = 33.5 MB) pays
 for zeroing and faulting in new pages. Keeping freed memory in the heap for reuse makes the
-eager CPU forward of VAGAN about 20% faster for about 100 MB more peak memory
+eager CPU forward of VAGAN 1.4x faster for about 200 MB more peak memory
 (benchmarks/RESULTS.md). Other C libraries (musl, macOS, Windows) are left as they are.
 """
 
