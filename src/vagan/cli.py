@@ -16,8 +16,16 @@ from typer.core import TyperGroup
 from vagan.errors import VaganError
 
 
+def _os_error(err: OSError) -> str:
+    """``[Errno 13] Permission denied: 'x'`` as ``permission denied: x`` (both paths of a rename)."""
+    what = (err.strerror or type(err).__name__).lower()
+    paths = [str(p) for p in (err.filename, err.filename2) if p is not None]
+    return f"{what}: {' -> '.join(paths)}" if paths else what
+
+
 class _Commands(TyperGroup):
-    """Runs a command; a :class:`VaganError` becomes one ``error:`` line and its exit code."""
+    """Runs a command; a :class:`VaganError` becomes one ``error:`` line and its exit code, and so does
+    an :class:`OSError` of the file system (permission, disk full), with exit code 1."""
 
     def invoke(self, ctx):  # click.Group.invoke
         try:
@@ -25,6 +33,9 @@ class _Commands(TyperGroup):
         except VaganError as err:
             typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
             raise typer.Exit(code=err.exit_code) from None
+        except OSError as err:
+            typer.secho(f"error: {_os_error(err)}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=1) from None
 
 
 app = typer.Typer(
@@ -152,10 +163,13 @@ def denoise(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT."),
 ) -> None:
     """Denoise a low-dose scan with a trained model (or BM3D); DICOM in, new derived DICOM series out."""
-    from vagan.inference.files import denoise_path
+    from vagan.inference.files import check_denoise_outputs, denoise_path
 
+    model_inputs = [] if model.lower() == "bm3d" else [Path(model)]
+    check_denoise_outputs(input_path, output_path, attention_out, overwrite, model_inputs)  # before loading anything
     denoiser = _denoiser(model, batch_size, device, _legacy_amp(amp, precision) or "auto", compile_, bm3d_sigma)
-    report = denoise_path(denoiser, input_path, output_path, overwrite=overwrite, attention_dir=attention_out)
+    report = denoise_path(denoiser, input_path, output_path, overwrite=overwrite, attention_dir=attention_out,
+                          inputs=model_inputs)
     typer.echo(f"wrote {report.slices} slice(s) of {report.shape[0]}x{report.shape[1]} to {report.output}")
     if report.attention_dir is not None:
         typer.echo(f"attention maps in {report.attention_dir}")
@@ -244,7 +258,8 @@ def demo(
     """Simulate phantom data, train g_psnr/ga_psnr/vagan briefly, run BM3D, evaluate and write the report."""
     from vagan.demo import load_demo_config, run_demo
 
-    report = run_demo(out, load_demo_config(config, list(set_ or [])), overwrite=overwrite, device=device)
+    report = run_demo(out, load_demo_config(config, list(set_ or [])), overwrite=overwrite, device=device,
+                      inputs=[config] if config is not None else [])
     typer.echo(f"demo report: {report} (and {report.with_suffix('.html')})")
 
 

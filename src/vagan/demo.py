@@ -10,6 +10,7 @@ Everything lands in one output folder::
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -17,10 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from vagan.config_schema import build_dataclass, merge, parse_overrides
-from vagan.errors import OutputExistsError, VaganError
+from vagan.config_schema import (
+    build_dataclass,
+    merge,
+    parse_overrides,
+    read_yaml_mapping,
+)
+from vagan.errors import VaganError
+from vagan.io.atomic import prepare_growing_dir
 
 log = logging.getLogger(__name__)
+
+DEMO_ENTRIES = ("data", "simulation", "runs", "report")  # what the demo writes into its folder
 
 
 @dataclass(frozen=True)
@@ -36,10 +45,8 @@ class DemoConfig:
 
 
 def load_demo_config(path: Path | None = None, overrides: list[str] | None = None) -> DemoConfig:
-    import yaml
-
     path = Path(path) if path else Path(str(resources.files("vagan") / "configs" / "demo.yaml"))
-    data = yaml.safe_load(path.read_text()) or {}
+    data = read_yaml_mapping(path)
     return build_dataclass(DemoConfig, merge(data, parse_overrides(overrides or [])), "")
 
 
@@ -93,10 +100,13 @@ def simulation_check(data_root: Path, out_dir: Path, dose: float):
     return [section], [table], figures
 
 
-def run_demo(out: Path, config: DemoConfig, overwrite: bool = False, device: str = "auto") -> Path:
-    """Run the whole demo into ``out``; return the report's Markdown path."""
-    import shutil
+def run_demo(out: Path, config: DemoConfig, overwrite: bool = False, device: str = "auto",
+             inputs: Sequence[Path] = ()) -> Path:
+    """Run the whole demo into ``out``; return the report's Markdown path.
 
+    ``inputs`` (the demo's config file) may not lie in ``out``; an existing ``out`` is replaced only
+    with ``overwrite`` and only when it is a demo folder vagan wrote.
+    """
     from vagan.data.simulated import DatasetSpec, write_phantom_dataset
     from vagan.devices import resolve_device
     from vagan.evaluation.eval_config import EvaluationConfig
@@ -105,13 +115,8 @@ def run_demo(out: Path, config: DemoConfig, overwrite: bool = False, device: str
     from vagan.training.trainer import train
 
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise OutputExistsError(f"demo folder {out} exists; pass --overwrite to replace it")
-        if not (out / "data" / "manifest.json").is_file():
-            raise VaganError(f"--overwrite would delete {out}, which is not a vagan demo folder; choose another folder")
-        shutil.rmtree(out)
     torch_device = resolve_device(device)
+    prepare_growing_dir(out, "demo", DEMO_ENTRIES, overwrite=overwrite, inputs=inputs)
     spec = DatasetSpec.from_dict(config.dataset)
     data_root = out / "data"
     log.info("1/4 simulating %d phantom patients x %d slices at %g%% dose", spec.patients, spec.slices_per_patient,

@@ -23,5 +23,9 @@ class CheckpointError(VaganError):
     """A checkpoint that is corrupt, of another model/preset or another format version."""
 
 
-class OutputExistsError(VaganError):
-    """An output path exists and --overwrite was not given."""
+class OutputError(VaganError):
+    """An output that cannot be written: it overlaps an input or another output, or its folder is not writable."""
+
+
+class OutputExistsError(OutputError):
+    """An output path exists and may not be replaced: no --overwrite, or it holds data vagan did not write."""

@@ -35,8 +35,8 @@ def test_layout_manifest_and_pairs(phantom_dataset):
     assert list_mayo_patients(phantom_dataset) == ["PH001", "PH002"]
     pair = load_mayo_pair(phantom_dataset, "PH001")
     assert pair.ldct.hu.shape == pair.ndct.hu.shape == (2, 128, 128)
-    full = pydicom.dcmread(next((phantom_dataset / "PH001" / "full_1mm").iterdir()))
-    quarter = pydicom.dcmread(next((phantom_dataset / "PH001" / "quarter_1mm").iterdir()))
+    full = pydicom.dcmread(next((phantom_dataset / "PH001" / "full_1mm").glob("*.dcm")))
+    quarter = pydicom.dcmread(next((phantom_dataset / "PH001" / "quarter_1mm").glob("*.dcm")))
     assert full.StudyInstanceUID == quarter.StudyInstanceUID
     assert full.SeriesInstanceUID != quarter.SeriesInstanceUID
     assert "25% dose" in quarter.SeriesDescription

@@ -12,9 +12,9 @@ from support import tiny_config, write_tiny_dataset
 
 from vagan.errors import CheckpointError, ConfigError, InputDataError, OutputExistsError
 from vagan.evaluation import runner
+from vagan.evaluation.eval_config import EvaluationConfig, MethodSpec
 from vagan.evaluation.evaluation_figures import auto_zoom, figure_indices
 from vagan.evaluation.metrics import PatchSpec
-from vagan.evaluation.eval_config import EvaluationConfig, MethodSpec
 from vagan.evaluation.runner import evaluate
 from vagan.training.trainer import train
 
@@ -165,16 +165,20 @@ def test_attention_figure_only_for_the_attentive_model(evaluated):
     assert "attention_mse" not in summary["methods"]["g_psnr/psnr"]
 
 
-def test_existing_out_dir_is_refused_untouched_then_replaced_with_overwrite(tmp_path, runs):
+def test_existing_out_dir_is_refused_untouched_and_replaced_only_when_vagan_wrote_it(tmp_path, runs):
     _, root = runs
     out = tmp_path / "out"
     out.mkdir()
     (out / "mine.txt").write_text("keep me")
     with pytest.raises(OutputExistsError, match="overwrite"):
         evaluate(_cheap(root), out, progress=False)
+    with pytest.raises(OutputExistsError, match=r"not written by vagan.*mine\.txt"):
+        evaluate(_cheap(root), out, overwrite=True, progress=False)
     assert [p.name for p in out.iterdir()] == ["mine.txt"] and (out / "mine.txt").read_text() == "keep me"
+    (out / "mine.txt").unlink()
+    evaluate(_cheap(root), out, progress=False)
     result = evaluate(_cheap(root, subset="all", split=None), out, overwrite=True, progress=False)
-    assert not (out / "mine.txt").exists() and (out / "report.md").is_file()
+    assert (out / "report.md").is_file()
     assert result.summary["LDCT"]["psnr_slice"].n == 12  # subset 'all': every patient of the folder
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
 

@@ -42,7 +42,7 @@ def test_denoise_real_slice_writes_a_derived_series(trained_run, ct_small, tmp_p
                                  "--precision", "fp32"])
     assert result.exit_code == 0, result.output
     source = pydicom.dcmread(next(ct_small.iterdir()))
-    files = sorted(out.iterdir())
+    files = sorted(out.glob("*.dcm"))
     assert len(files) == 1
     ds = pydicom.dcmread(files[0])
     assert ds.SeriesInstanceUID != source.SeriesInstanceUID and ds.SOPInstanceUID != source.SOPInstanceUID
@@ -80,7 +80,7 @@ def test_multislice_series_other_size_and_dcmdump(trained_run, tmp_path):
     assert volume.hu.shape == hu.shape
     assert np.allclose(volume.slice_positions_mm, read_dicom_series(series).slice_positions_mm)
     if shutil.which("dcmdump"):
-        for path in sorted(out.output.iterdir()):
+        for path in sorted(out.output.glob("*.dcm")):
             proc = subprocess.run(["dcmdump", "+E", str(path)], capture_output=True, text=True)
             assert proc.returncode == 0 and "E:" not in proc.stderr, proc.stderr
 
@@ -107,7 +107,9 @@ def test_checkpoint_that_does_not_fit_and_not_a_checkpoint(trained_run, ct_small
     (bad / "meta.json").write_text(json.dumps(meta))
     result = runner.invoke(app, ["denoise", "--model", str(bad), str(ct_small), str(tmp_path / "o1")])
     assert result.exit_code == 2 and "do not fit" in result.output
-    result = runner.invoke(app, ["denoise", "--model", str(tmp_path), str(ct_small), str(tmp_path / "o2")])
+    (tmp_path / "not_a_model").mkdir()
+    result = runner.invoke(app, ["denoise", "--model", str(tmp_path / "not_a_model"), str(ct_small),
+                                 str(tmp_path / "o2")])
     assert result.exit_code == 2 and "neither a vagan checkpoint" in result.output
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
 

@@ -14,7 +14,7 @@ from vagan.io.dicom import read_dicom_series
 
 
 def _files(folder: Path) -> list[Path]:
-    return sorted(folder.iterdir())
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
 
 
 def test_missing_folder(tmp_path: Path) -> None:
@@ -190,7 +190,7 @@ def test_truncated_slice_is_an_error_not_a_dropped_slice(tmp_path):
     folder = tmp_path / "series"
     write_dicom_series(np.zeros((3, 32, 32), np.float32), folder, series_description="s", patient_id="P",
                        pixel_spacing_mm=(0.7, 0.7), slice_thickness_mm=1.0)
-    victim = sorted(folder.iterdir())[1]
+    victim = _files(folder)[1]
     victim.write_bytes(victim.read_bytes()[:300])
     with pytest.raises(InputDataError, match=f"{victim.name}.*truncated or corrupt"):
         read_dicom_series(folder)
@@ -210,7 +210,7 @@ def test_values_that_do_not_parse_are_one_error(tmp_path, key, value, shown):
     folder = tmp_path / "series"
     write_dicom_series(np.zeros((2, 16, 16), np.float32), folder, series_description="s", patient_id="P",
                        pixel_spacing_mm=(0.7, 0.7), slice_thickness_mm=1.0)
-    victim = sorted(folder.iterdir())[0]
+    victim = _files(folder)[0]
     ds = pydicom.dcmread(victim)
     if key == "Rows":
         ds.Rows = value

@@ -16,7 +16,7 @@ from vagan.io.dicom import read_dicom_series, write_dicom_series
 
 
 def _files(folder: Path) -> list[Path]:
-    return sorted(folder.iterdir())
+    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
 
 
 def test_ct_small_known_values(ct_small: Path) -> None:

@@ -53,7 +53,7 @@ def test_loads_and_pairs(mayo_root: Path) -> None:
 
 def test_pairs_by_position_when_names_disagree(mayo_root: Path) -> None:
     low = mayo_root / "L067" / "quarter_1mm"
-    files = sorted(low.iterdir())
+    files = sorted(low.glob("*.dcm"))
     for i, path in enumerate(reversed(files)):  # reverse the file-name order
         path.rename(low / f"tmp{i}")
     pair = load_mayo_pair(mayo_root, "L067")
@@ -61,7 +61,7 @@ def test_pairs_by_position_when_names_disagree(mayo_root: Path) -> None:
 
 
 def test_unpaired_counts_raise(mayo_root: Path) -> None:
-    last = sorted((mayo_root / "L096" / "quarter_1mm").iterdir())[-1]
+    last = sorted((mayo_root / "L096" / "quarter_1mm").glob("*.dcm"))[-1]
     last.unlink()
     with pytest.raises(InputDataError, match=r"patient L096: 3 LDCT slices .* 4 NDCT slices .*NDCT-only positions \[3\.00\]"):
         load_mayo_pair(mayo_root, "L096")

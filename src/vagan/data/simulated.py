@@ -103,7 +103,7 @@ def write_phantom_dataset(out: Path, spec: DatasetSpec, *, overwrite: bool = Fal
     manifest: dict[str, Any] = {"kind": "vagan-paired-dataset", "source": "phantom", "vagan_version": __version__,
                                 "spec": asdict(spec), "pixel_spacing_mm": spacing,
                                 "simulation": spec.simulation_config().to_dict(), "patients": []}
-    with atomic_dir(Path(out), overwrite=overwrite) as tmp:
+    with atomic_dir(Path(out), "dataset", overwrite=overwrite) as tmp:
         for p in tqdm(range(spec.patients), desc="phantom patients", disable=not progress):
             pid = f"PH{p + 1:03d}"
             patient = PhantomPatient.random(anatomy)
@@ -181,7 +181,7 @@ def write_dataset_from_series(source: Path, out: Path, dose: float, config: Simu
     manifest: dict[str, Any] = {"kind": "vagan-paired-dataset", "source": str(source), "dose": dose, "seed": seed,
                                 "vagan_version": __version__, "simulation": config.to_dict(), "patients": []}
     used: dict[str, Path] = {}
-    with atomic_dir(Path(out), overwrite=overwrite, inputs=(Path(source),)) as tmp:
+    with atomic_dir(Path(out), "dataset", overwrite=overwrite, inputs=(Path(source),)) as tmp:
         for folder in tqdm(folders, desc="series", disable=not progress):
             volume = read_dicom_series(folder).validate()
             rows, cols = volume.pixel_spacing_mm

@@ -36,7 +36,6 @@ import torch
 
 from vagan.data.patches import SlicePair
 from vagan.devices import resolve_device
-from vagan.precision import Precision, resolve_precision
 from vagan.errors import ConfigError, InputDataError, VaganError
 from vagan.evaluation.eval_config import EvaluationConfig, MethodSpec
 from vagan.evaluation.evaluation_figures import figure_indices, write_figures
@@ -57,6 +56,7 @@ from vagan.evaluation.report import (
 )
 from vagan.evaluation.table import format_summary, table_ii
 from vagan.io.atomic import atomic_dir, check_no_overlap, check_output
+from vagan.precision import Precision, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -575,8 +575,8 @@ def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, prog
     out_dir = Path(out_dir)
     device = resolve_device(cfg.device)
     inputs = [m.path for m in cfg.methods if m.path is not None]
-    check_output(out_dir, overwrite)
-    check_no_overlap(out_dir, inputs + ([Path(cfg.data_root)] if cfg.data_root else []))
+    inputs += [Path(p) for p in (cfg.data_root, cfg.fid_weights) if p]
+    check_output(out_dir, overwrite, inputs, kind="evaluation")
     precision = resolve_precision(cfg.precision, device)
     methods = load_methods(cfg, device, precision)
     models = [m.model for m in methods if m.model is not None]
@@ -597,7 +597,7 @@ def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, prog
         table = dataclasses.replace(table, columns=columns)
     metadata = report_metadata(describe_device(device), f"{test.root} [{test.subset}]: {len(test.pairs)} slices",
                                {"torch threads": str(torch.get_num_threads())})
-    with atomic_dir(out_dir, overwrite=overwrite) as folder:
+    with atomic_dir(out_dir, "evaluation", overwrite=overwrite) as folder:
         metrics_csv = _write_metrics_csv(folder / "metrics.csv", collected, test)
         (folder / "summary.json").write_text(
             json.dumps(_summary_json(cfg, methods, test, collected, device, precision, notes), indent=2, allow_nan=False) + "\n",

@@ -49,7 +49,7 @@ def write_training_report(runs: list[Path], out_dir: Path, overwrite: bool = Fal
         if not (Path(run) / "config.yaml").is_file() or not (Path(run) / "logs" / "metrics.csv").is_file():
             raise InputDataError(f"{run} is not a vagan run folder (config.yaml and logs/metrics.csv expected)")
     rows, sections, figures = [], [], []
-    with atomic_dir(Path(out_dir), overwrite=overwrite, inputs=tuple(Path(r) for r in runs)) as tmp:
+    with atomic_dir(Path(out_dir), "training-report", overwrite=overwrite, inputs=tuple(Path(r) for r in runs)) as tmp:
         for run in map(Path, runs):
             text = _describe(run)
             sections.append(ReportSection(f"Run {run.name}", text))

@@ -32,6 +32,7 @@ class BM3DDenoiser:
         self.profile = profile
         self.name = "bm3d" if sigma_hu is None else f"bm3d(sigma={sigma_hu:g} HU)"
         self.last_sigmas_hu: list[float] = []
+        self.has_attention = False
 
     def __call__(self, hu: np.ndarray, progress: Progress | None = None, keep_attention: bool = False) -> Denoised:
         import bm3d

@@ -45,6 +45,7 @@ class Denoiser(Protocol):
     """What evaluation and the CLI need of a method."""
 
     name: str
+    has_attention: bool  # whether ``keep_attention`` can return the maps M_T
 
     def __call__(self, hu: np.ndarray, progress: Progress | None = None, keep_attention: bool = False) -> Denoised: ...
 
@@ -97,6 +98,10 @@ class NetworkDenoiser:
             self._compiled = torch.compile(self.module, dynamic=False)
         with inductor_config.patch(freezing=True):  # constant weights: prepacked and folded once
             return self._compiled(x)
+
+    @property
+    def has_attention(self) -> bool:
+        return self.model.has_attention
 
     @torch.no_grad()
     def __call__(self, hu: np.ndarray, progress: Progress | None = None, keep_attention: bool = False) -> Denoised:

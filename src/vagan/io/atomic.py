@@ -1,36 +1,85 @@
-"""Atomic output: write into a hidden temporary sibling, rename at the end.
+"""Safe output: check every output before work starts, write it in a hidden sibling, rename at the end.
 
-A crash, a full disk or a user error never leaves a half-written output, and an existing
-output is only replaced when the caller says so.
+- A crash, a full disk or a user error never leaves a half-written output.
+- Every folder vagan writes carries an ownership marker (:mod:`vagan.io.ownership`); ``overwrite``
+  replaces only a folder with the marker of the same kind and no files vagan did not write.
+- The final rename never replaces something another process created meanwhile: of two runs writing
+  the same new output, one wins and the other stops with :class:`OutputExistsError`.
+- An output may not be, contain or lie inside any input (replacing it would delete the input), and
+  the outputs of one command may not overlap each other.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import os
 import shutil
+import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from vagan.errors import OutputExistsError, VaganError
+from vagan.errors import OutputError, OutputExistsError
+from vagan.io.ownership import OutputKind, check_replaceable, write_marker
+
+
+def _resolved(path: Path) -> Path:
+    return Path(path).expanduser().resolve()
 
 
 def check_no_overlap(path: Path, inputs: Sequence[Path]) -> None:
     """Refuse an output that is an input, lies inside one, or holds one (replacing it would delete it)."""
-    out = Path(path).expanduser().resolve()
+    out = _resolved(path)
     for src in inputs:
-        src = Path(src).expanduser().resolve()
+        src = _resolved(src)
         if out == src or out in src.parents or src in out.parents:
-            raise VaganError(f"output {path} overlaps the input {src}; choose an output outside the inputs")
+            raise OutputError(f"output {path} overlaps the input {src}; choose an output outside the inputs")
 
 
-def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> None:
-    """Refuse an existing output without ``overwrite``, and any output that overlaps an input."""
+def check_outputs_apart(outputs: Sequence[Path]) -> None:
+    """Refuse two outputs of one command that are the same path or nested (one would replace the other)."""
+    resolved = [_resolved(p) for p in outputs]
+    for i, a in enumerate(resolved):
+        for j in range(i + 1, len(resolved)):
+            b = resolved[j]
+            if a == b or a in b.parents or b in a.parents:
+                raise OutputError(f"outputs {outputs[i]} and {outputs[j]} overlap; give each output its own path")
+
+
+def check_writable(path: Path) -> None:
+    """Refuse an output whose nearest existing parent is not a folder we may write into."""
+    parent = _resolved(path).parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise OutputError(f"cannot write {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {path}: no permission to write in {parent}")
+
+
+def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (), kind: OutputKind | None = None) -> None:
+    """All checks of one output, before any work: overlap with inputs, existence, ownership, permission.
+
+    ``kind`` names the folder kind for the ownership check; ``None`` means a single file, which
+    ``overwrite`` may replace (a folder is never replaced by a file or the other way round).
+    """
     path = Path(path)
     check_no_overlap(path, inputs)
-    if path.exists() and not overwrite:
-        raise OutputExistsError(f"output {path} exists; pass --overwrite to replace it")
+    if (path.exists() or path.is_symlink()) and not _empty_dir(path):
+        if not overwrite:
+            raise OutputExistsError(f"output {path} exists; pass --overwrite to replace it")
+        if kind is None and path.is_dir():
+            raise OutputExistsError(f"output {path} is a folder; --overwrite replaces a file only with a file")
+        if kind is not None:
+            check_replaceable(path, kind)
+    check_writable(path)
+
+
+def _empty_dir(path: Path) -> bool:
+    """An existing empty folder, which an output may take the place of (it holds nothing to lose)."""
+    return path.is_dir() and not path.is_symlink() and not any(path.iterdir())
 
 
 def _umask() -> int:
@@ -44,33 +93,143 @@ def _as_if_created(path: Path, base_mode: int) -> None:
     os.chmod(path, base_mode & ~_umask())
 
 
-def _replace(tmp: Path, final: Path) -> None:
-    if final.exists():
-        backup = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, backup)
-        os.replace(tmp, final)
-        if backup.is_dir():
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            backup.unlink(missing_ok=True)
+_RENAME_NOREPLACE = 1
+_AT_FDCWD = -100
+
+
+def _renameat2_noreplace(src: Path, dst: Path) -> bool:
+    """Linux ``renameat2(RENAME_NOREPLACE)``; False where the kernel or file system lacks it."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        func = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if func(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(src), None, str(dst))
+
+
+def rename_no_replace(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst``; :class:`FileExistsError` if ``dst`` exists, never replacing it."""
+    if _renameat2_noreplace(src, dst):
+        return
+    if src.is_dir():
+        os.rename(src, dst)  # POSIX: fails on a non-empty folder (an empty one holds nothing to lose)
+        return
+    try:  # a hard link fails if dst exists
+        os.link(src, dst)
+    except FileExistsError:
+        raise
+    except OSError:  # file systems without hard links: a small window remains
+        if dst.exists():
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(dst)) from None
+        os.rename(src, dst)
+        return
+    os.unlink(src)
+
+
+def _exists_now(final: Path) -> OutputExistsError:
+    return OutputExistsError(f"output {final} was created by another process while this one ran; its output is kept "
+                             "and this one is discarded")
+
+
+def _publish(tmp: Path, final: Path, replace: bool, kind: OutputKind | None) -> None:
+    """Move the finished ``tmp`` to ``final``; with ``replace`` the old one is set aside first, then deleted."""
+    if _empty_dir(final):
+        with contextlib.suppress(OSError):
+            final.rmdir()
+    if not replace or not (final.exists() or final.is_symlink()):
+        try:
+            rename_no_replace(tmp, final)
+        except (FileExistsError, IsADirectoryError, NotADirectoryError) as err:
+            raise _exists_now(final) from err
+        except OSError as err:
+            if err.errno != errno.ENOTEMPTY:
+                raise
+            raise _exists_now(final) from err
+        return
+    if kind is not None:
+        check_replaceable(final, kind)  # again: it may have changed while this run worked
+    backup = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent)) / final.name
+    os.rename(final, backup)
+    try:
+        rename_no_replace(tmp, final)
+    except OSError:
+        with contextlib.suppress(OSError):
+            rename_no_replace(backup, final)
+        raise _exists_now(final) from None
+    shutil.rmtree(backup.parent, ignore_errors=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
     else:
-        os.replace(tmp, final)
+        path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
-def atomic_dir(final: Path, overwrite: bool = False, inputs: Sequence[Path] = ()) -> Iterator[Path]:
-    """Yield a temporary folder next to ``final``; on success it becomes ``final``."""
+def staged_dir(final: Path, replace: bool, kind: OutputKind | None = None) -> Iterator[Path]:
+    """Yield a temporary folder next to ``final`` that becomes ``final`` on success; no checks of ``final``.
+
+    For callers that have checked ``final`` (:func:`atomic_dir`) or own the folder around it (checkpoints).
+    """
     final = Path(final)
-    check_output(final, overwrite, inputs)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     _as_if_created(tmp, 0o777)
     try:
         yield tmp
+        if kind is not None:
+            write_marker(tmp, kind)
+        _publish(tmp, final, replace, kind)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove(tmp)
         raise
-    _replace(tmp, final)
+
+
+@contextlib.contextmanager
+def atomic_dir(final: Path, kind: OutputKind, overwrite: bool = False, inputs: Sequence[Path] = ()) -> Iterator[Path]:
+    """Yield a temporary folder next to ``final``; on success it gets the ``kind`` marker and becomes ``final``."""
+    check_output(final, overwrite, inputs, kind=kind)
+    with staged_dir(final, replace=overwrite, kind=kind) as tmp:
+        yield tmp
+
+
+def prepare_growing_dir(final: Path, kind: OutputKind, entries: Sequence[str], *, overwrite: bool,
+                        inputs: Sequence[Path] = (), guard: Callable[[Path], contextlib.AbstractContextManager] | None = None
+                        ) -> None:
+    """Create ``final`` as an empty vagan ``kind`` folder that will grow (a training run, the demo).
+
+    All checks come first: overlap with ``inputs``, existence (replaced only with ``overwrite``
+    and :func:`check_replaceable`), permission. ``guard(final)`` (e.g. a lock that proves no
+    process works in it) is held while an old folder is set aside; it is deleted after. The new
+    folder appears with its marker listing ``entries``; another process creating ``final``
+    meanwhile makes this one fail with :class:`OutputExistsError`.
+    """
+    final = Path(final)
+    check_no_overlap(final, inputs)
+    if final.exists() and not final.is_dir():
+        raise OutputError(f"output {final} is a file; give a folder")
+    holds_something = final.is_dir() and any(final.iterdir())
+    if holds_something and not overwrite:
+        raise OutputExistsError(f"output {final} exists; pass --overwrite to replace it")
+    check_writable(final)
+    if holds_something:
+        check_replaceable(final, kind)
+        aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        with guard(final) if guard is not None else contextlib.nullcontext():
+            os.rename(final, aside / final.name)
+        shutil.rmtree(aside, ignore_errors=True)
+    elif final.is_dir():
+        final.rmdir()  # empty: the new folder takes its place
+    with staged_dir(final, replace=False) as tmp:
+        write_marker(tmp, kind, entries)
 
 
 @contextlib.contextmanager
@@ -85,7 +244,13 @@ def atomic_file(final: Path, overwrite: bool = False) -> Iterator[Path]:
     _as_if_created(tmp, 0o666)
     try:
         yield tmp
+        if overwrite:
+            os.replace(tmp, final)
+        else:
+            try:
+                rename_no_replace(tmp, final)
+            except (FileExistsError, IsADirectoryError) as err:
+                raise _exists_now(final) from err
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    os.replace(tmp, final)

@@ -549,7 +549,7 @@ def write_dicom_series(
     volume = _target_geometry(hu.astype(np.float32, copy=False), template, pixel_spacing_mm, slice_thickness_mm)
     CTVolume(hu=volume.hu, pixel_spacing_mm=volume.pixel_spacing_mm, source=folder).validate()
     inputs = (template.source,) if template is not None and template.source is not None else ()
-    check_output(folder, overwrite, inputs=inputs)
+    check_output(folder, overwrite, inputs=inputs, kind="dicom-series")
 
     date, time = _now()
     headers = volume.headers
@@ -566,7 +566,7 @@ def write_dicom_series(
         "time": time,
     }
     n_clipped = 0
-    with atomic_dir(folder, overwrite=overwrite) as tmp:
+    with atomic_dir(folder, "dicom-series", overwrite=overwrite) as tmp:
         for k in range(volume.hu.shape[0]):
             ds = _derived_header(headers[k]) if headers else _scratch_header(volume, k, common)
             ds.PatientID = common["patient_id"]

@@ -87,6 +87,15 @@ def find_vgg19_weights(path: Path | str | None = None) -> Path:
     return path
 
 
+def _load_failure(exc: Exception) -> str:
+    """One line on why a weights file did not load, without torch's advice to unpickle arbitrary code."""
+    text = str(exc)
+    if "weights_only" in text or "Weights only load failed" in text:
+        return "it holds pickled Python objects besides tensors, which vagan never loads (they could run code)"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 def load_vgg19_weights(path: Path | str | None = None) -> dict[str, torch.Tensor]:
     """Read VGG19 weights (torchvision layout) without executing code.
 
@@ -110,8 +119,8 @@ def load_vgg19_weights(path: Path | str | None = None) -> dict[str, torch.Tensor
         else:
             raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt file, or a pickle that would need code execution
-        raise CheckpointError(f"cannot read VGG19 weights from {path}: {exc}. Expected torchvision's "
-                              f"{VGG19_FILENAME} (a state_dict) or a .safetensors file") from exc
+        raise CheckpointError(f"cannot read VGG19 weights from {path}: {_load_failure(exc)}; expected torchvision's "
+                              f"{VGG19_FILENAME} (a state_dict of tensors) or a .safetensors file") from None
     if not isinstance(raw, Mapping):
         raise CheckpointError(f"VGG19 weights file {path} holds a {type(raw).__name__}, expected a state_dict")
     shapes = _state_shapes()

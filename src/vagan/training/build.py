@@ -32,21 +32,19 @@ def needs_feature_net(stage: StageConfig) -> bool:
 
 
 def check_feature_net(train: TrainConfig) -> None:
-    """Fail before any training if L_Pcep's network cannot be built (no weights, or switched off)."""
-    from vagan.models.vgg import find_vgg19_weights
-
-    if train.perceptual == "none":
-        raise ConfigError("a stage weights L_Pcep (losses.pcep > 0) but train.perceptual is 'none'; set losses.pcep: 0 "
-                          "or train.perceptual: vgg19")
-    if train.perceptual == "vgg19":
-        find_vgg19_weights(train.vgg_weights)
+    """Fail before any training if L_Pcep's network cannot be built: switched off, no weights, a
+    weights file that is unreadable, holds more than tensors or has a wrong shape, an unknown layer.
+    The network is built once here and dropped; its stage builds it again."""
+    build_feature_net(train)
 
 
 def build_feature_net(train: TrainConfig) -> nn.Module:
     """The frozen feature network V of L_Pcep (eq. 9)."""
     from vagan.models.vgg import VGG19Features
 
-    check_feature_net(train)
+    if train.perceptual == "none":
+        raise ConfigError("a stage weights L_Pcep (losses.pcep > 0) but train.perceptual is 'none'; set losses.pcep: 0 "
+                          "or train.perceptual: vgg19")
     if train.perceptual == "vgg19_random":
         log.warning("L_Pcep uses a RANDOMLY initialised VGG19 (train.perceptual: vgg19_random): not a perceptual loss")
         return VGG19Features.random_init(torch.Generator().manual_seed(PERCEPTUAL_SEED), layer=train.vgg_layer)

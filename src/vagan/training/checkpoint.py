@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from vagan import __version__
 from vagan.errors import CheckpointError
-from vagan.io.atomic import atomic_dir
+from vagan.io.atomic import staged_dir
 
 FORMAT = "vagan-checkpoint"
 FORMAT_VERSION = 1
@@ -63,7 +63,7 @@ def save_checkpoint(
         for key, tensor in module.state_dict().items()
     }
     full_meta = {"format": FORMAT, "version": FORMAT_VERSION, "vagan_version": __version__, **meta}
-    with atomic_dir(Path(path), overwrite=True) as tmp:
+    with staged_dir(Path(path), replace=True) as tmp:  # inside a run folder this run owns
         save_file(weights, str(tmp / WEIGHTS_FILE))
         (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2, default=str))
         if state is not None:

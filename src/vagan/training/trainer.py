@@ -9,16 +9,14 @@ uninterrupted run would have seen and ends with the same weights.
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 from torch.utils.data import DataLoader, Dataset
 
-from vagan.data.paired import load_split
+from vagan.data.paired import load_split, patient_split
 from vagan.data.patches import PatchPairDataset, SlicePair, SlicePairDataset
 from vagan.devices import resolve_device
 from vagan.errors import CheckpointError, ConfigError, VaganError
@@ -41,6 +39,7 @@ from vagan.training.checkpoint import (
 )
 from vagan.training.config import ExperimentConfig, StageConfig
 from vagan.training.logs import TrainingLog
+from vagan.training.run_folder import LOGS, open_run_folder, stage_dir
 from vagan.training.steps import (
     Networks,
     NonFiniteLossError,
@@ -74,10 +73,6 @@ class Progress:
     step: int = 0
 
 
-def stage_dir(run_dir: Path, stage: str) -> Path:
-    return Path(run_dir) / "checkpoints" / stage
-
-
 def load_data(cfg: ExperimentConfig) -> TrainData:
     """Patches of the training patients and whole slices of the validation patients."""
     d = cfg.data
@@ -92,11 +87,11 @@ def load_data(cfg: ExperimentConfig) -> TrainData:
     patches = PatchPairDataset(train_pairs, d.patch_size, d.patches_per_slice, seed=cfg.train.seed,
                                augment=d.augment, attention_mode=d.attention_mode, hu_range=hu_range)
     val_pairs: list[SlicePair] = []
-    if "val" in d.split and d.val_slices > 0:
-        try:
+    if d.val_slices > 0:
+        if patient_split(root, d.split, d.split_seed, d.thickness).get("val"):
             val_pairs = load_split(root, d.split, d.split_seed, "val", d.thickness, d.val_slices)
-        except VaganError as err:
-            log.warning("no validation slices: %s", err)
+        else:
+            log.warning("data.split has no validation patients: training runs without validation")
     return TrainData(train=patches, val=val_pairs)
 
 
@@ -297,53 +292,6 @@ def _resumed_precision(saved: Checkpoint | None, chosen: Precision, cfg: Experim
     return chosen
 
 
-RESUME_MAY_CHANGE = ("epochs", "max_steps")  # a resumed run may be lengthened, nothing else
-
-
-def _resume_mismatches(previous: dict, current: dict) -> list[str]:
-    """Config keys whose change would make a resumed run differ from an uninterrupted one."""
-    diffs = []
-    for section in ("model", "data"):
-        for key, value in current[section].items():
-            if previous.get(section, {}).get(key) != value:
-                diffs.append(f"{section}.{key}")
-    old_stages = {s["name"]: s for s in previous.get("stages", [])}
-    for stage in current["stages"]:
-        old = old_stages.get(stage["name"], {})
-        diffs += [f"stages.{stage['name']}.{k}" for k, v in stage.items() if k not in RESUME_MAY_CHANGE and old.get(k) != v]
-    if previous.get("train", {}).get("seed") != current["train"]["seed"]:
-        diffs.append("train.seed")
-    return diffs
-
-
-def _prepare_run_dir(run_dir: Path, cfg: ExperimentConfig, resume: bool, overwrite: bool, world: distributed.World) -> None:
-    if not world.is_main:
-        distributed.barrier(world)
-        return
-    if run_dir.exists() and not run_dir.is_dir():
-        raise VaganError(f"--out {run_dir} is a file; give a folder for the run")
-    saved = run_dir / "config.yaml"
-    if run_dir.exists() and any(run_dir.iterdir()) and not resume:
-        if not overwrite:
-            raise VaganError(f"run folder {run_dir} is not empty; pass --resume to continue it or --overwrite to start again")
-        if not saved.is_file() or cfg.data.root and run_dir.resolve() in Path(cfg.data.root).resolve().parents:
-            raise VaganError(f"--overwrite would delete {run_dir}, which is not a vagan run folder (or holds the data); "
-                             "choose another --out")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    current = yaml.safe_load(yaml.safe_dump(cfg.to_dict()))
-    if resume and saved.exists():
-        previous = yaml.safe_load(saved.read_text()) or {}
-        if previous.get("preset") != cfg.preset:
-            raise VaganError(f"{run_dir} holds a {previous.get('preset')!r} run; cannot resume it as {cfg.preset!r}")
-        changed = _resume_mismatches(previous, current)
-        if changed:
-            raise VaganError(f"cannot resume {run_dir} with a changed config ({', '.join(changed[:6])}); only epochs and "
-                             "max_steps may change. Start a new run instead")
-    saved.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-    distributed.barrier(world)
-
-
 def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None, resume: bool = False,
           overwrite: bool = False, data: TrainData | None = None) -> Path:
     """Run the stages of ``cfg`` (all, or the ones named) into ``run_dir``; return the last final checkpoint."""
@@ -357,15 +305,19 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
     precision = resolve_precision(cfg.train.precision, device, measure=not world.distributed)
     log.info("precision: %s", precision.describe())
     wanted = stages or [s.name for s in cfg.stages]
-    for name in wanted:
-        if needs_feature_net(cfg.stage(name)):
-            check_feature_net(cfg.train)  # a missing VGG19 file fails now, not after hours of stage 1
+    if any(needs_feature_net(cfg.stage(name)) for name in wanted):
+        check_feature_net(cfg.train)  # a missing or bad VGG19 file fails now, not after hours of stage 1
     try:
         data = data or load_data(cfg)  # bad data fails before anything is written
-        _prepare_run_dir(run_dir, cfg, resume, overwrite, world)
-        training_log = TrainingLog(run_dir / "logs") if world.is_main else None
+        lock = None
+        if world.is_main:
+            inputs = tuple(Path(p) for p in (cfg.data.root, cfg.train.vgg_weights) if p)
+            lock = open_run_folder(run_dir, cfg, resume=resume, overwrite=overwrite, inputs=inputs)
+        distributed.barrier(world)
+        training_log = None
         final: Path | None = None
         try:
+            training_log = TrainingLog(run_dir / LOGS) if world.is_main else None
             for index, stage in enumerate(cfg.stages):
                 if stage.name not in wanted:
                     continue
@@ -389,6 +341,8 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
         finally:
             if training_log is not None:
                 training_log.close()
+            if lock is not None:
+                lock.release()
         if final is None:
             raise VaganError(f"no stage ran: {wanted}")
         return final

@@ -1,0 +1,190 @@
+"""The run folder of ``vagan train``: created atomically with its ownership marker, locked while a
+process trains in it, replaced only when vagan wrote it, resumed only with an unchanged config.
+
+Layout: ``config.yaml`` (the validated config), ``checkpoints/<stage>/{latest,final}``, ``logs/``
+(``metrics.csv`` and TensorBoard), the marker ``.vagan-output.json`` and the lock ``.vagan-lock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vagan.errors import CheckpointError, ConfigError, OutputError, OutputExistsError
+from vagan.io.atomic import atomic_file, check_no_overlap, prepare_growing_dir
+from vagan.io.ownership import read_marker, write_marker
+from vagan.training.config import ExperimentConfig, config_from_dict
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.yaml"
+CHECKPOINTS = "checkpoints"
+LOGS = "logs"
+LOCK_FILE = ".vagan-lock"
+RUN_ENTRIES = (CONFIG_FILE, CHECKPOINTS, LOGS, LOCK_FILE)
+
+RESUME_MAY_CHANGE = (
+    "stages.*.epochs", "stages.*.max_steps",  # lengthen a run
+    "train.device", "train.num_workers", "train.log_every", "train.checkpoint_every", "train.progress",
+    "train.precision",  # a resumed stage keeps the precision recorded in its checkpoint
+)
+"""Config keys (``fnmatch`` patterns over dotted keys, stages by name) that a resumed run may change:
+they change how long a run is, where and how visibly it runs, not the weights of a given step."""
+
+
+def stage_dir(run_dir: Path, stage: str) -> Path:
+    """Where the checkpoints of ``stage`` live."""
+    return Path(run_dir) / CHECKPOINTS / stage
+
+
+class RunLock:
+    """An exclusive ``flock`` on the run folder's lock file, held while one process trains in it."""
+
+    def __init__(self, fd: int | None) -> None:
+        self._fd = fd
+
+    @classmethod
+    def acquire(cls, run_dir: Path) -> RunLock:
+        """Lock ``run_dir``; :class:`OutputError` when another process holds it."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows has no flock
+            return cls(None)
+        fd = os.open(Path(run_dir) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise OutputError(f"run folder {run_dir} is in use by another vagan process; wait for it to finish or "
+                              "choose another --out") from None
+        return cls(fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the lock
+            self._fd = None
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    """Dotted keys of a config, stages keyed by name, lists as lists (YAML reads tuples back as lists)."""
+    config = yaml.safe_load(yaml.safe_dump(config))
+    stages = {f"stages.{s.get('name')}": s for s in config.pop("stages", []) or []}
+    flat = _flatten(config)
+    flat.update(_flatten(stages))
+    flat.update({name: True for name in stages})  # a stage added or removed is a difference too
+    return flat
+
+
+def resume_mismatches(previous: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """Keys whose value differs between the saved and the current config, except :data:`RESUME_MAY_CHANGE`."""
+    old, new = _comparable(previous), _comparable(current)
+    changed = sorted(k for k in old.keys() | new.keys() if old.get(k, "<unset>") != new.get(k, "<unset>"))
+    return [k for k in changed if not any(fnmatch.fnmatchcase(k, pattern) for pattern in RESUME_MAY_CHANGE)]
+
+
+def _saved_config(run_dir: Path) -> dict[str, Any]:
+    """The config a run was started with, normalised by today's schema (old keys upgraded, defaults filled)."""
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"--resume: {run_dir} is not a vagan run folder ({CONFIG_FILE} is missing)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"--resume: {path} is corrupt ({str(err).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"--resume: {path} is not a config mapping")
+    try:
+        return config_from_dict(raw).to_dict()
+    except ConfigError:  # written by a vagan whose schema differed: compare what is there
+        return raw
+
+
+def _write_config(run_dir: Path, cfg: ExperimentConfig) -> None:
+    with atomic_file(run_dir / CONFIG_FILE, overwrite=True) as tmp:
+        tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def _has_checkpoints(run_dir: Path) -> bool:
+    folder = run_dir / CHECKPOINTS
+    return folder.is_dir() and any(p.is_dir() and not p.name.startswith(".") for p in folder.rglob("*"))
+
+
+def _open_for_resume(run_dir: Path, cfg: ExperimentConfig) -> RunLock:
+    previous = _saved_config(run_dir)
+    if previous.get("preset") != cfg.preset:
+        raise ConfigError(f"{run_dir} holds a {previous.get('preset')!r} run; cannot resume it as {cfg.preset!r}")
+    changed = resume_mismatches(previous, cfg.to_dict())
+    if changed:
+        shown = ", ".join(changed[:6]) + (f" and {len(changed) - 6} more" if len(changed) > 6 else "")
+        raise ConfigError(f"cannot resume {run_dir}: the config differs in {shown}; a resumed run may change only "
+                          f"{', '.join(RESUME_MAY_CHANGE)}. Start a new run instead")
+    lock = RunLock.acquire(run_dir)
+    try:
+        if read_marker(run_dir) is None:  # a run folder of a vagan from before the markers
+            write_marker(run_dir, "run", RUN_ENTRIES)
+        if not _has_checkpoints(run_dir):
+            log.warning("--resume: %s has no checkpoint yet; training starts from the beginning", run_dir)
+        _write_config(run_dir, cfg)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+def open_run_folder(run_dir: Path, cfg: ExperimentConfig, *, resume: bool, overwrite: bool,
+                    inputs: tuple[Path, ...] = ()) -> RunLock:
+    """Check, create (or resume) and lock ``run_dir`` for ``cfg``; nothing changes unless every check passes.
+
+    Raises:
+        OutputError: ``run_dir`` overlaps an input (the data, the VGG19 weights), is a file, is not
+            writable, or another process trains in it.
+        OutputExistsError: it holds a run and neither ``resume`` nor ``overwrite`` is given; with
+            ``overwrite``, it was not written by ``vagan train`` or holds other files; or another
+            process created it meanwhile.
+        ConfigError: ``resume`` with a config that differs in a key outside :data:`RESUME_MAY_CHANGE`.
+    """
+    run_dir = Path(run_dir)
+    check_no_overlap(run_dir, inputs)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputError(f"--out {run_dir} is a file; give a folder for the run")
+    holds_something = run_dir.is_dir() and any(run_dir.iterdir())
+    if resume and holds_something:
+        return _open_for_resume(run_dir, cfg)
+    if resume:
+        log.warning("--resume: %s holds no run yet; starting a new one", run_dir)
+    elif holds_something and not overwrite:
+        raise OutputExistsError(f"run folder {run_dir} is not empty; pass --resume to continue it or --overwrite "
+                                "to start again")
+    prepare_growing_dir(run_dir, "run", RUN_ENTRIES, overwrite=overwrite, inputs=inputs, guard=_locked)
+    lock = RunLock.acquire(run_dir)
+    try:
+        _write_config(run_dir, cfg)
+    except BaseException:
+        lock.release()
+        raise
+    return lock
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path) -> Iterator[None]:
+    lock = RunLock.acquire(run_dir)
+    try:
+        yield
+    finally:
+        lock.release()
