@@ -1,9 +1,14 @@
-"""Frozen dataclasses from plain YAML data: type checks and "did you mean" errors naming the key."""
+"""Frozen dataclasses from plain YAML data: type checks, value ranges and "did you mean" errors naming the key.
+
+A field's valid range is declared beside it with :func:`bounded` and checked when the dataclass is
+built from data (defaults are in range by construction); floats must be finite.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from pathlib import Path
@@ -12,6 +17,39 @@ from typing import Any, Literal
 import yaml
 
 from vagan.errors import ConfigError
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+    """A closed or open interval for a number (or each number of a tuple); ``None`` ends are open-ended."""
+
+    ge: float | None = None
+    gt: float | None = None
+    le: float | None = None
+    lt: float | None = None
+
+    def check(self, value: Any, where: str) -> None:
+        if value is None:
+            return
+        if isinstance(value, tuple):
+            for i, item in enumerate(value):
+                self.check(item, f"{where}[{i}]")
+            return
+        if (self.ge is not None and value < self.ge) or (self.gt is not None and value <= self.gt) \
+                or (self.le is not None and value > self.le) or (self.lt is not None and value >= self.lt):
+            raise ConfigError(f"{where}: must be {self.describe()}, got {value!r}")
+
+    def describe(self) -> str:
+        parts = [f">= {self.ge:g}" if self.ge is not None else "", f"> {self.gt:g}" if self.gt is not None else "",
+                 f"<= {self.le:g}" if self.le is not None else "", f"< {self.lt:g}" if self.lt is not None else ""]
+        return " and ".join(p for p in parts if p)
+
+
+def bounded(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: float | None = None,
+            le: float | None = None, lt: float | None = None, default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field whose value must lie in the given range (checked by :func:`build_dataclass`)."""
+    return dataclasses.field(default=default, default_factory=default_factory,
+                             metadata={"bounds": Bounds(ge=ge, gt=gt, le=le, lt=lt)})
 
 
 def did_you_mean(key: str, options: list[str]) -> str:
@@ -68,11 +106,13 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
     if hint is float:
         if isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
@@ -85,13 +125,16 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
 
 def build_dataclass(cls: type, data: dict[str, Any], where: str) -> Any:
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
-        if key not in names:
-            raise ConfigError(f"unknown config key {path!r}" + did_you_mean(key, names))
+        if key not in fields:
+            raise ConfigError(f"unknown config key {path!r}" + did_you_mean(str(key), list(fields)))
         kwargs[key] = coerce(value, hints[key], path)
+        bounds = fields[key].metadata.get("bounds")
+        if bounds is not None:
+            bounds.check(kwargs[key], path)
     return cls(**kwargs)
 
 

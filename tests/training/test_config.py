@@ -65,3 +65,38 @@ def test_yaml_file_with_bad_syntax(tmp_path):
     bad.write_text("model: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("train.checkpoint_every=0", r"train.checkpoint_every: must be >= 1, got 0"),
+    ("train.log_every=0", r"train.log_every: must be >= 1"),
+    ("model.generator_features=0", r"model.generator_features: must be >= 1"),
+    ("model.generator_features=-8", r"model.generator_features: must be >= 1, got -8"),
+    ("model.attention_steps=0", r"model.attention_steps: must be >= 1"),
+    ("data.patches_per_slice=0", r"data.patches_per_slice: must be >= 1"),
+    ("train.num_workers=-1", r"train.num_workers: must be >= 0"),
+    ("stages.1.critic_steps=0", r"stages\[1\].critic_steps: must be >= 1"),
+    ("stages.0.batch_size=0", r"stages\[0\].batch_size: must be >= 1"),
+    ("stages.0.lr=0", r"stages\[0\].lr: must be > 0"),
+    ("stages.0.betas=[0.9, 1.0]", r"stages\[0\].betas\[1\]: must be >= 0 and < 1"),
+    ("stages.1.losses.gan=-0.1", r"stages\[1\].losses.gan: must be >= 0"),
+    ("stages.0.lr=.nan", r"stages\[0\].lr: expected a finite number"),
+    ("data.hu_max=.inf", r"data.hu_max: expected a finite number"),
+    ("data.patch_size=8", r"data.patch_size: must be >= 16"),
+])
+def test_values_out_of_their_declared_range_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("vagan", [override])
+
+
+def test_every_range_admits_its_default():
+    """The declared ranges describe the defaults too (a range too tight would refuse the presets)."""
+    for name in PRESETS:
+        load_config(name, ["train.num_workers=0", "data.val_slices=0", "stages.*.max_steps=1"])
+
+
+def test_a_config_file_in_another_encoding_is_one_error(tmp_path):
+    latin = tmp_path / "latin1.yaml"
+    latin.write_bytes("preset: vagan\n# r\xe9sum\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin1.yaml: not UTF-8 text .*0xe9"):
+        load_config(latin)

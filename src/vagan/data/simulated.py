@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from vagan import __version__
-from vagan.config_schema import build_dataclass
+from vagan.config_schema import bounded, build_dataclass
 from vagan.errors import ConfigError, InputDataError
 from vagan.io.atomic import atomic_dir
-from vagan.io.dicom import write_dicom_series
+from vagan.io.dicom import MAX_SIDE, write_dicom_series
 from vagan.io.volume import CTVolume
 from vagan.physics.simulate import LowDoseSimulator, SimulationConfig
 
@@ -40,24 +40,16 @@ MANIFEST = "manifest.json"
 class DatasetSpec:
     """How many phantom patients and slices, at what size, dose and seed."""
 
-    patients: int = 4
-    slices_per_patient: int = 16
-    size: int = 256
-    pixel_spacing_mm: float | None = None  # None: the phantom's 358.4 mm field of view over `size` pixels
-    slice_thickness_mm: float = 1.0
-    dose: float = 0.25
+    patients: int = bounded(4, ge=1)
+    slices_per_patient: int = bounded(16, ge=1)
+    size: int = bounded(256, ge=16, le=MAX_SIDE)
+    pixel_spacing_mm: float | None = bounded(None, gt=0)  # None: the phantom's 358.4 mm field of view over `size` px
+    slice_thickness_mm: float = bounded(1.0, gt=0)
+    dose: float = bounded(0.25, gt=0, le=1)  # fraction of the full dose
     write_truth: bool = False
     seed: int = 0
-    batch_size: int = 4
+    batch_size: int = bounded(4, ge=1)
     simulation: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.patients < 1 or self.slices_per_patient < 1:
-            raise ConfigError(f"patients and slices_per_patient must be >= 1, got {self.patients}, {self.slices_per_patient}")
-        if not 0.0 < self.dose <= 1.0:
-            raise ConfigError(f"dose: a fraction of the full dose in (0, 1], got {self.dose}")
-        if self.slice_thickness_mm <= 0 or self.batch_size < 1:
-            raise ConfigError("slice_thickness_mm must be > 0 and batch_size >= 1")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DatasetSpec:

@@ -13,10 +13,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from vagan.config_schema import bounded, parse_overrides, read_yaml_mapping
 from vagan.config_schema import build_dataclass as _build
 from vagan.config_schema import did_you_mean as _did_you_mean
 from vagan.config_schema import merge as _merge
-from vagan.config_schema import parse_overrides, read_yaml_mapping
 from vagan.errors import ConfigError
 from vagan.precision import PrecisionName
 
@@ -28,11 +28,11 @@ class ModelConfig:
     """Which networks a preset trains, and their widths."""
 
     generator: Literal["vagan", "red", "red_cnn", "wgan_vgg"] = "vagan"
-    generator_features: int = 64
-    attention_features: int = 32
-    attention_steps: int = 4
+    generator_features: int = bounded(64, ge=1)
+    attention_features: int = bounded(32, ge=1)
+    attention_steps: int = bounded(4, ge=1)  # T of the attentive block
     discriminator: Literal["none", "attentive", "plain", "wgan_critic"] = "attentive"
-    discriminator_features: int = 64
+    discriminator_features: int = bounded(64, ge=1)
 
 
 @dataclass(frozen=True)
@@ -43,29 +43,29 @@ class DataConfig:
     thickness: str = "1mm"
     split: dict[str, Any] = field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
     split_seed: int = 0
-    patch_size: int = 64
-    patches_per_slice: int = 35  # the paper: 140,000 patches from 4,000 slices
+    patch_size: int = bounded(64, ge=16)  # and a multiple of 4 (checked with the other rules)
+    patches_per_slice: int = bounded(35, ge=1)  # the paper: 140,000 patches from 4,000 slices
     augment: bool = True
     attention_mode: Literal["signed", "abs"] = "signed"
     hu_min: float = -1024.0
     hu_max: float = 3072.0
-    val_slices: int = 16
-    max_train_slices: int | None = None
+    val_slices: int = bounded(16, ge=0)  # 0: no validation
+    max_train_slices: int | None = bounded(None, ge=1)
 
 
 @dataclass(frozen=True)
 class LossWeights:
     """Weights of the terms of eqs. (6)-(11); zero switches a term off."""
 
-    mse: float = 0.0  # plain pixel MSE (RED-CNN, WGAN-VGG)
-    ms: float = 0.0  # L_MS, eq. (8)
-    ab: float = 0.0  # L_AB, eq. (6)
-    gan: float = 0.0  # L_GAN, eqs. (4) and (7)
-    pcep: float = 0.0  # L_Pcep, eq. (9)
-    d_attention: float = 0.05  # gamma of eq. (10), weight of L_A (eq. 11)
-    gradient_penalty: float = 10.0  # WGAN-GP lambda
-    ms_scales: tuple[float, float, float] = (0.25, 0.5, 1.0)  # lambda_i of eq. (8) for scales 1/4, 1/2, 1
-    ab_steps: tuple[float, ...] | None = None  # theta_t of eq. (6); None: 0.5^(T-t) = (0.125, 0.25, 0.5, 1) for T=4
+    mse: float = bounded(0.0, ge=0)  # plain pixel MSE (RED-CNN, WGAN-VGG)
+    ms: float = bounded(0.0, ge=0)  # L_MS, eq. (8)
+    ab: float = bounded(0.0, ge=0)  # L_AB, eq. (6)
+    gan: float = bounded(0.0, ge=0)  # L_GAN, eqs. (4) and (7)
+    pcep: float = bounded(0.0, ge=0)  # L_Pcep, eq. (9)
+    d_attention: float = bounded(0.05, ge=0)  # gamma of eq. (10), weight of L_A (eq. 11)
+    gradient_penalty: float = bounded(10.0, ge=0)  # WGAN-GP lambda
+    ms_scales: tuple[float, float, float] = bounded((0.25, 0.5, 1.0), ge=0)  # lambda_i of eq. (8), scales 1/4, 1/2, 1
+    ab_steps: tuple[float, ...] | None = bounded(None, ge=0)  # theta_t of eq. (6); None: 0.5^(T-t) = (0.125, 0.25, 0.5, 1) for T=4
 
 
 @dataclass(frozen=True)
@@ -74,15 +74,15 @@ class StageConfig:
 
     name: str = "psnr"
     adversarial: Literal["none", "gan", "wgan_gp"] = "none"
-    epochs: int = 20
-    max_steps: int | None = None
-    lr: float = 2e-4
-    d_lr: float | None = None
-    betas: tuple[float, float] = (0.9, 0.999)
-    batch_size: int = 32
+    epochs: int = bounded(20, ge=1)
+    max_steps: int | None = bounded(None, ge=1)
+    lr: float = bounded(2e-4, gt=0)
+    d_lr: float | None = bounded(None, gt=0)
+    betas: tuple[float, float] = bounded((0.9, 0.999), ge=0, lt=1)  # Adam's
+    batch_size: int = bounded(32, ge=1)
     init_from: str | None = None
     gan_mode: Literal["paper", "nonsaturating"] = "paper"
-    critic_steps: int = 1
+    critic_steps: int = bounded(1, ge=1)
     losses: LossWeights = field(default_factory=LossWeights)
 
 
@@ -93,9 +93,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     precision: PrecisionName = "auto"  # see vagan.precision
-    num_workers: int = 1
-    log_every: int = 10
-    checkpoint_every: int = 200
+    num_workers: int = bounded(1, ge=0)  # 0: load batches in the training process
+    log_every: int = bounded(10, ge=1)  # steps
+    checkpoint_every: int = bounded(200, ge=1)  # steps
     perceptual: Literal["vgg19", "vgg19_random", "none"] = "vgg19"
     vgg_layer: str = "conv5_4"
     vgg_weights: str | None = None
@@ -130,10 +130,6 @@ def _validate(cfg: ExperimentConfig) -> None:
         raise ConfigError(f"stages: names must be unique, got {names}")
     for i, stage in enumerate(cfg.stages):
         where = f"stages[{i}] ({stage.name})"
-        if stage.batch_size < 1 or stage.epochs < 1 or stage.lr <= 0:
-            raise ConfigError(f"{where}: batch_size, epochs must be >= 1 and lr > 0")
-        if stage.max_steps is not None and stage.max_steps < 1:
-            raise ConfigError(f"{where}.max_steps: must be >= 1, got {stage.max_steps}")
         if stage.init_from is not None and stage.init_from not in names[:i]:
             raise ConfigError(f"{where}.init_from: {stage.init_from!r} is not an earlier stage ({names[:i]})")
         if stage.adversarial != "none" and cfg.model.discriminator == "none":
@@ -143,8 +139,8 @@ def _validate(cfg: ExperimentConfig) -> None:
                               f"model.attention_steps = {cfg.model.attention_steps}")
         if stage.losses.ab > 0 and cfg.model.generator != "vagan":
             raise ConfigError(f"{where}.losses.ab: L_AB needs the attentive generator (model.generator: vagan)")
-    if cfg.data.patch_size < 16 or cfg.data.patch_size % 4:
-        raise ConfigError(f"data.patch_size: must be a multiple of 4 and >= 16, got {cfg.data.patch_size}")
+    if cfg.data.patch_size % 4:
+        raise ConfigError(f"data.patch_size: must be a multiple of 4, got {cfg.data.patch_size}")
     if cfg.data.hu_max <= cfg.data.hu_min:
         raise ConfigError("data.hu_max must exceed data.hu_min")
 

@@ -1,0 +1,162 @@
+"""The run folder: replaced only when vagan wrote it, resumed only with an unchanged config, locked
+while a process trains in it, and never created before the config, data and weights are checked."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from support import tiny_config, tiny_data, write_tiny_dataset
+from typer.testing import CliRunner
+
+from vagan.cli import app
+from vagan.errors import ConfigError, OutputError, OutputExistsError, VaganError
+from vagan.io.ownership import read_marker
+from vagan.training.run_folder import RunLock, resume_mismatches
+from vagan.training.trainer import train
+
+runner = CliRunner()
+
+
+def _short(preset: str = "g_psnr", *extra: str):
+    return tiny_config(preset, "stages.*.max_steps=2", *extra)
+
+
+def test_a_new_run_carries_the_run_marker(tmp_path: Path) -> None:
+    train(_short(), tmp_path / "run", data=tiny_data())
+    record = read_marker(tmp_path / "run")
+    assert record is not None and record["kind"] == "run"
+    assert {"config.yaml", "checkpoints", "logs"} <= set(record["entries"])
+
+
+def test_overwrite_refuses_a_folder_that_merely_holds_a_config_yaml(tmp_path: Path) -> None:
+    user = tmp_path / "u"
+    user.mkdir()
+    (user / "config.yaml").write_text("my: settings\n")
+    (user / "thesis.docx").write_text("years of work")
+    with pytest.raises(OutputExistsError, match=r"not written by vagan.*thesis\.docx"):
+        train(_short(), user, data=tiny_data(), overwrite=True)
+    assert sorted(p.name for p in user.iterdir()) == ["config.yaml", "thesis.docx"]
+    assert (user / "config.yaml").read_text() == "my: settings\n"
+
+
+def test_overwrite_replaces_a_run_only_without_foreign_files(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(_short(), run, data=tiny_data())
+    (run / "notes.md").write_text("mine")
+    with pytest.raises(OutputExistsError, match=r"vagan did not write: notes\.md"):
+        train(_short(), run, data=tiny_data(), overwrite=True)
+    assert (run / "notes.md").read_text() == "mine" and (run / "checkpoints/psnr/final").is_dir()
+    (run / "notes.md").unlink()
+    train(_short(), run, data=tiny_data(), overwrite=True)
+    assert (run / "checkpoints/psnr/final").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # the old run is gone, no temporary left
+
+
+def test_a_run_folder_may_not_hold_its_data_or_weights(tmp_path: Path) -> None:
+    root = write_tiny_dataset(tmp_path / "study" / "data")
+    with pytest.raises(OutputError, match="overlaps the input"):
+        train(_short("g_psnr", f"data.root={root}"), tmp_path / "study", overwrite=True)
+    assert sorted(p.name for p in (tmp_path / "study").iterdir()) == ["data"]
+
+
+@pytest.mark.parametrize("change", ["train.perceptual=none", "train.vgg_layer=conv1_2", "stages.0.losses.mse=0.5",
+                                    "data.patch_size=16", "train.seed=3"])
+def test_resume_refuses_any_change_outside_the_allow_list_and_changes_nothing(tmp_path: Path, change: str) -> None:
+    run = tmp_path / "run"
+    train(_short("g_psnr"), run, data=tiny_data())
+    saved = (run / "config.yaml").read_bytes()
+    key = change.split("=")[0].replace("stages.0.", "stages.psnr.")
+    with pytest.raises(ConfigError, match=rf"cannot resume .*differs in {key}"):
+        train(_short("g_psnr", change), run, data=tiny_data(), resume=True)
+    assert (run / "config.yaml").read_bytes() == saved
+
+
+def test_resume_may_lengthen_a_run(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(_short("g_psnr"), run, data=tiny_data())
+    train(tiny_config("g_psnr", "stages.*.max_steps=3", "train.log_every=2", "train.num_workers=0"), run,
+          data=tiny_data(), resume=True)
+    assert "max_steps: 3" in (run / "config.yaml").read_text()
+
+
+def test_resume_mismatches_known_answers() -> None:
+    old = {"preset": "p", "model": {"a": 1}, "stages": [{"name": "psnr", "max_steps": 5, "lr": 1.0}],
+           "train": {"seed": 0, "log_every": 10}}
+    new = {"preset": "p", "model": {"a": 1}, "stages": [{"name": "psnr", "max_steps": 9, "lr": 1.0}],
+           "train": {"seed": 0, "log_every": 1}}
+    assert resume_mismatches(old, new) == []
+    assert resume_mismatches(old, {**new, "model": {"a": 2}}) == ["model.a"]
+    assert resume_mismatches(old, {**new, "stages": [{"name": "psnr", "max_steps": 5, "lr": 2.0}]}) == ["stages.psnr.lr"]
+    assert "stages.gan" in resume_mismatches(old, {**new, "stages": [*new["stages"], {"name": "gan"}]})
+    assert resume_mismatches(old, {**new, "train": {"seed": 0, "log_every": 1, "new_key": 1}}) == ["train.new_key"]
+
+
+def test_resume_of_a_run_that_never_started_says_so(tmp_path: Path, caplog) -> None:
+    with caplog.at_level(logging.WARNING):
+        train(_short(), tmp_path / "fresh", data=tiny_data(), resume=True)
+    assert "holds no run yet" in caplog.text
+    assert (tmp_path / "fresh/checkpoints/psnr/final").is_dir()
+
+
+def test_a_run_in_use_by_another_process_is_neither_resumed_nor_replaced(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(_short(), run, data=tiny_data())
+    lock = RunLock.acquire(run)  # flock locks are per open file: this stands in for another process
+    try:
+        with pytest.raises(OutputError, match="in use by another vagan process"):
+            train(_short(), run, data=tiny_data(), resume=True)
+        with pytest.raises(OutputError, match="in use by another vagan process"):
+            train(_short(), run, data=tiny_data(), overwrite=True)
+    finally:
+        lock.release()
+    assert (run / "checkpoints/psnr/final").is_dir()
+
+
+class _Payload:
+    def __reduce__(self):
+        return (print, ("pickled code ran",))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
+@pytest.mark.parametrize("content", ["pickle", "truncated", "wrong_shape"])
+def test_bad_vgg_weights_fail_before_stage_one_in_one_line(tmp_path: Path, content: str, capsys) -> None:
+    from vagan.models.vgg import _state_shapes
+
+    weights = tmp_path / "vgg19.pth"
+    if content == "pickle":
+        weights.write_bytes(pickle.dumps({"features.0.weight": _Payload()}))
+    elif content == "truncated":
+        torch.save({k: torch.zeros(s) for k, s in _state_shapes().items()}, weights)
+        weights.write_bytes(weights.read_bytes()[:5000])
+    else:
+        shapes = {k: torch.zeros(s) for k, s in _state_shapes().items()}
+        shapes["features.0.weight"] = torch.zeros(64, 1, 3, 3)
+        torch.save(shapes, weights)
+    cfg = tiny_config("vagan", "train.perceptual=vgg19", f"train.vgg_weights={weights}")
+    with pytest.raises(VaganError) as err:
+        train(cfg, tmp_path / "run", data=tiny_data())
+    message = str(err.value)
+    assert str(weights) in message and "\n" not in message and "weights_only=False" not in message
+    assert not (tmp_path / "run").exists()  # stage 1 never started
+    assert "pickled code ran" not in capsys.readouterr().out
+
+
+def test_misspelt_patient_in_the_split_is_an_error(tmp_path: Path) -> None:
+    root = write_tiny_dataset(tmp_path / "data")
+    cfg = _short("g_psnr", f"data.root={root}", "data.split={train: [T000, T001], val: [T02]}")
+    with pytest.raises(ConfigError, match=r"unknown patient 'T02'; did you mean 'T002'"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("value", ["train.checkpoint_every=0", "model.generator_features=-1", "train.num_workers=-1"])
+def test_bad_config_values_are_one_line_and_leave_no_run_folder(tmp_path: Path, value: str) -> None:
+    result = runner.invoke(app, ["train", "-c", "g_psnr", "--out", str(tmp_path / "run"), "--set", value])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and result.output.count("\n") == 1, result.output
+    assert "Traceback" not in result.output and not (tmp_path / "run").exists()
+
