@@ -171,6 +171,9 @@ def denoise(
     report = denoise_path(denoiser, input_path, output_path, overwrite=overwrite, attention_dir=attention_out,
                           inputs=model_inputs)
     typer.echo(f"wrote {report.slices} slice(s) of {report.shape[0]}x{report.shape[1]} to {report.output}")
+    if report.skipped:
+        listed = "; ".join(f"{path.name} ({reason})" for path, reason in report.skipped)
+        typer.echo(f"skipped {len(report.skipped)} file(s) of {input_path} that are not slices of the series: {listed}")
     if report.attention_dir is not None:
         typer.echo(f"attention maps in {report.attention_dir}")
 
@@ -276,7 +279,7 @@ def export(
     from vagan.inference.export import check_export, export_onnx
     from vagan.inference.model_loading import load_trained_model
 
-    check_export(output_path, opset=opset, overwrite=overwrite, inputs=[check] if check is not None else [])
+    check_export(output_path, opset=opset, overwrite=overwrite, inputs=[model, *([check] if check is not None else [])])
     check_hu = None
     if check is not None:
         from vagan.io.readers import read_volume

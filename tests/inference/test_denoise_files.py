@@ -135,3 +135,66 @@ def test_pixels_outside_the_network_range_pass_through(trained_run):
     inside[0, :4] = False
     inside[0, 10, 10] = False
     assert out[inside].min() >= -1024.0 and out[inside].max() <= 3072.0
+
+
+def _denoise(trained_run, src, out, *extra):
+    return runner.invoke(app, ["denoise", "--model", str(trained_run), str(src), str(out), "--device", "cpu",
+                               "--precision", "fp32", *extra])
+
+
+def test_overwrite_never_deletes_a_folder_vagan_did_not_write(trained_run, ct_small, tmp_path):
+    user = tmp_path / "u"
+    user.mkdir()
+    (user / "thesis.docx").write_text("years of work")
+    for extra in ([], ["--attention-out", str(user)]):
+        target = user if not extra else tmp_path / "series"
+        result = _denoise(trained_run, ct_small, target, "--overwrite", *extra)
+        assert result.exit_code == 2 and "not written by vagan" in result.output, result.output
+        assert "thesis.docx" in result.output and (user / "thesis.docx").read_text() == "years of work"
+    assert not (tmp_path / "series").exists()  # refused before anything was written
+    # a series vagan wrote is replaced with --overwrite
+    assert _denoise(trained_run, ct_small, tmp_path / "mine").exit_code == 0
+    again = _denoise(trained_run, ct_small, tmp_path / "mine", "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert len(list((tmp_path / "mine").glob("*.dcm"))) == 1
+
+
+def test_the_model_cannot_be_deleted_by_its_own_run(trained_run, ct_small, tmp_path):
+    before = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*"))
+    for out in (trained_run, trained_run / "checkpoints", trained_run.parent):
+        result = _denoise(trained_run, ct_small, out, "--overwrite")
+        assert result.exit_code == 2 and "overlaps the input" in result.output, result.output
+    assert sorted(p.relative_to(trained_run) for p in trained_run.rglob("*")) == before
+
+
+def test_attention_out_equal_to_output_is_refused_before_work(trained_run, ct_small, tmp_path):
+    out = tmp_path / "out"
+    for attention in (out, out / "maps"):
+        result = _denoise(trained_run, ct_small, out, "--attention-out", str(attention), "--overwrite")
+        assert result.exit_code == 2 and "overlap" in result.output and result.output.count("\n") == 1
+    assert not out.exists()
+
+
+def test_attention_out_of_a_model_without_attention_is_an_error(ct_small, tmp_path):
+    result = runner.invoke(app, ["denoise", "--model", "bm3d", str(ct_small), str(tmp_path / "o"),
+                                 "--attention-out", str(tmp_path / "maps")])
+    assert result.exit_code == 2 and "no attention block" in result.output
+    assert not (tmp_path / "o").exists() and not (tmp_path / "maps").exists()
+
+
+def test_a_read_only_place_is_one_error_before_work(trained_run, ct_small, tmp_path, monkeypatch):
+    import os
+
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if str(p) == str(tmp_path / "ro") else real_access(p, mode))
+    (tmp_path / "ro").mkdir()
+    result = _denoise(trained_run, ct_small, tmp_path / "ro" / "out", "--attention-out", str(tmp_path / "maps"))
+    assert result.exit_code == 2 and "no permission to write" in result.output and "Traceback" not in result.output
+    assert not (tmp_path / "maps").exists()
+
+
+def test_skipped_files_are_listed_in_the_summary(trained_run, ct_small, tmp_path):
+    (ct_small / "notes.txt").write_text("not a slice")
+    result = _denoise(trained_run, ct_small, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "skipped 1 file(s)" in result.output and "notes.txt (not DICOM)" in result.output

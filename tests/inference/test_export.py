@@ -177,7 +177,7 @@ def test_cli_model_folder_that_is_not_a_run(tmp_path):
 
 @pytest.mark.parametrize(("args", "message"), [(["m.txt"], ".onnx file"), (["m.onnx", "--opset", "9"], "opset 9")])
 def test_cli_bad_output_or_opset(args, message, tmp_path):
-    result = runner.invoke(app, ["export", "--model", str(tmp_path), *[str(tmp_path / args[0]), *args[1:]]])
+    result = runner.invoke(app, ["export", "--model", str(tmp_path / "run"), *[str(tmp_path / args[0]), *args[1:]]])
     assert result.exit_code == 2
     lines = _lines(result.output)
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0]
@@ -197,7 +197,7 @@ def test_missing_onnxruntime_is_one_clear_error(monkeypatch, tmp_path):
     assert "\n" not in str(err.value) and "onnxruntime" in str(err.value)
     with pytest.raises(VaganError, match=r'pip install "vagan\[onnx\]"'):
         export_onnx(_untrained(), tmp_path / "model.onnx")
-    result = runner.invoke(app, ["export", "--model", str(tmp_path), str(tmp_path / "model.onnx")])
+    result = runner.invoke(app, ["export", "--model", str(tmp_path / "run"), str(tmp_path / "model.onnx")])
     assert result.exit_code == 2
     lines = _lines(result.output)
     assert len(lines) == 1 and lines[0].startswith("error:") and 'pip install "vagan[onnx]"' in lines[0]

@@ -220,3 +220,51 @@ def test_values_that_do_not_parse_are_one_error(tmp_path, key, value, shown):
     ds.save_as(victim)
     with pytest.raises(InputDataError, match=f"{victim.name}.*{shown}"):
         read_dicom_series(folder)
+
+
+def test_an_image_of_another_series_is_a_mix_not_a_localizer(random_hu, make_series, edit) -> None:
+    """A slice of another series in another orientation used to be dropped as a scout; only images of
+    the series itself may be taken for scouts."""
+    folder = make_series(random_hu[:3])
+    other = make_series(random_hu[:1], "other")
+    stray = folder / "stray.dcm"
+    shutil.copy(_files(other)[0], stray)
+    edit(stray, ImageOrientationPatient=[1, 0, 0, 0, 0, -1])
+    with pytest.raises(InputDataError, match="2 series mixed in one folder"):
+        read_dicom_series(folder)
+
+
+def test_skipped_files_are_listed_with_the_reason(random_hu, make_series, edit) -> None:
+    folder = make_series(random_hu[:3])
+    (folder / "README.txt").write_text("notes")
+    files = _files(folder)
+    edit(files[1], ImageOrientationPatient=[1, 0, 0, 0, 0, -1])
+    vol = read_dicom_series(folder)
+    reasons = {path.name: why for path, why in vol.skipped}
+    assert vol.hu.shape[0] == 2
+    assert reasons == {"README.txt": "not DICOM", files[1].name: reasons[files[1].name]}
+    assert "orientation" in reasons[files[1].name]
+
+
+def test_non_finite_geometry_is_refused(tmp_path: Path) -> None:
+    from vagan.io.volume import CTVolume
+
+    hu = np.full((2, 4, 4), -1000.0, dtype=np.float32)
+    positions = np.array([[0.0, 0.0, 0.0], [0.0, 0.0, np.nan]])
+    with pytest.raises(InputDataError, match="slice positions must be finite"):
+        CTVolume(hu=hu, slice_positions_mm=positions, source=tmp_path / "v").validate()
+    with pytest.raises(InputDataError, match="6 finite direction cosines"):
+        CTVolume(hu=hu, orientation=(1, 0, 0, 0, np.inf, 0), source=tmp_path / "v").validate()
+
+
+def test_values_that_cannot_be_hu_are_refused_and_doubtful_ones_warned(tmp_path: Path, caplog) -> None:
+    from vagan.io.volume import CTVolume
+
+    hu = np.linspace(-1000, 1000, 32, dtype=np.float32).reshape(2, 4, 4)
+    with pytest.raises(InputDataError, match=r"beyond any CT number scale"):
+        CTVolume(hu=hu * 1e6, source=tmp_path / "scaled.npy").validate()
+    CTVolume(hu=hu, source=tmp_path / "fine.npy").validate()
+    assert "probably not HU" not in caplog.text
+    eight_bit = np.linspace(0, 255, 32, dtype=np.float32).reshape(2, 4, 4)
+    CTVolume(hu=eight_bit, source=tmp_path / "png_like.npy").validate()
+    assert "png_like.npy: no value below 0 HU" in caplog.text

@@ -188,6 +188,7 @@ def write_dataset_from_series(source: Path, out: Path, dose: float, config: Simu
             used[pid] = folder
             label = f"{volume.slice_thickness_mm or volume.slice_spacing_mm:g}mm"
             entry = _write_patient(tmp, pid, label, volume.hu, ldct, dose, template=volume)
-            manifest["patients"].append(entry | {"from": str(folder)})
+            manifest["patients"].append(entry | {"from": str(folder),
+                                                 "skipped": [[p.name, why] for p, why in volume.skipped]})
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return Path(out)

@@ -31,6 +31,7 @@ class DenoiseReport:
     slices: int
     shape: tuple[int, int]
     attention_dir: Path | None = None
+    skipped: tuple[tuple[Path, str], ...] = ()  # input files that are not slices of the series, with the reason
 
 
 def _check_kinds(input_path: Path, output_path: Path) -> str:
@@ -101,4 +102,4 @@ def denoise_path(denoiser: Denoiser, input_path: Path, output_path: Path, *, ove
     if attention_dir is not None and result.attention is not None:
         written_attention = write_attention_maps(result.attention, attention_dir, overwrite)
     return DenoiseReport(output=output_path, slices=result.hu.shape[0], shape=tuple(result.hu.shape[1:]),
-                         attention_dir=written_attention)
+                         attention_dir=written_attention, skipped=volume.skipped)

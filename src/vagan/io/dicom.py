@@ -32,7 +32,7 @@ from pydicom.uid import (
 )
 
 from vagan import __version__ as vagan_version
-from vagan.errors import InputDataError
+from vagan.errors import InputDataError, VaganError
 from vagan.io.atomic import atomic_dir, check_output
 from vagan.io.volume import AXIAL, CTVolume
 from vagan.io.windowing import DISPLAY_RANGE
@@ -71,6 +71,11 @@ def _sniff(path: Path) -> str:
     return "maybe" if head[:2] in (b"\x02\x00", b"\x08\x00") else "no"
 
 
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
 def _parse(path: Path) -> Dataset | None:
     """Parse one file; ``None`` for a file that is not DICOM at all (silently ignored)."""
     sniffed = _sniff(path)
@@ -79,10 +84,13 @@ def _parse(path: Path) -> Dataset | None:
     claimed = sniffed == "dicom"
     try:
         ds = pydicom.dcmread(path, force=True)
+        for part in (getattr(ds, "file_meta", None), ds):  # pydicom converts elements lazily: damage surfaces
+            if part is not None:                          # here, not at the first access somewhere later
+                part.walk(lambda _ds, _elem: None)
     except Exception as err:  # pydicom raises many types on damaged input
         if not claimed:
             return None
-        raise InputDataError(f"{path}: corrupt or truncated DICOM file ({err.__class__.__name__}: {err})") from None
+        raise InputDataError(f"{path}: corrupt or truncated DICOM file ({_one_line(err)})") from None
     meta = getattr(ds, "file_meta", None)
     sop_class = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
     if sop_class is None and "Modality" not in ds:
@@ -109,9 +117,15 @@ def _is_image_object(ds: Dataset) -> bool:
     return "PixelData" in ds or "Image Storage" in name or ds.get("Modality") == "CT"
 
 
+def _position(ds: Dataset) -> list[float] | None:
+    """ImagePositionPatient as three numbers (checked by :func:`_check_numbers`), or None when absent."""
+    value = ds.get("ImagePositionPatient")
+    return [float(v) for v in value] if value not in (None, "") else None
+
+
 def _orientation(ds: Dataset) -> np.ndarray | None:
     value = ds.get("ImageOrientationPatient")
-    return np.asarray([float(v) for v in value], dtype=np.float64) if value is not None and len(value) == 6 else None
+    return np.asarray([float(v) for v in value], dtype=np.float64) if value not in (None, "") else None
 
 
 def _check_ct_image(path: Path, ds: Dataset) -> None:
@@ -120,6 +134,7 @@ def _check_ct_image(path: Path, ds: Dataset) -> None:
         declared = UID(_declared_sop_class(ds)).name or "an image"
         raise InputDataError(f"{path}: declares {declared} but holds no pixel data; the file is truncated or corrupt "
                              "(restore it or remove it from the series: no slice is dropped silently)")
+    _check_integers(path, ds)
     modality = ds.get("Modality")
     if modality != "CT":
         raise InputDataError(
@@ -130,7 +145,7 @@ def _check_ct_image(path: Path, ds: Dataset) -> None:
             f"{path}: multi-frame (enhanced) CT with {ds.NumberOfFrames} frames is not supported; "
             "convert it to single-frame slices first (e.g. dcmtk's or dicom3tools' converters)"
         )
-    if int(ds.get("SamplesPerPixel", 1)) != 1:
+    if int(ds.get("SamplesPerPixel") or 1) != 1:
         raise InputDataError(f"{path}: {ds.SamplesPerPixel} samples per pixel; a CT slice must be greyscale")
     missing = [k for k in ("RescaleIntercept", "RescaleSlope") if ds.get(k) in (None, "")]
     if missing:
@@ -138,14 +153,36 @@ def _check_ct_image(path: Path, ds: Dataset) -> None:
             f"{path}: missing {' and '.join(missing)}; CT images must carry RescaleIntercept (0028,1052) and "
             "RescaleSlope (0028,1053) to give HU"
         )
-    for key in ("Rows", "Columns", "PixelSpacing"):
-        if ds.get(key) in (None, ""):
-            raise InputDataError(f"{path}: missing {key}, which a CT image needs")
+    if ds.get("PixelSpacing") in (None, ""):
+        raise InputDataError(f"{path}: missing PixelSpacing, which a CT image needs")
     _check_numbers(path, ds)
 
 
 MAX_SIDE = 8192
 """Largest Rows/Columns accepted (checked before any pixel array is allocated)."""
+_INTEGER_TAGS: tuple[tuple[str, bool], ...] = (
+    ("Rows", True), ("Columns", True), ("BitsAllocated", True), ("SamplesPerPixel", False), ("NumberOfFrames", False),
+    ("BitsStored", False), ("PixelRepresentation", False), ("InstanceNumber", False),
+)
+"""(keyword, required): tags read as one integer."""
+
+
+def _check_integers(path: Path, ds: Dataset) -> None:
+    """Every integer tag the reader uses holds one integer (a required one is present)."""
+    for key, required in _INTEGER_TAGS:
+        raw = ds.get(key)
+        if raw in (None, ""):
+            if required:
+                raise InputDataError(f"{path}: missing {key}, which a CT image needs")
+            continue
+        try:
+            value = int(raw) if isinstance(raw, (int, str, bytes)) else None
+        except ValueError:
+            value = None
+        if value is None:
+            raise InputDataError(f"{path}: {key} is {str(raw)!r}; expected one integer")
+
+
 _NUMERIC_TAGS: tuple[tuple[str, int, bool], ...] = (
     ("RescaleSlope", 1, True), ("RescaleIntercept", 1, True), ("PixelSpacing", 2, True),
     ("ImagePositionPatient", 3, False), ("ImageOrientationPatient", 6, False), ("SliceThickness", 1, False),
@@ -167,6 +204,10 @@ def _check_numbers(path: Path, ds: Dataset) -> None:
         if len(numbers) != count or not all(np.isfinite(numbers)):
             shown = "\\".join(str(v) for v in values)
             raise InputDataError(f"{path}: {key} is {shown!r}; expected {count} finite number(s)")
+    cos = _orientation(ds)
+    if cos is not None and (abs(np.linalg.norm(cos[:3]) - 1) > 1e-2 or abs(np.linalg.norm(cos[3:]) - 1) > 1e-2
+                            or abs(float(np.dot(cos[:3], cos[3:]))) > 1e-2):
+        raise InputDataError(f"{path}: ImageOrientationPatient {cos.tolist()} is not two orthogonal unit vectors")
     slope = float(ds.RescaleSlope)
     spacing = [float(v) for v in ds.PixelSpacing]
     if slope == 0 or min(spacing) <= 0:
@@ -178,16 +219,16 @@ def _check_numbers(path: Path, ds: Dataset) -> None:
                              "a side")
 
 
-def _is_localizer(path: Path, ds: Dataset) -> bool:
+def _localizer_reason(ds: Dataset) -> str | None:
     image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
-    if "LOCALIZER" in image_type:
-        log.warning("%s: skipping localizer image (ImageType %s)", path, "\\".join(image_type))
-        return True
-    return False
+    return f"localizer (ImageType {'/'.join(image_type)})" if "LOCALIZER" in image_type else None
 
 
-def _drop_off_orientation(kept: list[tuple[Path, Dataset]]) -> list[tuple[Path, Dataset]]:
-    """Remove a few images whose orientation differs from the rest (scouts without LOCALIZER)."""
+def _drop_off_orientation(kept: list[tuple[Path, Dataset]], skipped: list[tuple[Path, str]]
+                          ) -> list[tuple[Path, Dataset]]:
+    """Remove a few images of the series whose orientation differs from the rest (scouts without
+    LOCALIZER) and record them in ``skipped``; images of another series stay, so that the
+    single-series check names the mix."""
     groups: list[tuple[np.ndarray | None, list[tuple[Path, Dataset]]]] = []
     for item in kept:
         cos = _orientation(item[1])
@@ -216,10 +257,17 @@ def _drop_off_orientation(kept: list[tuple[Path, Dataset]]) -> list[tuple[Path, 
             f"{kept[0][0].parent}: images of several orientations in one series ({desc}); "
             "keep one orientation per folder"
         )
+    series = Counter(str(ds.get("SeriesInstanceUID", "")) for _, ds in main[1]).most_common(1)[0][0]
+    kept_main = list(main[1])
     for _, members in others:
-        for path, _ in members:
-            log.warning("%s: skipping image whose orientation differs from the series (taken for a localizer)", path)
-    return main[1]
+        for path, ds in members:
+            if str(ds.get("SeriesInstanceUID", "")) != series:
+                kept_main.append((path, ds))  # another series: an error below, not a scout
+                continue
+            reason = "orientation differs from the series (taken for a localizer)"
+            log.warning("%s: skipping image whose %s", path, reason)
+            skipped.append((path, reason))
+    return kept_main
 
 
 def _check_single_series(folder: Path, files: list[tuple[Path, Dataset]]) -> None:
@@ -261,10 +309,10 @@ def _sort_slices(files: list[tuple[Path, Dataset]]) -> list[tuple[Path, Dataset]
     if len(files) == 1:
         return files
     cos = _orientation(files[0][1])
-    has_pos = all(ds.get("ImagePositionPatient") is not None and len(ds.ImagePositionPatient) == 3 for _, ds in files)
+    has_pos = all(_position(ds) is not None for _, ds in files)
     if cos is not None and has_pos:
         normal = np.cross(cos[:3], cos[3:])
-        along = [float(np.dot([float(v) for v in ds.ImagePositionPatient], normal)) for _, ds in files]
+        along = [float(np.dot(_position(ds), normal)) for _, ds in files]
         order = np.argsort(along, kind="stable")
         for a, b in zip(order[:-1], order[1:]):
             if abs(along[b] - along[a]) < POSITION_TOL_MM:
@@ -291,12 +339,16 @@ def _decode_hu(path: Path, ds: Dataset) -> np.ndarray:
     try:
         stored = ds.pixel_array
     except Exception as err:
-        if syntax is not None and UID(syntax).is_compressed:
+        try:
+            compressed = UID(str(syntax)).is_compressed and UID(str(syntax)).is_transfer_syntax
+        except Exception:  # a damaged transfer syntax UID
+            compressed = False
+        if compressed:
             raise InputDataError(
-                f"{path}: cannot decode pixel data compressed as {UID(syntax).name} ({err}); install a decoder, "
-                "e.g. `pip install pylibjpeg pylibjpeg-openjpeg pylibjpeg-libjpeg`"
+                f"{path}: cannot decode pixel data compressed as {UID(str(syntax)).name} ({_one_line(err)}); install "
+                "a decoder, e.g. `pip install pylibjpeg pylibjpeg-openjpeg pylibjpeg-libjpeg`"
             ) from None
-        raise InputDataError(f"{path}: corrupt or truncated pixel data ({err.__class__.__name__}: {err})") from None
+        raise InputDataError(f"{path}: corrupt or truncated pixel data ({_one_line(err)})") from None
     expected = (int(ds.Rows), int(ds.Columns))
     if stored.shape != expected:
         raise InputDataError(f"{path}: decoded pixel array has shape {stored.shape}, expected {expected}")
@@ -320,22 +372,29 @@ def read_dicom_series(folder: Path, skip_localizers: bool = True) -> CTVolume:
     """
     folder = Path(folder)
     files: list[tuple[Path, Dataset]] = []
+    skipped: list[tuple[Path, str]] = []
     for path in _list_files(folder):
         ds = _parse(path)
         if ds is None:
             log.debug("%s: not DICOM, ignored", path)
+            skipped.append((path, "not DICOM"))
             continue
         if not _is_image_object(ds):
-            log.warning("%s: not an image (%s), ignored", path, UID(_declared_sop_class(ds)).name or "no SOP class")
+            reason = f"not an image ({UID(_declared_sop_class(ds)).name or 'no SOP class'})"
+            log.warning("%s: %s, ignored", path, reason)
+            skipped.append((path, reason))
             continue
-        if skip_localizers and _is_localizer(path, ds):
+        reason = _localizer_reason(ds) if skip_localizers else None
+        if reason is not None:
+            log.warning("%s: skipping %s", path, reason)
+            skipped.append((path, reason))
             continue
         _check_ct_image(path, ds)
         files.append((path, ds))
     if not files:
         raise InputDataError(f"{folder}: no DICOM CT images found (localizers skipped); expected a folder holding one CT series")
     if skip_localizers:
-        files = _drop_off_orientation(files)
+        files = _drop_off_orientation(files, skipped)
     _check_single_series(folder, files)
     _check_consistent(files)
     files = _sort_slices(files)
@@ -349,8 +408,8 @@ def read_dicom_series(folder: Path, skip_localizers: bool = True) -> CTVolume:
     first = files[0][1]
     cos = _orientation(first)
     positions = None
-    if all(ds.get("ImagePositionPatient") is not None for _, ds in files):
-        positions = np.asarray([[float(v) for v in ds.ImagePositionPatient] for _, ds in files], dtype=np.float64)
+    if all(_position(ds) is not None for _, ds in files):
+        positions = np.asarray([_position(ds) for _, ds in files], dtype=np.float64)
     thickness = first.get("SliceThickness")
     volume = CTVolume(
         hu=hu,
@@ -360,6 +419,7 @@ def read_dicom_series(folder: Path, skip_localizers: bool = True) -> CTVolume:
         slice_thickness_mm=float(thickness) if thickness not in (None, "") else None,
         headers=headers,
         source=folder,
+        skipped=tuple(skipped),
     )
     _warn_uneven_spacing(volume)
     log.debug("%s: %d CT slices of %dx%d", folder, *hu.shape)
@@ -592,6 +652,9 @@ def write_dicom_series(
             _set_pixels(ds, stored)
             ds.file_meta = _file_meta(str(ds.SOPClassUID), ds.SOPInstanceUID)
             _write_slice(ds, tmp / f"IM{k + 1:06d}.dcm")
+        written = len(list(tmp.glob("*.dcm")))
+        if written != volume.hu.shape[0]:  # the series is all or nothing
+            raise VaganError(f"{folder}: wrote {written} of {volume.hu.shape[0]} slices; nothing was kept")
     if n_clipped:
         lo, hi = (INT16.min * STORE_SLOPE + STORE_INTERCEPT, INT16.max * STORE_SLOPE + STORE_INTERCEPT)
         log.warning("%s: %d HU values outside [%g, %g] were clipped", folder, n_clipped, lo, hi)

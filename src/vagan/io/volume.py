@@ -12,6 +12,7 @@ with ``P_k = slice_positions_mm[k]`` (ImagePositionPatient), ``X, Y = orientatio
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -22,6 +23,8 @@ from vagan.errors import InputDataError
 
 if TYPE_CHECKING:
     import pydicom
+
+log = logging.getLogger(__name__)
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)  # ImageOrientationPatient of a plain axial slice
 DEFAULT_SPACING_MM = 1.0  # used where a format carries no geometry (documented per reader)
@@ -35,6 +38,11 @@ class CTVolume:
     used as templates when writing a derived series.
     """
 
+    HU_LIMITS = (-100_000.0, 100_000.0)
+    """No CT data reaches beyond these: extended scales end near +30,000 HU (metal) and padding
+    outside the field of view near -34,000 HU (int16 -32768 with intercept -1024). Values outside
+    are not HU (HU scaled by a factor, a wrong RescaleSlope)."""
+
     hu: np.ndarray
     pixel_spacing_mm: tuple[float, float] = (DEFAULT_SPACING_MM, DEFAULT_SPACING_MM)
     slice_positions_mm: np.ndarray | None = None
@@ -42,6 +50,7 @@ class CTVolume:
     slice_thickness_mm: float | None = None
     headers: list[pydicom.Dataset] | None = None
     source: Path | None = None
+    skipped: tuple[tuple[Path, str], ...] = ()  # files of the input that are not slices of it, with the reason
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -129,8 +138,23 @@ class CTVolume:
                 f"{where}: slice positions of shape {np.shape(self.slice_positions_mm)} do not match "
                 f"{self.hu.shape[0]} slices (expected ({self.hu.shape[0]}, 3))"
             )
-        if self.orientation is not None and len(self.orientation) != 6:
-            raise InputDataError(f"{where}: orientation needs 6 direction cosines, got {self.orientation}")
+        if self.slice_positions_mm is not None and not np.isfinite(self.slice_positions_mm).all():
+            raise InputDataError(f"{where}: slice positions must be finite, got {np.asarray(self.slice_positions_mm).tolist()}")
+        if self.orientation is not None and (len(self.orientation) != 6 or not np.isfinite(self.orientation).all()):
+            raise InputDataError(f"{where}: orientation needs 6 finite direction cosines, got {self.orientation}")
+        self._check_hu_scale(where)
         if self.headers is not None and len(self.headers) != self.hu.shape[0]:
             raise InputDataError(f"{where}: {len(self.headers)} headers for {self.hu.shape[0]} slices")
         return self
+
+    def _check_hu_scale(self, where: str) -> None:
+        """Values that cannot be HU are an error; values that are probably not HU get a warning."""
+        lo, hi = float(self.hu.min()), float(self.hu.max())
+        if lo < self.HU_LIMITS[0] or hi > self.HU_LIMITS[1]:
+            raise InputDataError(f"{where}: values span [{lo:.6g}, {hi:.6g}], beyond any CT number scale "
+                                 f"({self.HU_LIMITS[0]:g} to {self.HU_LIMITS[1]:g} HU); give HU (stored value x "
+                                 "RescaleSlope + RescaleIntercept), not raw or scaled data")
+        if lo >= 0.0:
+            log.warning("%s: no value below 0 HU (range [%.6g, %.6g]): CT of a body always holds air and fat, so this "
+                        "is probably not HU (8-bit images, display-windowed data or stored values without the "
+                        "rescale); results will be wrong", where, lo, hi)
