@@ -7,6 +7,8 @@ stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import logging
+import signal
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -23,9 +25,16 @@ def _os_error(err: OSError) -> str:
     return f"{what}: {' -> '.join(paths)}" if paths else what
 
 
+def _is_usage_error(err: Exception) -> bool:
+    """A mistake on the command line (click's UsageError, which typer vendors), but not a bare
+    ``vagan`` that shows the help."""
+    names = {cls.__name__ for cls in type(err).__mro__}
+    return "UsageError" in names and "NoArgsIsHelpError" not in names
+
+
 class _Commands(TyperGroup):
-    """Runs a command; a :class:`VaganError` becomes one ``error:`` line and its exit code, and so does
-    an :class:`OSError` of the file system (permission, disk full), with exit code 1."""
+    """Runs a command; a :class:`VaganError` or a mistake on the command line becomes one ``error:``
+    line and exit code 2, an :class:`OSError` of the file system (permission, disk full) exit code 1."""
 
     def invoke(self, ctx):  # click.Group.invoke
         try:
@@ -36,6 +45,13 @@ class _Commands(TyperGroup):
         except OSError as err:
             typer.secho(f"error: {_os_error(err)}", fg=typer.colors.RED, err=True)
             raise typer.Exit(code=1) from None
+        except Exception as err:
+            if not _is_usage_error(err):
+                raise
+            where = err.ctx.command_path if getattr(err, "ctx", None) is not None else "vagan"
+            message = " ".join(err.format_message().split())
+            typer.secho(f"error: {message} (see `{where} --help`)", fg=typer.colors.RED, err=True)
+            raise typer.Exit(code=2) from None
 
 
 app = typer.Typer(
@@ -62,7 +78,8 @@ def _root(version: bool = typer.Option(False, "--version", callback=_print_versi
     """Visual Attention GAN for low-dose CT: simulate, train, denoise, evaluate, report."""
 
 
-Overrides = typer.Option(None, "--set", help="Override a config value, e.g. --set stages.*.max_steps=50 (repeatable).")
+Overrides = typer.Option(None, "--set", help="Override a config value as key=value, dots for nesting (repeatable), "
+                         "e.g. train: --set stages.*.max_steps=50; simulate: --set patients=20.")
 PRECISION_HELP = ("auto (bf16 where this CPU/GPU runs it natively and faster, else fp32), fp32, bf16 or fp16. "
                   "HU values, normalisation and the output stay float32.")
 
@@ -134,6 +151,10 @@ def train(
     from vagan.training.config import load_config
     from vagan.training.trainer import train as run_training
 
+    if resume and overwrite:
+        from vagan.errors import ConfigError
+
+        raise ConfigError("--resume continues the run in --out and --overwrite deletes it; give one of them")
     overrides = list(set_ or [])
     if data is not None:
         overrides.append(f"data.root={data}")
@@ -256,7 +277,8 @@ def demo(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Demo YAML (default: the shipped demo.yaml)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUT."),
-    set_: Optional[list[str]] = Overrides,
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a demo.yaml value, e.g. --set "
+                                             "steps.psnr=100 or --set dataset.patients=6 (repeatable)."),
 ) -> None:
     """Simulate phantom data, train g_psnr/ga_psnr/vagan briefly, run BM3D, evaluate and write the report."""
     from vagan.demo import load_demo_config, run_demo
@@ -284,7 +306,7 @@ def export(
     if check is not None:
         from vagan.io.readers import read_volume
 
-        check_hu = read_volume(check).validate().hu[:1]
+        check_hu = read_volume(check).hu[:1]  # validated by its reader
     report = export_onnx(load_trained_model(model, "cpu"), output_path, opset=opset, overwrite=overwrite,
                          check_hu=check_hu)
     typer.echo(f"wrote {report.path} (opset {report.opset}; input {', '.join(report.input_names)}, "
@@ -294,10 +316,22 @@ def export(
                f"RMS {report.rms_diff_hu:.2g} HU")
 
 
+def _terminated(signum: int, frame) -> None:
+    """SIGTERM unwinds like Ctrl-C, so temporaries are removed and nothing is left half-written."""
+    raise SystemExit(128 + signum)
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """Library warnings as one line, without the source path and code line."""
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
 def main() -> None:
     """Console entry point."""
     from vagan.runtime import reuse_freed_memory
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    warnings.formatwarning = _one_line_warning
+    signal.signal(signal.SIGTERM, _terminated)
     reuse_freed_memory()
     app()

@@ -29,7 +29,8 @@ from vagan.io.atomic import prepare_growing_dir
 
 log = logging.getLogger(__name__)
 
-DEMO_ENTRIES = ("data", "simulation", "runs", "report")  # what the demo writes into its folder
+DEMO_ENTRIES = ("simulation/*.png",)
+"""What the demo writes into its folder besides data/, runs/* and report/, which carry markers of their own."""
 
 
 @dataclass(frozen=True)

@@ -37,3 +37,12 @@ def test_train_on_missing_dataset(tmp_path):
     result = runner.invoke(app, ["train", "--config", "g_psnr", "--out", str(tmp_path / "r"),
                                  "--data", str(tmp_path / "nothing")])
     assert result.exit_code == 2 and "does not exist" in result.output
+
+
+@pytest.mark.parametrize("args", [["nosuch"], ["denoise"], ["denoise", "a", "b", "--model", "m", "--batch-size", "0"],
+                                  ["train", "--bogus"], ["export", "x.onnx", "-m", "m", "--opset", "abc"]])
+def test_command_line_mistakes_are_one_error_line(args):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--help" in lines[0], result.output

@@ -27,3 +27,16 @@ def test_not_a_run_folder(tmp_path):
     result = runner.invoke(app, ["report", str(tmp_path), "--out", str(tmp_path / "rep")])
     assert result.exit_code == 2 and "not a vagan run folder" in result.output
     assert not (tmp_path / "rep").exists()
+
+
+def test_runs_of_the_same_folder_name_get_distinct_labels_and_a_run_twice_is_refused(tmp_path):
+    for group in ("a", "b"):
+        train(tiny_config("g_psnr", "stages.*.max_steps=2"), tmp_path / group / "run", data=tiny_data())
+    result = runner.invoke(app, ["report", str(tmp_path / "a" / "run"), str(tmp_path / "b" / "run"),
+                                 "--out", str(tmp_path / "rep")])
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (tmp_path / "rep" / "figures").iterdir())
+    assert names == ["curves_a-run.png", "curves_b-run.png"]
+    twice = runner.invoke(app, ["report", str(tmp_path / "a" / "run"), str(tmp_path / "a" / "run"),
+                                "--out", str(tmp_path / "rep2")])
+    assert twice.exit_code == 2 and "given twice" in twice.output and not (tmp_path / "rep2").exists()

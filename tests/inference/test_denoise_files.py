@@ -198,3 +198,11 @@ def test_skipped_files_are_listed_in_the_summary(trained_run, ct_small, tmp_path
     result = _denoise(trained_run, ct_small, tmp_path / "out")
     assert result.exit_code == 0, result.output
     assert "skipped 1 file(s)" in result.output and "notes.txt (not DICOM)" in result.output
+
+
+def test_a_checkpoint_given_as_model_protects_its_whole_run(trained_run, ct_small, tmp_path):
+    checkpoint = trained_run / "checkpoints" / "psnr" / "final"
+    for out in (trained_run / "checkpoints" / "den", trained_run / "logs" / "den"):
+        result = runner.invoke(app, ["denoise", "-m", str(checkpoint), str(ct_small), str(out)])
+        assert result.exit_code == 2 and "overlaps the input" in result.output, result.output
+        assert not out.exists()

@@ -47,7 +47,7 @@ def test_a_written_folder_carries_a_marker_listing_its_files(tmp_path: Path) -> 
     _write(tmp_path / "out", "one")
     record = read_marker(tmp_path / "out")
     assert record is not None and record["kind"] == "evaluation" and record["written_by"] == "vagan"
-    assert record["files"] == ["figures/a.png", "report.md"]
+    assert record["files"] == {"figures/a.png": 3, "report.md": 3}  # path -> size
     assert record["vagan_version"] and record["command"]
 
 
@@ -78,7 +78,7 @@ def test_overwrite_refuses_a_vagan_folder_of_another_kind_or_with_added_files(tm
     with pytest.raises(OutputExistsError, match="evaluation report"), atomic_dir(out, "dicom-series", overwrite=True):
         pass
     (out / "figures" / "notes.txt").write_text("mine")
-    with pytest.raises(OutputExistsError, match=r"vagan did not write: figures/notes\.txt"):
+    with pytest.raises(OutputExistsError, match=r"vagan did not write.*: figures/notes\.txt"):
         _write(out, "new", overwrite=True)
     assert (out / "figures" / "notes.txt").read_text() == "mine" and (out / "report.md").read_text() == "old"
 
@@ -183,17 +183,17 @@ def test_of_concurrent_runs_one_wins_and_the_others_say_exists(tmp_path: Path) -
 
 def test_a_growing_folder_is_replaced_only_when_vagan_made_it(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    prepare_growing_dir(run, "run", ["config.yaml", "logs"], overwrite=False)
+    prepare_growing_dir(run, "run", ["config.yaml", "logs/metrics.csv"], overwrite=False)
     (run / "config.yaml").write_text("a: 1")
     (run / "logs").mkdir()
     (run / "logs" / "metrics.csv").write_text("x")
     with pytest.raises(OutputExistsError, match="--overwrite"):
-        prepare_growing_dir(run, "run", ["config.yaml", "logs"], overwrite=False)
+        prepare_growing_dir(run, "run", ["config.yaml", "logs/metrics.csv"], overwrite=False)
     (run / "paper.tex").write_text("mine")
-    with pytest.raises(OutputExistsError, match=r"vagan did not write: paper\.tex"):
-        prepare_growing_dir(run, "run", ["config.yaml", "logs"], overwrite=True)
+    with pytest.raises(OutputExistsError, match=r"vagan did not write.*: paper\.tex"):
+        prepare_growing_dir(run, "run", ["config.yaml", "logs/metrics.csv"], overwrite=True)
     (run / "paper.tex").unlink()
-    prepare_growing_dir(run, "run", ["config.yaml", "logs"], overwrite=True)
+    prepare_growing_dir(run, "run", ["config.yaml", "logs/metrics.csv"], overwrite=True)
     assert sorted(p.name for p in run.iterdir()) == [MARKER]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
@@ -210,3 +210,55 @@ def test_permissions_follow_the_umask(tmp_path: Path) -> None:
     # tempfile makes 0700 folders and 0600 files; a user's output is readable by others as usual
     assert _mode(tmp_path / "out") == 0o755
     assert _mode(tmp_path / "b.png") == 0o644
+
+
+def test_a_file_vagan_wrote_but_the_user_changed_blocks_overwrite(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _write(out, "old")
+    (out / "report.md").write_text("my edits to the report")
+    with pytest.raises(OutputExistsError, match=r"changed since.*report\.md"):
+        _write(out, "new", overwrite=True)
+    assert (out / "report.md").read_text() == "my edits to the report"
+
+
+def test_user_files_deep_inside_a_growing_folder_block_overwrite(tmp_path: Path) -> None:
+    """A run lists the paths it may create as patterns: a file elsewhere, however deep, is the user's."""
+    run = tmp_path / "run"
+    patterns = ["config.yaml", "checkpoints/*/*/model.safetensors", "logs/metrics.csv"]
+    prepare_growing_dir(run, "run", patterns, overwrite=False)
+    (run / "checkpoints/psnr/final").mkdir(parents=True)
+    (run / "checkpoints/psnr/final/model.safetensors").write_bytes(b"w")
+    for deep in ("checkpoints/notes.txt", "checkpoints/psnr/final/notes.txt", "logs/plots/a.png"):
+        (run / deep).parent.mkdir(parents=True, exist_ok=True)
+        (run / deep).write_text("mine")
+        with pytest.raises(OutputExistsError, match=deep.replace(".", r"\.")):
+            prepare_growing_dir(run, "run", patterns, overwrite=True)
+        assert (run / deep).read_text() == "mine"
+        (run / deep).unlink()
+    prepare_growing_dir(run, "run", patterns, overwrite=True)
+
+
+def test_a_vagan_output_nested_in_a_growing_folder_answers_for_itself(tmp_path: Path) -> None:
+    demo = tmp_path / "demo"
+    prepare_growing_dir(demo, "demo", ["simulation/*.png"], overwrite=False)
+    _write(demo / "report", "r")
+    (demo / "report" / "figures" / "mine.png").write_bytes(b"user")
+    with pytest.raises(OutputExistsError, match=r"report/figures/mine\.png"):
+        prepare_growing_dir(demo, "demo", ["simulation/*.png"], overwrite=True)
+    (demo / "report" / "figures" / "mine.png").unlink()
+    prepare_growing_dir(demo, "demo", ["simulation/*.png"], overwrite=True)
+    assert not (demo / "report").exists()
+
+
+def test_temporaries_of_a_killed_run_are_swept_and_failed_replacements_leave_none(tmp_path: Path) -> None:
+    import socket
+
+    dead = 2**22 + 12345  # above the default pid_max: no process has it
+    host = socket.gethostname()
+    stale = tmp_path / f".out.tmp-{host}-{dead}-abc"
+    stale.mkdir()
+    (stale / "IM000001.dcm").write_bytes(b"half")
+    foreign = tmp_path / f".out.tmp-otherhost-{dead}-abc"  # another machine's process may still run
+    foreign.mkdir()
+    _write(tmp_path / "out", "new")
+    assert not stale.exists() and foreign.exists()

@@ -79,7 +79,8 @@ def test_mixed_series(random_hu, make_series, tmp_path: Path) -> None:
     with pytest.raises(InputDataError, match="2 series mixed") as info:
         read_dicom_series(mixed)
     message = str(info.value)
-    assert f"{uid_a} (3 files)" in message and f"{uid_b} (2 files)" in message and "split" in message
+    assert f"{uid_a} (3 files, e.g. a_IM000001.dcm)" in message and f"{uid_b} (2 files, e.g. b_IM000001.dcm)" in message
+    assert "split" in message
     assert "\n" not in message
 
 

@@ -100,3 +100,16 @@ def test_a_config_file_in_another_encoding_is_one_error(tmp_path):
     latin.write_bytes("preset: vagan\n# r\xe9sum\xe9\n".encode("latin-1"))
     with pytest.raises(ConfigError, match=r"latin1.yaml: not UTF-8 text .*0xe9"):
         load_config(latin)
+
+
+def test_a_value_for_one_stage_wins_over_the_one_for_every_stage():
+    for order in (["stages.0.max_steps=3", "stages.*.max_steps=7"], ["stages.*.max_steps=7", "stages.0.max_steps=3"]):
+        cfg = load_config("vagan", order)
+        assert [s.max_steps for s in cfg.stages] == [3, 7]
+
+
+def test_a_stage_wildcard_without_stages_is_one_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("preset: g_psnr\nstages: 5\n")
+    with pytest.raises(ConfigError, match=r"stages\.\*: the config has no list of stages"):
+        load_config(bad, ["stages.*.max_steps=2"])

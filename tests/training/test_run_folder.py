@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from vagan.cli import app
 from vagan.errors import ConfigError, OutputError, OutputExistsError, VaganError
-from vagan.io.ownership import read_marker
+from vagan.io.ownership import check_replaceable, read_marker
 from vagan.training.run_folder import RunLock, resume_mismatches
 from vagan.training.trainer import train
 
@@ -29,7 +29,7 @@ def test_a_new_run_carries_the_run_marker(tmp_path: Path) -> None:
     train(_short(), tmp_path / "run", data=tiny_data())
     record = read_marker(tmp_path / "run")
     assert record is not None and record["kind"] == "run"
-    assert {"config.yaml", "checkpoints", "logs"} <= set(record["entries"])
+    check_replaceable(tmp_path / "run", "run")  # the marker accounts for every file training wrote
 
 
 def test_overwrite_refuses_a_folder_that_merely_holds_a_config_yaml(tmp_path: Path) -> None:
@@ -47,7 +47,7 @@ def test_overwrite_replaces_a_run_only_without_foreign_files(tmp_path: Path) -> 
     run = tmp_path / "run"
     train(_short(), run, data=tiny_data())
     (run / "notes.md").write_text("mine")
-    with pytest.raises(OutputExistsError, match=r"vagan did not write: notes\.md"):
+    with pytest.raises(OutputExistsError, match=r"vagan did not write.*: notes\.md"):
         train(_short(), run, data=tiny_data(), overwrite=True)
     assert (run / "notes.md").read_text() == "mine" and (run / "checkpoints/psnr/final").is_dir()
     (run / "notes.md").unlink()
@@ -160,3 +160,47 @@ def test_bad_config_values_are_one_line_and_leave_no_run_folder(tmp_path: Path, 
     assert result.output.startswith("error: ") and result.output.count("\n") == 1, result.output
     assert "Traceback" not in result.output and not (tmp_path / "run").exists()
 
+
+
+def test_a_new_run_of_a_later_stage_alone_is_refused_before_a_folder_exists(tmp_path: Path) -> None:
+    with pytest.raises(VaganError, match="starts from stage psnr.*run stage psnr first"):
+        train(_short("vagan"), tmp_path / "run", data=tiny_data(), stages=["gan"])
+    assert not (tmp_path / "run").exists()
+
+
+def test_resume_and_overwrite_together_are_refused(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["train", "-c", "g_psnr", "--out", str(tmp_path / "run"), "--resume", "--overwrite"])
+    assert result.exit_code == 2 and "give one of them" in result.output
+
+
+def test_the_same_data_root_given_relative_or_absolute_resumes(tmp_path: Path, monkeypatch) -> None:
+    root = write_tiny_dataset(tmp_path / "data")
+    split = "data.split={train: [T000, T001], val: [T002]}"
+    train(_short("g_psnr", f"data.root={root}", split), tmp_path / "run")
+    monkeypatch.chdir(tmp_path)
+    train(_short("g_psnr", "data.root=data", split, "stages.*.max_steps=3"), tmp_path / "run", resume=True)
+
+
+def test_nan_vgg_weights_are_refused_up_front(tmp_path: Path) -> None:
+    from vagan.models.vgg import _state_shapes
+
+    weights = tmp_path / "vgg19.pth"
+    torch.save({k: torch.full(s, float("nan")) for k, s in _state_shapes().items()}, weights)
+    cfg = tiny_config("vagan", "train.perceptual=vgg19", f"train.vgg_weights={weights}")
+    with pytest.raises(VaganError, match="NaN or infinite"):
+        train(cfg, tmp_path / "run", data=tiny_data())
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("value", ["7", "[1, 2]"])
+def test_vgg_weights_with_a_non_tensor_value_are_one_error(tmp_path: Path, value: str) -> None:
+    import yaml
+
+    from vagan.models.vgg import _state_shapes
+
+    state = {k: torch.zeros(s) for k, s in _state_shapes().items()}
+    state["features.2.weight"] = yaml.safe_load(value)
+    torch.save(state, tmp_path / "vgg19.pth")
+    cfg = tiny_config("vagan", "train.perceptual=vgg19", f"train.vgg_weights={tmp_path / 'vgg19.pth'}")
+    with pytest.raises(VaganError, match=r"features\.2\.weight holds a (int|list), expected a tensor"):
+        train(cfg, tmp_path / "run", data=tiny_data())

@@ -27,7 +27,7 @@ from vagan import __version__
 from vagan.config_schema import bounded, build_dataclass
 from vagan.errors import ConfigError, InputDataError
 from vagan.io.atomic import atomic_dir
-from vagan.io.dicom import MAX_SIDE, write_dicom_series
+from vagan.io.dicom import MAX_SIDE, looks_like_dicom, write_dicom_series
 from vagan.io.volume import CTVolume
 from vagan.physics.simulate import LowDoseSimulator, SimulationConfig
 
@@ -42,7 +42,7 @@ class DatasetSpec:
 
     patients: int = bounded(4, ge=1)
     slices_per_patient: int = bounded(16, ge=1)
-    size: int = bounded(256, ge=16, le=MAX_SIDE)
+    size: int = bounded(256, ge=64, le=MAX_SIDE)  # the phantom needs 64 pixels a side
     pixel_spacing_mm: float | None = bounded(None, gt=0)  # None: the phantom's 358.4 mm field of view over `size` px
     slice_thickness_mm: float = bounded(1.0, gt=0)
     dose: float = bounded(0.25, gt=0, le=1)  # fraction of the full dose
@@ -142,11 +142,15 @@ def _series_folders(source: Path) -> list[Path]:
     """``source`` itself if it holds DICOM files, else its sub-folders that do (one series each)."""
     if not source.is_dir():
         raise InputDataError(f"{source}: not a folder; --from takes a DICOM series folder or a folder of series folders")
-    if any(p.is_file() for p in source.iterdir()):
+    files = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
+    if any(looks_like_dicom(p) for p in files):
         return [source]
-    folders = sorted(p for p in source.iterdir() if p.is_dir())
+    folders = sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not folders:
-        raise InputDataError(f"{source}: holds no files and no series folders")
+        raise InputDataError(f"{source}: holds no DICOM files and no series folders")
+    if files:
+        log.warning("%s: %d file(s) beside the series folders are not DICOM and not read: %s", source, len(files),
+                    ", ".join(p.name for p in files[:5]))
     return folders
 
 

@@ -33,7 +33,7 @@ def _last_values(csv_path: Path) -> dict[str, dict[str, tuple[int, float]]]:
 
 
 def _describe(run: Path) -> str:
-    config = yaml.safe_load((run / "config.yaml").read_text()) or {}
+    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}
     stages = ", ".join(f"{s['name']} (lr {s['lr']:g}, batch {s['batch_size']}, "
                        f"{s.get('max_steps') or str(s['epochs']) + ' epochs'}{' steps' if s.get('max_steps') else ''})"
                        for s in config.get("stages", []))
@@ -43,24 +43,38 @@ def _describe(run: Path) -> str:
     return text
 
 
+def _labels(runs: list[Path]) -> list[str]:
+    """A distinct name per run: the folder name, with as many parent folders as it takes to tell them apart."""
+    resolved = [run.resolve() for run in runs]
+    twice = sorted({str(r) for r in resolved if resolved.count(r) > 1})
+    if twice:
+        raise InputDataError(f"run {twice[0]} is given twice; give each run once")
+    for depth in range(1, max(len(r.parts) for r in resolved) + 1):
+        labels = ["-".join(r.parts[-depth:]) for r in resolved]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [f"{r.name}-{i + 1}" for i, r in enumerate(resolved)]  # pragma: no cover - distinct paths differ above
+
+
 def write_training_report(runs: list[Path], out_dir: Path, overwrite: bool = False) -> ReportPaths:
     """Curves and end-of-stage validation metrics of ``runs`` (run folders of ``vagan train``)."""
     for run in runs:
         if not (Path(run) / "config.yaml").is_file() or not (Path(run) / "logs" / "metrics.csv").is_file():
             raise InputDataError(f"{run} is not a vagan run folder (config.yaml and logs/metrics.csv expected)")
+    labels = _labels([Path(r) for r in runs])
     rows, sections, figures = [], [], []
     with atomic_dir(Path(out_dir), "training-report", overwrite=overwrite, inputs=tuple(Path(r) for r in runs)) as tmp:
-        for run in map(Path, runs):
+        for run, label in zip(map(Path, runs), labels):
             text = _describe(run)
-            sections.append(ReportSection(f"Run {run.name}", text))
+            sections.append(ReportSection(f"Run {label}", text))
             log_csv = run / "logs" / "metrics.csv"
             for stage, values in _last_values(log_csv).items():
                 if "val_psnr" in values:
                     step = values["val_psnr"][0]
-                    rows.append([run.name, stage, str(step)] + [f"{values[k][1]:.4g}" if k in values else "–" for k in VALIDATION])
-            figure = training_curves_figure(log_csv, tmp / "figures" / f"curves_{run.name}.png", smoothing=0.6)
-            figures.append(ReportFigure(figure, f"Logged values of {run.name} against the training step "
-                                                "(faint: raw, solid: smoothed)", title=f"Training curves: {run.name}"))
+                    rows.append([label, stage, str(step)] + [f"{values[k][1]:.4g}" if k in values else "–" for k in VALIDATION])
+            figure = training_curves_figure(log_csv, tmp / "figures" / f"curves_{label}.png", smoothing=0.6)
+            figures.append(ReportFigure(figure, f"Logged values of {label} against the training step "
+                                                "(faint: raw, solid: smoothed)", title=f"Training curves: {label}"))
         table = ReportTable("Validation at the end of each stage (whole slices, HU [-1024, 3072] -> [0, 1], range 1)",
                             ["run", "stage", "step", "PSNR [dB]", "SSIM", "PSNR of the LDCT [dB]"], rows)
         paths = write_report(tmp, "vagan training report", sections, [table], figures, report_metadata(), overwrite=True)

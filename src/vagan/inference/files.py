@@ -64,6 +64,8 @@ def check_denoise_outputs(input_path: Path, output_path: Path, attention_dir: Pa
                           inputs: Sequence[Path] = ()) -> None:
     """Every check of the outputs before any work: kinds, overlap with the inputs (``input_path`` and
     e.g. the model folder) and with each other, existence, ownership and permission."""
+    if not Path(input_path).exists():
+        raise InputDataError(f"{input_path}: does not exist; expected a DICOM series folder, .nii/.nii.gz or .npy")
     kind = _check_kinds(input_path, output_path)
     every_input = (input_path, *inputs)
     if attention_dir is not None:
@@ -84,7 +86,7 @@ def denoise_path(denoiser: Denoiser, input_path: Path, output_path: Path, *, ove
     if attention_dir is not None and not denoiser.has_attention:
         raise ConfigError(f"--attention-out: {denoiser.name} has no attention block, so there are no maps to write")
     check_denoise_outputs(input_path, output_path, attention_dir, overwrite, inputs)
-    volume: CTVolume = read_volume(input_path).validate()
+    volume: CTVolume = read_volume(input_path)  # validated by its reader
     with tqdm(total=volume.hu.shape[0], desc=f"denoise {denoiser.name}", unit="slice", disable=not progress, dynamic_ncols=True) as bar:
         try:
             result: Denoised = denoiser(volume.hu, progress=bar.update, keep_attention=attention_dir is not None)

@@ -56,7 +56,7 @@ def write_npy(path: Path, hu: np.ndarray | CTVolume, *, overwrite: bool = False)
     if array.ndim not in (2, 3):
         raise ValueError(f"HU array for {path} must be (Z, H, W) or (H, W), got shape {array.shape}")
     array = np.ascontiguousarray(array, dtype=np.float32)
-    CTVolume(hu=array if array.ndim == 3 else array[None], source=path).validate()
+    CTVolume(hu=array if array.ndim == 3 else array[None], source=path).validate(check_scale=False)
     with atomic_file(path, overwrite=overwrite) as tmp, tmp.open("wb") as fh:
         np.save(fh, array, allow_pickle=False)
     log.debug("%s: wrote %s float32 HU", path, array.shape)

@@ -14,15 +14,25 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import logging
 import os
+import re
 import shutil
+import socket
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from vagan.errors import OutputError, OutputExistsError
-from vagan.io.ownership import OutputKind, check_replaceable, write_marker
+from vagan.io.ownership import (
+    OutputKind,
+    check_replaceable,
+    enclosing_run,
+    write_marker,
+)
+
+log = logging.getLogger(__name__)
 
 
 def _resolved(path: Path) -> Path:
@@ -30,10 +40,11 @@ def _resolved(path: Path) -> Path:
 
 
 def check_no_overlap(path: Path, inputs: Sequence[Path]) -> None:
-    """Refuse an output that is an input, lies inside one, or holds one (replacing it would delete it)."""
+    """Refuse an output that is an input, lies inside one, or holds one (replacing it would delete it).
+    An input inside a training run (a checkpoint folder) stands for the whole run."""
     out = _resolved(path)
     for src in inputs:
-        src = _resolved(src)
+        src = enclosing_run(_resolved(src))
         if out == src or out in src.parents or src in out.parents:
             raise OutputError(f"output {path} overlaps the input {src}; choose an output outside the inputs")
 
@@ -133,6 +144,33 @@ def rename_no_replace(src: Path, dst: Path) -> None:
     os.unlink(src)
 
 
+def _prefix(final: Path, what: str) -> str:
+    """Name prefix of a temporary of ``final``: it says which host and process made it."""
+    return f".{final.name}.{what}-{socket.gethostname()}-{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _sweep_stale(final: Path) -> None:
+    """Remove temporaries of ``final`` that a vagan process of this host left when it was killed."""
+    if not final.parent.is_dir():
+        return
+    pattern = re.compile(rf"\.{re.escape(final.name)}\.(tmp|old)-{re.escape(socket.gethostname())}-(\d+)-")
+    for path in final.parent.iterdir():
+        match = pattern.match(path.name)
+        if match and int(match.group(2)) != os.getpid() and not _alive(int(match.group(2))):
+            log.warning("removing %s, left by an interrupted vagan run (process %s)", path, match.group(2))
+            _remove(path)
+
+
 def _exists_now(final: Path) -> OutputExistsError:
     return OutputExistsError(f"output {final} was created by another process while this one ran; its output is kept "
                              "and this one is discarded")
@@ -155,8 +193,12 @@ def _publish(tmp: Path, final: Path, replace: bool, kind: OutputKind | None) -> 
         return
     if kind is not None:
         check_replaceable(final, kind)  # again: it may have changed while this run worked
-    backup = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent)) / final.name
-    os.rename(final, backup)
+    backup = Path(tempfile.mkdtemp(prefix=_prefix(final, "old"), dir=final.parent)) / final.name
+    try:
+        os.rename(final, backup)
+    except OSError:
+        backup.parent.rmdir()
+        raise
     try:
         rename_no_replace(tmp, final)
     except OSError:
@@ -181,7 +223,8 @@ def staged_dir(final: Path, replace: bool, kind: OutputKind | None = None) -> It
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    _sweep_stale(final)
+    tmp = Path(tempfile.mkdtemp(prefix=_prefix(final, "tmp"), dir=final.parent))
     _as_if_created(tmp, 0o777)
     try:
         yield tmp
@@ -222,10 +265,12 @@ def prepare_growing_dir(final: Path, kind: OutputKind, entries: Sequence[str], *
     check_writable(final)
     if holds_something:
         check_replaceable(final, kind)
-        aside = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
-        with guard(final) if guard is not None else contextlib.nullcontext():
-            os.rename(final, aside / final.name)
-        shutil.rmtree(aside, ignore_errors=True)
+        aside = Path(tempfile.mkdtemp(prefix=_prefix(final, "old"), dir=final.parent))
+        try:
+            with guard(final) if guard is not None else contextlib.nullcontext():
+                os.rename(final, aside / final.name)
+        finally:
+            shutil.rmtree(aside, ignore_errors=True)
     elif final.is_dir():
         final.rmdir()  # empty: the new folder takes its place
     with staged_dir(final, replace=False) as tmp:
@@ -238,7 +283,8 @@ def atomic_file(final: Path, overwrite: bool = False) -> Iterator[Path]:
     final = Path(final)
     check_output(final, overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.tmp-", dir=final.parent, suffix=final.suffix)
+    _sweep_stale(final)
+    fd, name = tempfile.mkstemp(prefix=_prefix(final, "tmp"), dir=final.parent, suffix=final.suffix)
     os.close(fd)
     tmp = Path(name)
     _as_if_created(tmp, 0o666)

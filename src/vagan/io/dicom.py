@@ -76,6 +76,11 @@ def _one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
 
 
+def looks_like_dicom(path: Path) -> bool:
+    """Whether a file may be DICOM (DICM preamble, a DICOM suffix or a raw data set's first tag)."""
+    return _sniff(Path(path)) != "no"
+
+
 def _parse(path: Path) -> Dataset | None:
     """Parse one file; ``None`` for a file that is not DICOM at all (silently ignored)."""
     sniffed = _sniff(path)
@@ -273,7 +278,8 @@ def _drop_off_orientation(kept: list[tuple[Path, Dataset]], skipped: list[tuple[
 def _check_single_series(folder: Path, files: list[tuple[Path, Dataset]]) -> None:
     counts = Counter(str(ds.get("SeriesInstanceUID", "<none>")) for _, ds in files)
     if len(counts) > 1:
-        desc = "; ".join(f"{uid} ({n} files)" for uid, n in counts.most_common())
+        example = {str(ds.get("SeriesInstanceUID", "<none>")): path.name for path, ds in reversed(files)}
+        desc = "; ".join(f"{uid} ({n} file{'s' if n > 1 else ''}, e.g. {example[uid]})" for uid, n in counts.most_common())
         raise InputDataError(
             f"{folder}: {len(counts)} series mixed in one folder: {desc}; "
             "split them into one folder per SeriesInstanceUID"
@@ -356,12 +362,16 @@ def _decode_hu(path: Path, ds: Dataset) -> np.ndarray:
     return (stored.astype(np.float64) * slope + intercept).astype(np.float32)
 
 
-def _list_files(folder: Path) -> list[Path]:
+def _list_files(folder: Path, skipped: list[tuple[Path, str]]) -> list[Path]:
+    """The files of a series folder; sub-folders are listed in ``skipped`` (a series is one folder)."""
     if not folder.exists():
         raise InputDataError(f"{folder}: DICOM folder does not exist")
     if folder.is_file():
         return [folder]
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    skipped += [(p, "a sub-folder: a series is read from one folder, not from its sub-folders")
+                for p in entries if p.is_dir()]
+    return [p for p in entries if p.is_file()]
 
 
 def read_dicom_series(folder: Path, skip_localizers: bool = True) -> CTVolume:
@@ -373,10 +383,10 @@ def read_dicom_series(folder: Path, skip_localizers: bool = True) -> CTVolume:
     folder = Path(folder)
     files: list[tuple[Path, Dataset]] = []
     skipped: list[tuple[Path, str]] = []
-    for path in _list_files(folder):
+    for path in _list_files(folder, skipped):
         ds = _parse(path)
         if ds is None:
-            log.debug("%s: not DICOM, ignored", path)
+            log.info("%s: not DICOM, ignored", path)
             skipped.append((path, "not DICOM"))
             continue
         if not _is_image_object(ds):
@@ -607,7 +617,7 @@ def write_dicom_series(
     if hu.ndim != 3:
         raise ValueError(f"HU array for {folder} must be (Z, H, W) or (H, W), got shape {hu.shape}")
     volume = _target_geometry(hu.astype(np.float32, copy=False), template, pixel_spacing_mm, slice_thickness_mm)
-    CTVolume(hu=volume.hu, pixel_spacing_mm=volume.pixel_spacing_mm, source=folder).validate()
+    CTVolume(hu=volume.hu, pixel_spacing_mm=volume.pixel_spacing_mm, source=folder).validate(check_scale=False)
     inputs = (template.source,) if template is not None and template.source is not None else ()
     check_output(folder, overwrite, inputs=inputs, kind="dicom-series")
 

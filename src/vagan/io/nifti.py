@@ -70,7 +70,7 @@ def write_nifti(path: Path, volume: CTVolume, *, overwrite: bool = False) -> Pat
     path = Path(path)
     if not is_nifti_path(path):
         raise ValueError(f"NIfTI output {path} must end in .nii or .nii.gz")
-    volume.validate()
+    volume.validate(check_scale=False)
     img = nib.Nifti1Image(np.ascontiguousarray(volume.hu.transpose(2, 1, 0)), volume.affine("RAS"))
     img.header.set_xyzt_units("mm", "sec")
     img.set_qform(img.affine, code=1)

@@ -2,13 +2,16 @@
 
 Every output folder gets a small JSON marker (:data:`MARKER`) saying what wrote it: the kind of
 output, the vagan version, the command line and the time. A finished output lists every file it
-holds; a folder that grows while a command runs (a training run, the demo) lists the top-level
-names vagan may create in it. A folder may be replaced only when it carries a marker of the same
-kind and holds nothing else.
+holds with its size; a folder that grows while a command runs (a training run, the demo) lists
+the paths vagan may create in it as patterns, one ``fnmatch`` pattern per path segment (``*``
+never crosses a ``/``). A sub-folder with a marker of its own (a run inside the demo folder) is
+judged by that marker. A folder may be replaced only when it carries a marker of the same kind
+and holds nothing else.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import shlex
@@ -40,13 +43,20 @@ def _command() -> str:
     return shlex.join(argv)
 
 
-def _files(folder: Path) -> list[str]:
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if not p.is_dir() and p.name != MARKER)
+def _walk_files(folder: Path) -> dict[str, int]:
+    """Relative path -> size of every file under ``folder`` except markers (links are not followed)."""
+    out = {}
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            path = Path(root) / name
+            if name != MARKER:
+                out[path.relative_to(folder).as_posix()] = path.lstat().st_size
+    return dict(sorted(out.items()))
 
 
 def write_marker(folder: Path, kind: OutputKind, entries: Iterable[str] | None = None) -> Path:
-    """Mark ``folder`` as a vagan ``kind``; it lists the files it holds now, or with ``entries``
-    the top-level names vagan may create in a folder that grows."""
+    """Mark ``folder`` as a vagan ``kind``; it lists the files it holds now (with sizes), or with
+    ``entries`` the path patterns vagan may create in a folder that grows."""
     from vagan import __version__
 
     folder = Path(folder)
@@ -54,7 +64,7 @@ def write_marker(folder: Path, kind: OutputKind, entries: Iterable[str] | None =
                               "command": _command(), "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                               "pid": os.getpid()}
     if entries is None:
-        record["files"] = _files(folder)
+        record["files"] = _walk_files(folder)
     else:
         record["entries"] = sorted(set(entries))
     path = folder / MARKER
@@ -65,12 +75,34 @@ def write_marker(folder: Path, kind: OutputKind, entries: Iterable[str] | None =
 def read_marker(folder: Path) -> dict[str, Any] | None:
     """The marker of ``folder``; ``None`` when it has none (or an unreadable one, which proves nothing)."""
     try:
-        record = json.loads((Path(folder) / MARKER).read_text())
+        record = json.loads((Path(folder) / MARKER).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     if not isinstance(record, dict) or record.get("written_by") != "vagan" or record.get("kind") not in _DESCRIBE:
         return None
+    if not isinstance(record.get("files"), (dict, list)) and not isinstance(record.get("entries"), list):
+        return None
     return record
+
+
+def enclosing_run(path: Path) -> Path:
+    """The training run folder ``path`` lies in (a checkpoint folder given as ``--model``), else ``path``:
+    an input inside a run protects the whole run."""
+    path = Path(path)
+    for folder in (path, *path.parents):
+        record = read_marker(folder) if folder.is_dir() else None
+        if record is not None and record["kind"] == "run":
+            return folder
+    return path
+
+
+def _matches(path: str, pattern: str) -> bool:
+    parts, wanted = path.split("/"), pattern.split("/")
+    return len(parts) == len(wanted) and all(fnmatch.fnmatchcase(p, w) for p, w in zip(parts, wanted))
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
 
 
 def _some(names: list[str], n: int = 3) -> str:
@@ -79,12 +111,30 @@ def _some(names: list[str], n: int = 3) -> str:
 
 
 def _foreign(folder: Path, record: dict[str, Any]) -> list[str]:
-    """What ``folder`` holds that its marker does not account for."""
-    if isinstance(record.get("entries"), list):
-        allowed = set(record["entries"]) | {MARKER}
-        return sorted(p.name for p in folder.iterdir() if p.name not in allowed)
-    listed = set(record.get("files") or [])
-    return [name for name in _files(folder) if name not in listed]
+    """Files under ``folder`` that its marker does not account for, or that changed size since."""
+    patterns = record.get("entries")
+    listed = record.get("files")
+    sizes = listed if isinstance(listed, dict) else dict.fromkeys(listed or [])
+    foreign = []
+    for root, dirs, files in os.walk(folder):
+        here = Path(root)
+        if here != folder and (here / MARKER).is_file():
+            nested = read_marker(here)
+            if nested is not None:  # a vagan output inside this one answers for itself
+                prefix = here.relative_to(folder).as_posix()
+                foreign += [f"{prefix}/{name}" for name in _foreign(here, nested)]
+                dirs[:] = []
+                continue
+        for name in files:
+            rel = (here / name).relative_to(folder).as_posix()
+            if rel == MARKER:
+                continue
+            if patterns is not None:
+                if not any(_matches(rel, pattern) for pattern in patterns):
+                    foreign.append(rel)
+            elif rel not in sizes or (sizes[rel] is not None and (here / name).lstat().st_size != sizes[rel]):
+                foreign.append(rel)
+    return sorted(foreign)
 
 
 def check_replaceable(path: Path, kind: OutputKind) -> None:
@@ -92,20 +142,22 @@ def check_replaceable(path: Path, kind: OutputKind) -> None:
     path = Path(path)
     what = _DESCRIBE[kind]
     if path.is_symlink():
-        raise OutputExistsError(f"--overwrite refused: {path} is a symbolic link; vagan replaces only a {what} it wrote")
+        raise OutputExistsError(f"--overwrite refused: {path} is a symbolic link; vagan replaces only {_article(what)} "
+                                f"{what} it wrote")
     if not path.is_dir():
-        raise OutputExistsError(f"--overwrite refused: {path} is a file, not a {what} vagan wrote")
+        raise OutputExistsError(f"--overwrite refused: {path} is a file, not {_article(what)} {what} vagan wrote")
     names = sorted(p.name for p in path.iterdir())
     if not names:
         return
     record = read_marker(path)
     if record is None:
-        raise OutputExistsError(f"--overwrite refused: {path} was not written by vagan (it has no {MARKER} marker) and "
-                                f"holds {len(names)} item(s): {_some(names)}; move them or choose another output")
+        why = f"its {MARKER} is not a valid vagan marker" if MARKER in names else f"it has no {MARKER} marker"
+        raise OutputExistsError(f"--overwrite refused: {path} was not written by vagan ({why}) and holds "
+                                f"{len(names)} item(s): {_some(names)}; move them or choose another output")
     if record["kind"] != kind:
         raise OutputExistsError(f"--overwrite refused: {path} is a vagan {_DESCRIBE[record['kind']]} (written by "
-                                f"`{record.get('command', '?')}`), not a {what}; choose another output")
+                                f"`{record.get('command', '?')}`), not {_article(what)} {what}; choose another output")
     foreign = _foreign(path, record)
     if foreign:
-        raise OutputExistsError(f"--overwrite refused: {path} also holds {len(foreign)} item(s) vagan did not write: "
-                                f"{_some(foreign)}; move them or choose another output")
+        raise OutputExistsError(f"--overwrite refused: {path} also holds {len(foreign)} file(s) vagan did not write "
+                                f"(or that changed since): {_some(foreign)}; move them or choose another output")

@@ -112,8 +112,11 @@ class CTVolume:
             out[:2, :] *= -1.0
         return out
 
-    def validate(self) -> CTVolume:
-        """Check shape, dtype, finiteness and spacing; raise :class:`InputDataError` naming the source."""
+    def validate(self, check_scale: bool = True) -> CTVolume:
+        """Check shape, dtype, finiteness and geometry; raise :class:`InputDataError` naming the source.
+
+        ``check_scale`` (for data read in, not written out) also checks that the values can be HU.
+        """
         where = str(self.source) if self.source is not None else "in-memory volume"
         if not isinstance(self.hu, np.ndarray) or self.hu.ndim != 3:
             shape = getattr(self.hu, "shape", type(self.hu).__name__)
@@ -142,7 +145,8 @@ class CTVolume:
             raise InputDataError(f"{where}: slice positions must be finite, got {np.asarray(self.slice_positions_mm).tolist()}")
         if self.orientation is not None and (len(self.orientation) != 6 or not np.isfinite(self.orientation).all()):
             raise InputDataError(f"{where}: orientation needs 6 finite direction cosines, got {self.orientation}")
-        self._check_hu_scale(where)
+        if check_scale:
+            self._check_hu_scale(where)
         if self.headers is not None and len(self.headers) != self.hu.shape[0]:
             raise InputDataError(f"{where}: {len(self.headers)} headers for {self.hu.shape[0]} slices")
         return self

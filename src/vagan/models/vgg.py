@@ -90,8 +90,12 @@ def find_vgg19_weights(path: Path | str | None = None) -> Path:
 def _load_failure(exc: Exception) -> str:
     """One line on why a weights file did not load, without torch's advice to unpickle arbitrary code."""
     text = str(exc)
-    if "weights_only" in text or "Weights only load failed" in text:
+    if "Unsupported global" in text:
         return "it holds pickled Python objects besides tensors, which vagan never loads (they could run code)"
+    if "weights_only" in text or "Weights only load failed" in text:
+        detail = next((line.split("WeightsUnpickler error:", 1)[1].strip() for line in text.splitlines()
+                       if "WeightsUnpickler error:" in line), "")
+        return "not a readable torch weights file" + (f" ({detail})" if detail else "")
     first = text.strip().splitlines()[0] if text.strip() else ""
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
@@ -128,10 +132,17 @@ def load_vgg19_weights(path: Path | str | None = None) -> dict[str, torch.Tensor
     if missing:
         raise CheckpointError(f"VGG19 weights file {path} lacks {len(missing)} of {len(shapes)} tensors "
                               f"(first: {missing[0]}); expected torchvision's vgg19 state_dict keys")
+    not_tensors = [k for k in shapes if not isinstance(raw[k], torch.Tensor)]
+    if not_tensors:
+        raise CheckpointError(f"VGG19 weights file {path}: {not_tensors[0]} holds a {type(raw[not_tensors[0]]).__name__}, "
+                              "expected a tensor")
     wrong = [k for k, s in shapes.items() if tuple(raw[k].shape) != s]
     if wrong:
         raise CheckpointError(f"VGG19 weights file {path}: {wrong[0]} has shape {tuple(raw[wrong[0]].shape)}, "
                               f"expected {shapes[wrong[0]]}")
+    not_finite = [k for k in shapes if raw[k].is_floating_point() and not torch.isfinite(raw[k]).all()]
+    if not_finite:
+        raise CheckpointError(f"VGG19 weights file {path}: {not_finite[0]} holds NaN or infinite values")
     logger.info("loaded VGG19 weights from %s", path)
     return {k: raw[k].float() for k in shapes}
 

@@ -149,9 +149,13 @@ def _apply_stage_wildcard(data: dict[str, Any], overrides: dict[str, Any]) -> di
     """``stages.*.max_steps=5`` applies to every stage."""
     stages = overrides.get("stages")
     if isinstance(stages, dict) and "*" in stages:
+        if not isinstance(data.get("stages"), list):
+            raise ConfigError(f"stages.*: the config has no list of stages to apply it to (stages is "
+                              f"{data.get('stages')!r})")
         star = stages.pop("*")
-        for i in range(len(data.get("stages", []))):
-            stages[i] = _merge(stages.get(i, stages.get(str(i), {})), star)
+        for i in range(len(data["stages"])):
+            specific = stages.pop(i, None) or stages.pop(str(i), None) or {}
+            stages[i] = _merge(star, specific)  # a value for one stage wins over the one for every stage
     return overrides
 
 

@@ -20,6 +20,7 @@ import yaml
 from vagan.errors import CheckpointError, ConfigError, OutputError, OutputExistsError
 from vagan.io.atomic import atomic_file, check_no_overlap, prepare_growing_dir
 from vagan.io.ownership import read_marker, write_marker
+from vagan.training.checkpoint import META_FILE, STATE_FILE, WEIGHTS_FILE
 from vagan.training.config import ExperimentConfig, config_from_dict
 
 log = logging.getLogger(__name__)
@@ -28,7 +29,13 @@ CONFIG_FILE = "config.yaml"
 CHECKPOINTS = "checkpoints"
 LOGS = "logs"
 LOCK_FILE = ".vagan-lock"
-RUN_ENTRIES = (CONFIG_FILE, CHECKPOINTS, LOGS, LOCK_FILE)
+RUN_ENTRIES = (
+    CONFIG_FILE, LOCK_FILE, f"{LOGS}/metrics.csv", f"{LOGS}/tensorboard/events.out.tfevents.*",
+    *(f"{CHECKPOINTS}/*/*/{name}" for name in (WEIGHTS_FILE, META_FILE, STATE_FILE)),
+    f"{CHECKPOINTS}/*/.*.tmp-*/*",  # a checkpoint being written when a process was killed
+    f"{CHECKPOINTS}/*/.*.old-*/*/*",  # a checkpoint being replaced then
+)
+"""The files a run may hold (``fnmatch`` per path segment; see :mod:`vagan.io.ownership`)."""
 
 RESUME_MAY_CHANGE = (
     "stages.*.epochs", "stages.*.max_steps",  # lengthen a run
@@ -37,6 +44,9 @@ RESUME_MAY_CHANGE = (
 )
 """Config keys (``fnmatch`` patterns over dotted keys, stages by name) that a resumed run may change:
 they change how long a run is, where and how visibly it runs, not the weights of a given step."""
+
+
+PATH_KEYS = ("data.root", "train.vgg_weights")  # compared as resolved paths
 
 
 def stage_dir(run_dir: Path, stage: str) -> Path:
@@ -63,7 +73,8 @@ class RunLock:
         except BlockingIOError:
             os.close(fd)
             raise OutputError(f"run folder {run_dir} is in use by another vagan process; wait for it to finish or "
-                              "choose another --out") from None
+                              "choose another --out (a run that was just killed frees it once its data-loading "
+                              "workers have exited, within seconds)") from None
         return cls(fd)
 
     def release(self) -> None:
@@ -88,6 +99,9 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     flat = _flatten(config)
     flat.update(_flatten(stages))
     flat.update({name: True for name in stages})  # a stage added or removed is a difference too
+    for key in PATH_KEYS:  # the same file given relative or absolute is the same file
+        if flat.get(key):
+            flat[key] = str(Path(flat[key]).expanduser().resolve())
     return flat
 
 

@@ -240,7 +240,8 @@ class _Stage:
                         kept = f"the last good checkpoint is {last_saved}" if last_saved.exists() else "no checkpoint was written yet"
                         raise TrainingDivergedError(
                             f"stage {self.stage.name}: {err} at step {p.step + 1}; training stopped, {kept} "
-                            "(lower the learning rate and resume with --resume)") from None
+                            f"(a resumed run would repeat it: lower stages.{self.stage.name}.lr and start a new run, with "
+                            "another --out or --overwrite)") from None
                     p.step += 1
                     p.batch += 1
                     now = time.perf_counter()
@@ -292,6 +293,20 @@ def _resumed_precision(saved: Checkpoint | None, chosen: Precision, cfg: Experim
     return chosen
 
 
+def _check_stage_sources(cfg: ExperimentConfig, wanted: list[str], run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """A stage that starts from an earlier one not run now needs that stage's final checkpoint in the run."""
+    for name in wanted:
+        stage = cfg.stage(name)
+        if not stage.init_from or stage.init_from in wanted:
+            continue
+        if resume and any((stage_dir(run_dir, name) / saved).exists() for saved in ("last", "final")):
+            continue  # it continues from its own checkpoint
+        source = stage_dir(run_dir, stage.init_from) / "final"
+        if overwrite or not source.exists():
+            raise VaganError(f"stage {name} starts from stage {stage.init_from}, but {source} does not exist"
+                             f"{' after --overwrite' if overwrite else ''}; run stage {stage.init_from} first")
+
+
 def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None, resume: bool = False,
           overwrite: bool = False, data: TrainData | None = None) -> Path:
     """Run the stages of ``cfg`` (all, or the ones named) into ``run_dir``; return the last final checkpoint."""
@@ -301,14 +316,15 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
     if world.distributed and device.type == "cuda":
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
-    # an unsupported precision fails before any work; every DDP process makes the same choice (no timing probe)
-    precision = resolve_precision(cfg.train.precision, device, measure=not world.distributed)
-    log.info("precision: %s", precision.describe())
     wanted = stages or [s.name for s in cfg.stages]
+    _check_stage_sources(cfg, wanted, run_dir, resume, overwrite)
     if any(needs_feature_net(cfg.stage(name)) for name in wanted):
         check_feature_net(cfg.train)  # a missing or bad VGG19 file fails now, not after hours of stage 1
     try:
         data = data or load_data(cfg)  # bad data fails before anything is written
+        # an unsupported precision fails before any work; every DDP process makes the same choice (no timing probe)
+        precision = resolve_precision(cfg.train.precision, device, measure=not world.distributed)
+        log.info("precision: %s", precision.describe())
         lock = None
         if world.is_main:
             inputs = tuple(Path(p) for p in (cfg.data.root, cfg.train.vgg_weights) if p)
