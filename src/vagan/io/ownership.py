@@ -39,7 +39,7 @@ _DESCRIBE = {
 
 def _command() -> str:
     argv = list(sys.argv) or ["vagan"]
-    argv[0] = Path(argv[0]).name
+    argv[0] = "vagan" if Path(argv[0]).name in ("__main__.py", "-m", "-c") else Path(argv[0]).name
     return shlex.join(argv)
 
 
