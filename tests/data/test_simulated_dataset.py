@@ -85,3 +85,26 @@ def test_existing_output_and_bad_settings(phantom_dataset, tmp_path):
     result = runner.invoke(app, ["simulate", str(tmp_path / "x"), "--set", "simulation.i00=1"])
     assert result.exit_code == 2 and "did you mean 'i0'" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_overwrite_never_replaces_a_folder_vagan_did_not_write(tmp_path):
+    user = tmp_path / "u"
+    user.mkdir()
+    (user / "thesis.docx").write_text("years of work")
+    result = runner.invoke(app, ["simulate", str(user), "--overwrite", "--set", "patients=1",
+                                 "--set", "slices_per_patient=1", "--set", "size=64"])
+    assert result.exit_code == 2 and "not written by vagan" in result.output and "thesis.docx" in result.output
+    assert sorted(p.name for p in user.iterdir()) == ["thesis.docx"]
+
+
+def test_a_folder_of_series_with_a_loose_file_is_read_as_series(tmp_path):
+    from vagan.io.dicom import write_dicom_series
+
+    tree = tmp_path / "tree"
+    for pid in ("A", "B"):
+        write_dicom_series(np.full((2, 64, 64), -500.0, np.float32), tree / pid, series_description="ndct",
+                           patient_id=pid, pixel_spacing_mm=(0.7, 0.7), slice_thickness_mm=1.0)
+    (tree / "README.txt").write_text("two patients")
+    result = runner.invoke(app, ["simulate", str(tmp_path / "pairs"), "--from", str(tree), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "pairs").iterdir() if p.is_dir()) == ["A", "B"]

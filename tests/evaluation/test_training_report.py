@@ -40,3 +40,14 @@ def test_runs_of_the_same_folder_name_get_distinct_labels_and_a_run_twice_is_ref
     twice = runner.invoke(app, ["report", str(tmp_path / "a" / "run"), str(tmp_path / "a" / "run"),
                                 "--out", str(tmp_path / "rep2")])
     assert twice.exit_code == 2 and "given twice" in twice.output and not (tmp_path / "rep2").exists()
+
+
+def test_overwrite_never_replaces_a_folder_vagan_did_not_write(tmp_path):
+    run = tmp_path / "run"
+    train(tiny_config("g_psnr", "stages.*.max_steps=2"), run, data=tiny_data())
+    user = tmp_path / "u"
+    user.mkdir()
+    (user / "thesis.docx").write_text("years of work")
+    result = runner.invoke(app, ["report", str(run), "--out", str(user), "--overwrite"])
+    assert result.exit_code == 2 and "not written by vagan" in result.output
+    assert sorted(p.name for p in user.iterdir()) == ["thesis.docx"]

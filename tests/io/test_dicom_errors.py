@@ -200,6 +200,9 @@ def test_truncated_slice_is_an_error_not_a_dropped_slice(tmp_path):
 @pytest.mark.parametrize(("key", "value", "shown"), [
     ("RescaleSlope", "abc", "RescaleSlope is 'abc'"),
     ("ImagePositionPatient", ["a", "b", "c"], "ImagePositionPatient is"),
+    ("ImagePositionPatient", ["0", "0", "nan"], "ImagePositionPatient is"),
+    ("ImageOrientationPatient", ["1", "0", "0", "1", "0", "0"], "not two orthogonal unit vectors"),
+    ("SamplesPerPixel", "\\", "SamplesPerPixel is"),
     ("PixelSpacing", ["0.7", "nan"], "PixelSpacing is"),
     ("Rows", 60000, "60000x"),
 ])
