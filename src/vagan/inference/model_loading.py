@@ -48,7 +48,11 @@ def resolve_checkpoint(path: Path) -> Path:
         if config_file.is_file():
             import yaml
 
-            order = [s["name"] for s in (yaml.safe_load(config_file.read_text()) or {}).get("stages", [])]
+            try:
+                order = [s["name"] for s in (yaml.safe_load(config_file.read_text(encoding="utf-8")) or {})["stages"]]
+            except (yaml.YAMLError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as err:
+                raise CheckpointError(f"{config_file} is corrupt ({type(err).__name__}); it should list the run's "
+                                      "stages") from None
             finals = [stages_dir / name / "final" for name in order if (stages_dir / name / "final").is_dir()]
         if finals:
             return finals[-1]
