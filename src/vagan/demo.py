@@ -20,11 +20,12 @@ import numpy as np
 
 from vagan.config_schema import (
     build_dataclass,
+    did_you_mean,
     merge,
     parse_overrides,
     read_yaml_mapping,
 )
-from vagan.errors import VaganError
+from vagan.errors import ConfigError, VaganError
 from vagan.io.atomic import prepare_growing_dir
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,36 @@ class DemoConfig:
 def load_demo_config(path: Path | None = None, overrides: list[str] | None = None) -> DemoConfig:
     path = Path(path) if path else Path(str(resources.files("vagan") / "configs" / "demo.yaml"))
     data = read_yaml_mapping(path)
-    return build_dataclass(DemoConfig, merge(data, parse_overrides(overrides or [])), "")
+    merged = merge(data, parse_overrides(overrides or []))
+    if isinstance(merged.get("steps"), dict):
+        merged["steps"] = _flat_steps(merged["steps"])
+    config = build_dataclass(DemoConfig, merged, "")
+    _check_steps(config)
+    return config
+
+
+def _flat_steps(steps: dict[str, Any]) -> dict[str, Any]:
+    """``--set steps.vagan.gan=N`` nests ``{"vagan": {"gan": N}}``; the demo's key is ``"vagan.gan"``."""
+    flat: dict[str, Any] = {}
+    for key, value in steps.items():
+        if isinstance(value, dict):
+            flat.update({f"{key}.{stage}": n for stage, n in value.items()})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _check_steps(config: DemoConfig) -> None:
+    """Every ``steps`` key names a stage (``psnr``) or a preset's stage (``vagan.gan``) of the demo."""
+    from vagan.training.config import load_config
+
+    stages = {preset: [s.name for s in load_config(preset).stages] for preset in config.presets}
+    known = {s for names in stages.values() for s in names} | {f"{p}.{s}" for p, names in stages.items() for s in names}
+    for key, value in config.steps.items():
+        if key not in known:
+            raise ConfigError(f"steps.{key}: not a stage of the demo's presets" + did_you_mean(str(key), sorted(known)))
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"steps.{key}: must be an integer >= 1, got {value!r}")
 
 
 def _perceptual_override() -> str:

@@ -235,6 +235,7 @@ def test_user_files_deep_inside_a_growing_folder_block_overwrite(tmp_path: Path)
             prepare_growing_dir(run, "run", patterns, overwrite=True)
         assert (run / deep).read_text() == "mine"
         (run / deep).unlink()
+    (run / "logs/plots").rmdir()  # an empty folder the user made is theirs too
     prepare_growing_dir(run, "run", patterns, overwrite=True)
 
 
@@ -262,3 +263,21 @@ def test_temporaries_of_a_killed_run_are_swept_and_failed_replacements_leave_non
     foreign.mkdir()
     _write(tmp_path / "out", "new")
     assert not stale.exists() and foreign.exists()
+
+
+def test_links_and_empty_folders_the_user_added_block_overwrite(tmp_path: Path) -> None:
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "p.txt").write_text("keep")
+    out = tmp_path / "out"
+    _write(out, "old")
+    (out / "pdir").symlink_to(precious, target_is_directory=True)
+    with pytest.raises(OutputExistsError, match="pdir"):
+        _write(out, "new", overwrite=True)
+    (out / "pdir").unlink()
+    (out / "emptydir").mkdir()
+    with pytest.raises(OutputExistsError, match="emptydir/"):
+        _write(out, "new", overwrite=True)
+    (out / "emptydir").rmdir()
+    _write(out, "new", overwrite=True)
+    assert (precious / "p.txt").read_text() == "keep"

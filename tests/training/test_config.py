@@ -113,3 +113,19 @@ def test_a_stage_wildcard_without_stages_is_one_error(tmp_path):
     bad.write_text("preset: g_psnr\nstages: 5\n")
     with pytest.raises(ConfigError, match=r"stages\.\*: the config has no list of stages"):
         load_config(bad, ["stages.*.max_steps=2"])
+
+
+def test_a_malformed_set_value_is_one_error():
+    for item in ["data.split={train: 0.67", "train.seed=[1", "train.seed=!!python/object:os.system x"]:
+        with pytest.raises(ConfigError, match="not valid YAML"):
+            load_config("vagan", [item])
+
+
+def test_demo_steps_name_stages_of_its_presets():
+    from vagan.demo import load_demo_config
+
+    assert load_demo_config(None, ["steps.vagan.gan=3"]).steps["vagan.gan"] == 3
+    with pytest.raises(ConfigError, match=r"steps.nosuch: not a stage"):
+        load_demo_config(None, ["steps.nosuch=2"])
+    with pytest.raises(ConfigError, match=r"steps.psnr: must be an integer >= 1"):
+        load_demo_config(None, ["steps.psnr=0"])

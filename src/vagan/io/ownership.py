@@ -65,6 +65,7 @@ def write_marker(folder: Path, kind: OutputKind, entries: Iterable[str] | None =
                               "pid": os.getpid()}
     if entries is None:
         record["files"] = _walk_files(folder)
+        record["dirs"] = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_dir())
     else:
         record["entries"] = sorted(set(entries))
     path = folder / MARKER
@@ -96,9 +97,12 @@ def enclosing_run(path: Path) -> Path:
     return path
 
 
-def _matches(path: str, pattern: str) -> bool:
+def _matches(path: str, pattern: str, prefix: bool = False) -> bool:
+    """``path`` matches ``pattern`` segment by segment (with ``prefix``: the start of it, for a folder)."""
     parts, wanted = path.split("/"), pattern.split("/")
-    return len(parts) == len(wanted) and all(fnmatch.fnmatchcase(p, w) for p, w in zip(parts, wanted))
+    if len(parts) > len(wanted) or (len(parts) < len(wanted) and not prefix):
+        return False
+    return all(fnmatch.fnmatchcase(p, w) for p, w in zip(parts, wanted))
 
 
 def _article(word: str) -> str:
@@ -115,6 +119,7 @@ def _foreign(folder: Path, record: dict[str, Any]) -> list[str]:
     patterns = record.get("entries")
     listed = record.get("files")
     sizes = listed if isinstance(listed, dict) else dict.fromkeys(listed or [])
+    folders = set(record.get("dirs") or [])
     foreign = []
     for root, dirs, files in os.walk(folder):
         here = Path(root)
@@ -125,11 +130,22 @@ def _foreign(folder: Path, record: dict[str, Any]) -> list[str]:
                 foreign += [f"{prefix}/{name}" for name in _foreign(here, nested)]
                 dirs[:] = []
                 continue
+        for name in list(dirs):  # vagan writes no links, and no empty folders it does not account for
+            path = here / name
+            rel = path.relative_to(folder).as_posix()
+            if path.is_symlink():
+                foreign.append(rel)
+                dirs.remove(name)
+            elif not any(path.iterdir()) and rel not in folders and not (
+                    patterns is not None and any(_matches(rel, p, prefix=True) for p in patterns)):
+                foreign.append(rel + "/")
         for name in files:
             rel = (here / name).relative_to(folder).as_posix()
             if rel == MARKER:
                 continue
-            if patterns is not None:
+            if (here / name).is_symlink():
+                foreign.append(rel)
+            elif patterns is not None:
                 if not any(_matches(rel, pattern) for pattern in patterns):
                     foreign.append(rel)
             elif rel not in sizes or (sizes[rel] is not None and (here / name).lstat().st_size != sizes[rel]):

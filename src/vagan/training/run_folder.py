@@ -18,8 +18,13 @@ from typing import Any
 import yaml
 
 from vagan.errors import CheckpointError, ConfigError, OutputError, OutputExistsError
-from vagan.io.atomic import atomic_file, check_no_overlap, prepare_growing_dir
-from vagan.io.ownership import read_marker, write_marker
+from vagan.io.atomic import (
+    atomic_file,
+    check_no_overlap,
+    check_writable,
+    prepare_growing_dir,
+)
+from vagan.io.ownership import check_replaceable, read_marker, write_marker
 from vagan.training.checkpoint import META_FILE, STATE_FILE, WEIGHTS_FILE
 from vagan.training.config import ExperimentConfig, config_from_dict
 
@@ -161,6 +166,25 @@ def _open_for_resume(run_dir: Path, cfg: ExperimentConfig) -> RunLock:
     return lock
 
 
+def check_run_folder(run_dir: Path, *, resume: bool, overwrite: bool, inputs: tuple[Path, ...] = ()) -> bool:
+    """The checks of :func:`open_run_folder` that need no config (cheap: run them before reading data);
+    True when ``run_dir`` holds a run to resume."""
+    run_dir = Path(run_dir)
+    check_no_overlap(run_dir, inputs)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise OutputError(f"--out {run_dir} is a file; give a folder for the run")
+    holds_something = run_dir.is_dir() and any(run_dir.iterdir())
+    if resume:
+        return holds_something
+    if holds_something:
+        if not overwrite:
+            raise OutputExistsError(f"run folder {run_dir} is not empty; pass --resume to continue it or --overwrite "
+                                    "to start again")
+        check_replaceable(run_dir, "run")
+    check_writable(run_dir)
+    return False
+
+
 def open_run_folder(run_dir: Path, cfg: ExperimentConfig, *, resume: bool, overwrite: bool,
                     inputs: tuple[Path, ...] = ()) -> RunLock:
     """Check, create (or resume) and lock ``run_dir`` for ``cfg``; nothing changes unless every check passes.
@@ -174,17 +198,10 @@ def open_run_folder(run_dir: Path, cfg: ExperimentConfig, *, resume: bool, overw
         ConfigError: ``resume`` with a config that differs in a key outside :data:`RESUME_MAY_CHANGE`.
     """
     run_dir = Path(run_dir)
-    check_no_overlap(run_dir, inputs)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise OutputError(f"--out {run_dir} is a file; give a folder for the run")
-    holds_something = run_dir.is_dir() and any(run_dir.iterdir())
-    if resume and holds_something:
+    if check_run_folder(run_dir, resume=resume, overwrite=overwrite, inputs=inputs):
         return _open_for_resume(run_dir, cfg)
     if resume:
         log.warning("--resume: %s holds no run yet; starting a new one", run_dir)
-    elif holds_something and not overwrite:
-        raise OutputExistsError(f"run folder {run_dir} is not empty; pass --resume to continue it or --overwrite "
-                                "to start again")
     prepare_growing_dir(run_dir, "run", RUN_ENTRIES, overwrite=overwrite, inputs=inputs, guard=_locked)
     lock = RunLock.acquire(run_dir)
     try:

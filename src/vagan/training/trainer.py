@@ -39,7 +39,7 @@ from vagan.training.checkpoint import (
 )
 from vagan.training.config import ExperimentConfig, StageConfig
 from vagan.training.logs import TrainingLog
-from vagan.training.run_folder import LOGS, open_run_folder, stage_dir
+from vagan.training.run_folder import LOGS, check_run_folder, open_run_folder, stage_dir
 from vagan.training.steps import (
     Networks,
     NonFiniteLossError,
@@ -317,6 +317,9 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     wanted = stages or [s.name for s in cfg.stages]
+    inputs = tuple(Path(p) for p in (cfg.data.root, cfg.train.vgg_weights) if p)
+    if world.is_main:
+        check_run_folder(run_dir, resume=resume, overwrite=overwrite, inputs=inputs)  # before reading any data
     _check_stage_sources(cfg, wanted, run_dir, resume, overwrite)
     if any(needs_feature_net(cfg.stage(name)) for name in wanted):
         check_feature_net(cfg.train)  # a missing or bad VGG19 file fails now, not after hours of stage 1
@@ -327,7 +330,6 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
         log.info("precision: %s", precision.describe())
         lock = None
         if world.is_main:
-            inputs = tuple(Path(p) for p in (cfg.data.root, cfg.train.vgg_weights) if p)
             lock = open_run_folder(run_dir, cfg, resume=resume, overwrite=overwrite, inputs=inputs)
         distributed.barrier(world)
         training_log = None
