@@ -148,21 +148,18 @@ def train(
     set_: Optional[list[str]] = Overrides,
 ) -> None:
     """Train a preset (both stages, or the ones named) on paired LDCT/NDCT data."""
-    from vagan.training.config import load_config
+    from vagan.training.config import load_config, with_values
     from vagan.training.trainer import train as run_training
 
     if resume and overwrite:
         from vagan.errors import ConfigError
 
         raise ConfigError("--resume continues the run in --out and --overwrite deletes it; give one of them")
-    overrides = list(set_ or [])
-    if data is not None:
-        overrides.append(f"data.root={data}")
-    if vgg_weights is not None:
-        overrides.append(f"train.vgg_weights={vgg_weights}")
-    if precision is not None:
-        overrides.append(f"train.precision={precision}")
-    cfg = load_config(config, overrides)
+    cfg = load_config(config, list(set_ or []))
+    typed = {"data.root": str(data) if data is not None else None,
+             "train.vgg_weights": str(vgg_weights) if vgg_weights is not None else None,
+             "train.precision": precision}
+    cfg = with_values(cfg, {key: value for key, value in typed.items() if value is not None})
     final = run_training(cfg, out, stages=stage, resume=resume, overwrite=overwrite)
     typer.echo(f"finished: {final}")
 

@@ -27,6 +27,7 @@ from vagan.config_schema import (
 )
 from vagan.errors import ConfigError, VaganError
 from vagan.io.atomic import prepare_growing_dir
+from vagan.io.windowing import BODY_THRESHOLD_HU
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def simulation_check(data_root: Path, out_dir: Path, dose: float):
         truth = read_dicom_series(truth_dirs[0]).hu
         ndct = read_dicom_series(patient / f"full_{label}").hu
         ldct = read_dicom_series(patient / f"quarter_{label}").hu
-        body = truth > -500
+        body = truth > BODY_THRESHOLD_HU
         nd_err, ld_err = (ndct - truth)[body], (ldct - truth)[body]
         rows.append((patient.name, float(nd_err.std()), float(ld_err.std()), float(ld_err.std() / nd_err.std()),
                      float(nd_err.mean()), float(ld_err.mean())))
@@ -142,7 +143,7 @@ def run_demo(out: Path, config: DemoConfig, overwrite: bool = False, device: str
     from vagan.devices import resolve_device
     from vagan.evaluation.eval_config import EvaluationConfig
     from vagan.evaluation.runner import evaluate
-    from vagan.training.config import load_config
+    from vagan.training.config import load_config, with_values
     from vagan.training.trainer import train
 
     out = Path(out)
@@ -160,12 +161,12 @@ def run_demo(out: Path, config: DemoConfig, overwrite: bool = False, device: str
     perceptual = _perceptual_override()
     runs = {}
     for i, preset in enumerate(config.presets, start=1):
-        overrides = [*config.train_overrides, perceptual, f"data.root={data_root}", f"data.split={config.split}",
-                     f"train.device={torch_device}"]
-        cfg = load_config(preset, overrides)
-        steps = [f"stages.{j}.max_steps={config.steps.get(f'{preset}.{s.name}', config.steps.get(s.name, 100))}"
-                 for j, s in enumerate(cfg.stages)]
-        cfg = load_config(preset, overrides + steps)
+        cfg = load_config(preset, [*config.train_overrides, perceptual])
+        values: dict[str, Any] = {"data.root": str(data_root), "data.split": config.split,
+                                  "train.device": str(torch_device)}
+        values.update({f"stages.{j}.max_steps": config.steps.get(f"{preset}.{s.name}", config.steps.get(s.name, 100))
+                       for j, s in enumerate(cfg.stages)})
+        cfg = with_values(cfg, values)
         log.info("2/4 training %s (%d/%d): %s", preset, i, len(config.presets),
                  ", ".join(f"{s.name} {s.max_steps} steps" for s in cfg.stages))
         runs[preset] = train(cfg, out / "runs" / preset)

@@ -129,3 +129,16 @@ def test_demo_steps_name_stages_of_its_presets():
         load_demo_config(None, ["steps.nosuch=2"])
     with pytest.raises(ConfigError, match=r"steps.psnr: must be an integer >= 1"):
         load_demo_config(None, ["steps.psnr=0"])
+
+
+def test_typed_values_are_never_parsed_as_yaml():
+    """--data and --vgg-weights go into the config as the strings they are: no YAML integer, no comment."""
+    from vagan.training.config import with_values
+
+    cfg = with_values(load_config("vagan"), {"data.root": "scans/2016", "train.vgg_weights": "w/my #1 vgg.pth",
+                                             "stages.1.max_steps": 5})
+    assert cfg.data.root == "scans/2016" and cfg.train.vgg_weights == "w/my #1 vgg.pth"
+    assert cfg.stages[1].max_steps == 5 and cfg.stages[0].max_steps is None
+    assert with_values(load_config("vagan"), {"data.root": "2016"}).data.root == "2016"
+    with pytest.raises(ConfigError, match="train.precision"):
+        with_values(load_config("vagan"), {"train.precision": "fp64"})

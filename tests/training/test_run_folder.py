@@ -204,3 +204,15 @@ def test_vgg_weights_with_a_non_tensor_value_are_one_error(tmp_path: Path, value
     cfg = tiny_config("vagan", "train.perceptual=vgg19", f"train.vgg_weights={tmp_path / 'vgg19.pth'}")
     with pytest.raises(VaganError, match=r"features\.2\.weight holds a (int|list), expected a tensor"):
         train(cfg, tmp_path / "run", data=tiny_data())
+
+
+def test_train_takes_a_data_folder_named_like_a_number_or_with_a_hash(tmp_path: Path) -> None:
+    root = write_tiny_dataset(tmp_path / "my #1 scans" / "2016")
+    result = runner.invoke(app, ["train", "-c", "g_psnr", "--data", str(root), "--out", str(tmp_path / "run"),
+                                 "--set", "stages.*.max_steps=1", "--set", "model.generator_features=8",
+                                 "--set", "data.patch_size=32", "--set", "stages.*.batch_size=4",
+                                 "--set", "data.split={train: [T000, T001], val: [T002]}", "--precision", "fp32"])
+    assert result.exit_code == 0, result.output
+    import yaml
+
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]["root"] == str(root)

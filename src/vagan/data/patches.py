@@ -15,9 +15,8 @@ import torch
 from torch.utils.data import Dataset
 
 from vagan.data.attention_target import AttentionMode, attention_target
-from vagan.io.windowing import NETWORK_RANGE, HURange
+from vagan.io.windowing import BODY_THRESHOLD_HU, NETWORK_RANGE, HURange
 
-BODY_THRESHOLD_HU = -500.0  # patch centres are drawn inside the body (NDCT above this HU)
 N_AUGMENTATIONS = 8  # identity, 3 rotations by 90 degrees, and the same four flipped
 
 

@@ -23,10 +23,10 @@ from vagan.evaluation.figures import (
     training_curves_figure,
 )
 from vagan.evaluation.report import ReportFigure
+from vagan.io.windowing import BODY_THRESHOLD_HU
 
 log = logging.getLogger(__name__)
 
-BODY_HU = -500.0  # pixels above this HU count as the patient's body
 ZOOM_FRACTION = 0.25  # auto zoom box: a quarter of the image size in each direction
 
 
@@ -50,7 +50,7 @@ def figure_indices(n: int, count: int) -> list[int]:
     return out
 
 
-def auto_zoom(ndct_hu: np.ndarray, fraction: float = ZOOM_FRACTION, body_hu: float = BODY_HU) -> Box:
+def auto_zoom(ndct_hu: np.ndarray, fraction: float = ZOOM_FRACTION, body_hu: float = BODY_THRESHOLD_HU) -> Box:
     """A box of ``fraction`` of the image size centred on the body's bounding box (clamped inside).
 
     Falls back to the image centre when no pixel is above ``body_hu``.

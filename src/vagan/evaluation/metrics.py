@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from vagan.io.atomic import atomic_file
-from vagan.io.windowing import DISPLAY_RANGE, NETWORK_RANGE, HURange
+from vagan.io.windowing import BODY_THRESHOLD_HU, DISPLAY_RANGE, NETWORK_RANGE, HURange
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ class PatchSpec:
     size: int = 64
     per_image: int = 4
     mode: PatchMode = "body-quadrants"
-    body_hu: float = -500.0
+    body_hu: float = BODY_THRESHOLD_HU
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -17,6 +17,7 @@ ArrayT = TypeVar("ArrayT", np.ndarray, torch.Tensor)
 HU_MIN = -1024.0
 HU_MAX = 3072.0
 DISPLAY_WINDOW = (-160.0, 240.0)  # the paper's display window [-160, 240] HU (Fig. 2-4)
+BODY_THRESHOLD_HU = -500.0  # pixels above this count as the patient's body (air is -1000, fat about -100)
 
 
 @dataclass(frozen=True)

@@ -190,6 +190,21 @@ def _upgrade_legacy(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def with_values(cfg: ExperimentConfig, values: dict[str, Any]) -> ExperimentConfig:
+    """``cfg`` with dotted keys (``data.root``, ``stages.0.max_steps``) set to typed values and
+    validated again. Values from typed command-line options go here, never through ``--set`` text:
+    a path holding `` #`` or a folder named ``2016`` stays the string it is."""
+    data = cfg.to_dict()
+    data["stages"] = list(data["stages"])
+    for key, value in values.items():
+        node: Any = data
+        *parents, last = key.split(".")
+        for part in parents:
+            node = node[int(part)] if isinstance(node, list) else node[part]
+        node[int(last) if isinstance(node, list) else last] = value
+    return config_from_dict(data)
+
+
 def config_from_dict(data: dict[str, Any], overrides: list[str] | None = None) -> ExperimentConfig:
     """Build and validate an :class:`ExperimentConfig` from plain data (plus overrides)."""
     data = _upgrade_legacy(data)
