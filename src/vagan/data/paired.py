@@ -1,7 +1,7 @@
 """Load the slice pairs of a split (train/val/test) from a dataset in the Mayo 2016 layout.
 
 Both real Mayo data and datasets written by ``vagan simulate`` use that layout; the split is
-by patient, never by slice (SPEC, section "Training").
+by patient, never by slice (docs/design.md, "Data and units").
 """
 
 from __future__ import annotations

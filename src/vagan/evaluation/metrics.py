@@ -1,4 +1,4 @@
-"""Image-quality metrics with explicit data ranges (SPEC "Metrics convention").
+"""Image-quality metrics with explicit data ranges (docs/design.md, "Metrics").
 
 Two conventions are reported side by side:
 

@@ -1,4 +1,4 @@
-"""Trained models + a test set -> Table II, the figures, timings and a report (SPEC section 9).
+"""Trained models + a test set -> Table II, the figures, timings and a report (paper section III.C; docs/design.md, "Metrics").
 
 :func:`evaluate` runs every method of an :class:`EvaluationConfig` on whole test slices,
 scores them against NDCT (:mod:`vagan.evaluation.metrics`, both conventions), computes one FID

@@ -7,7 +7,7 @@
     root/<patient>/full_3mm/, quarter_3mm/   the same at 3 mm
 
 ``vagan simulate`` writes its datasets in this layout too (plus a ``manifest.json`` at the root,
-ignored here). Splits are always by patient, never by slice (SPEC, "Training").
+ignored here). Splits are always by patient, never by slice (docs/design.md, "Data and units").
 """
 
 from __future__ import annotations

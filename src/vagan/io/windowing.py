@@ -1,7 +1,7 @@
 """The one place where HU are converted to network units and display windows.
 
 Networks see ``(HU - lo) / (hi - lo)`` clipped to [0, 1] with ``lo=-1024, hi=3072`` by default
-(SPEC "The method"). Every method uses the same mapping, so metrics compare.
+(docs/design.md, "Data and units"). Every method uses the same mapping, so metrics compare.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The recurrent attentive block of the VAGAN generator (section II.B.1, eq. 6).
 
-Settled from the parent Attentive GAN (Qian et al. 2018), see SPEC "Details the paper leaves open".
+Settled from the parent Attentive GAN (Qian et al. 2018): docs/design.md, "Attentive block".
 """
 
 from __future__ import annotations

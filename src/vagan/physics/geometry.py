@@ -4,7 +4,7 @@ Two kinds are offered:
 
 * :class:`FanBeamGeometry`: a third-generation fan beam with a curved (equiangular) detector, as on
   Siemens scanners. The defaults are those of the Siemens SOMATOM Definition AS+ that acquired the
-  2016 NIH-AAPM-Mayo data (SPEC "Low-dose simulation defaults"): 1152 views over 360 deg,
+  2016 NIH-AAPM-Mayo data (docs/design.md, "Low-dose simulation"): 1152 views over 360 deg,
   736 channels of 1.2858 mm at the detector, source-isocenter 595 mm, source-detector 1085.6 mm.
   The channels are equally spaced in fan angle: ``delta_gamma = detector_spacing_mm / source_detector_mm``.
 * :class:`ParallelBeamGeometry`: parallel rays over 180 or 360 deg, e.g. the rebinned equivalent of

@@ -20,7 +20,7 @@ do) and clamped to ``count_floor``. For ``a = 1`` nothing is added. Being first 
 underestimates the variance of photon-starved rays (fewer than about 30 photons at the reduced
 dose, where the log of a Poisson count is no longer Gaussian).
 
-Default parameters (SPEC "Low-dose simulation defaults"): ``sigma_e^2 = 10`` counts^2 and the
+Default parameters (docs/design.md, "Low-dose simulation"): ``sigma_e^2 = 10`` counts^2 and the
 full-dose ``I0`` calibrated in :mod:`vagan.physics.simulate`. A random generator is always passed in;
 when it lives on another device than the data, the numbers are drawn there and moved, so results do
 not depend on where the projection ran.
@@ -40,7 +40,7 @@ __all__ = [
     "sample_counts",
 ]
 
-DEFAULT_ELECTRONIC_NOISE_VAR = 10.0  # counts^2 (SPEC: 8-10)
+DEFAULT_ELECTRONIC_NOISE_VAR = 10.0  # counts^2 (Mayo-like scanners: 8-10)
 DEFAULT_COUNT_FLOOR = 1.0  # counts: the smallest value the log transform sees
 
 
