@@ -89,8 +89,9 @@ def _perceptual_override() -> str:
     try:
         load_vgg19_weights(None)
         return "train.perceptual=vgg19"
-    except VaganError:
-        log.warning("VGG19 ImageNet weights not found: the demo's L_Pcep uses a randomly initialised VGG19")
+    except VaganError as err:  # absent or unusable: the demo runs anyway, and says why
+        log.warning("VGG19 ImageNet weights unavailable (%s): the demo's L_Pcep uses a randomly initialised VGG19",
+                    str(err).split(";")[0])
         return "train.perceptual=vgg19_random"
 
 
