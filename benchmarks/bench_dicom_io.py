@@ -1,4 +1,4 @@
-"""DICOM series I/O speed: write then read a 100-slice 512x512 CT series with vagan.io.dicom.
+"""DICOM series I/O speed: write then read a 100-slice 512x512 CT series with vagan.io.dicom_read and dicom_write.
 
 Reports slices/s and MB/s (MB of int16 pixel data, 10^6 bytes) for writing (from scratch and with a
 template) and reading, median of ``--repeats`` runs, into benchmarks/results/dicom_io.{json,md}.

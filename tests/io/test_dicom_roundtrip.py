@@ -11,7 +11,7 @@ import pydicom
 import pytest
 
 from vagan.errors import OutputExistsError
-from vagan.io import dicom as dicom_module
+from vagan.io import dicom_write as dicom_module
 from vagan.io.dicom import read_dicom_series, write_dicom_series
 
 

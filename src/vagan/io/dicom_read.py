@@ -1,0 +1,421 @@
+"""Read a DICOM CT series folder into float32 HU (one series, all slices or an error).
+
+DICOM is recognised by content (the ``DICM`` preamble, or a forced parse that yields a SOP class),
+whatever the file names (``.dcm``, ``.IMA``, none); slices are sorted along the slice normal and
+RescaleSlope/RescaleIntercept turn stored values into HU. Every problem is one
+:class:`~vagan.errors.InputDataError` line naming the file; files that are not slices of the series
+are listed in :attr:`CTVolume.skipped` with the reason (docs/data-safety.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
+
+from vagan.errors import InputDataError
+from vagan.io.volume import CTVolume
+
+log = logging.getLogger(__name__)
+
+DICOM_SUFFIXES = {".dcm", ".ima", ".dicom", ".dic"}  # file names that claim to be DICOM
+POSITION_TOL_MM = 1e-3  # slices closer than this along the normal are duplicates
+ORIENTATION_TOL = 1e-3  # direction cosines that differ by more than this are another orientation
+MAX_LOCALIZERS = 3  # at most this many off-orientation images are taken for scouts and skipped
+
+
+def _sniff(path: Path) -> str:
+    """``"dicom"`` (DICM preamble or DICOM file name), ``"maybe"`` (starts like a raw data set) or ``"no"``."""
+    with path.open("rb") as fh:
+        head = fh.read(132)
+    if (len(head) == 132 and head[128:132] == b"DICM") or path.suffix.lower() in DICOM_SUFFIXES:
+        return "dicom"
+    # A Part 10 file without preamble, or a bare data set, starts with a group 0002 or 0008 tag.
+    return "maybe" if head[:2] in (b"\x02\x00", b"\x08\x00") else "no"
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def looks_like_dicom(path: Path) -> bool:
+    """Whether a file may be DICOM (DICM preamble, a DICOM suffix or a raw data set's first tag)."""
+    return _sniff(Path(path)) != "no"
+
+
+def _parse(path: Path) -> Dataset | None:
+    """Parse one file; ``None`` for a file that is not DICOM at all (silently ignored)."""
+    sniffed = _sniff(path)
+    if sniffed == "no":
+        return None
+    claimed = sniffed == "dicom"
+    try:
+        ds = pydicom.dcmread(path, force=True)
+        for part in (getattr(ds, "file_meta", None), ds):  # pydicom converts elements lazily: damage surfaces
+            if part is not None:                          # here, not at the first access somewhere later
+                part.walk(lambda _ds, _elem: None)
+    except Exception as err:  # pydicom raises many types on damaged input
+        if not claimed:
+            return None
+        raise InputDataError(f"{path}: corrupt or truncated DICOM file ({_one_line(err)})") from None
+    meta = getattr(ds, "file_meta", None)
+    sop_class = ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else None)
+    if sop_class is None and "Modality" not in ds:
+        if claimed:
+            raise InputDataError(f"{path}: corrupt or truncated DICOM file (no SOP Class UID and no Modality)")
+        return None
+    if meta is None or "TransferSyntaxUID" not in meta:  # a bare data set: record how it was parsed
+        implicit, little = ds.original_encoding
+        syntax = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        ds.file_meta = meta if meta is not None else FileMetaDataset()
+        ds.file_meta.TransferSyntaxUID = syntax
+    return ds
+
+
+def _declared_sop_class(ds: Dataset) -> str:
+    """The SOP class of the dataset, else the one its file meta declares (a truncated file keeps only that)."""
+    meta = getattr(ds, "file_meta", None)
+    return str(ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else "") or "")
+
+
+def _is_image_object(ds: Dataset) -> bool:
+    sop_class = _declared_sop_class(ds)
+    name = UID(sop_class).name if sop_class else ""
+    return "PixelData" in ds or "Image Storage" in name or ds.get("Modality") == "CT"
+
+
+def _position(ds: Dataset) -> list[float] | None:
+    """ImagePositionPatient as three numbers (checked by :func:`_check_numbers`), or None when absent."""
+    value = ds.get("ImagePositionPatient")
+    return [float(v) for v in value] if value not in (None, "") else None
+
+
+def _orientation(ds: Dataset) -> np.ndarray | None:
+    value = ds.get("ImageOrientationPatient")
+    return np.asarray([float(v) for v in value], dtype=np.float64) if value not in (None, "") else None
+
+
+def _check_ct_image(path: Path, ds: Dataset) -> None:
+    """The per-file checks: pixel data present, CT, one frame, grey, rescale tags present."""
+    if "PixelData" not in ds:
+        declared = UID(_declared_sop_class(ds)).name or "an image"
+        raise InputDataError(f"{path}: declares {declared} but holds no pixel data; the file is truncated or corrupt "
+                             "(restore it or remove it from the series: no slice is dropped silently)")
+    _check_integers(path, ds)
+    modality = ds.get("Modality")
+    if modality != "CT":
+        raise InputDataError(
+            f"{path}: Modality is {modality!r}, expected 'CT'; only CT series can be read as HU"
+        )
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        raise InputDataError(
+            f"{path}: multi-frame (enhanced) CT with {ds.NumberOfFrames} frames is not supported; "
+            "convert it to single-frame slices first (e.g. dcmtk's or dicom3tools' converters)"
+        )
+    if int(ds.get("SamplesPerPixel") or 1) != 1:
+        raise InputDataError(f"{path}: {ds.SamplesPerPixel} samples per pixel; a CT slice must be greyscale")
+    missing = [k for k in ("RescaleIntercept", "RescaleSlope") if ds.get(k) in (None, "")]
+    if missing:
+        raise InputDataError(
+            f"{path}: missing {' and '.join(missing)}; CT images must carry RescaleIntercept (0028,1052) and "
+            "RescaleSlope (0028,1053) to give HU"
+        )
+    if ds.get("PixelSpacing") in (None, ""):
+        raise InputDataError(f"{path}: missing PixelSpacing, which a CT image needs")
+    _check_numbers(path, ds)
+
+
+MAX_SIDE = 8192
+"""Largest Rows/Columns accepted (checked before any pixel array is allocated)."""
+_INTEGER_TAGS: tuple[tuple[str, bool], ...] = (
+    ("Rows", True), ("Columns", True), ("BitsAllocated", True), ("SamplesPerPixel", False), ("NumberOfFrames", False),
+    ("BitsStored", False), ("PixelRepresentation", False), ("InstanceNumber", False),
+)
+"""(keyword, required): tags read as one integer."""
+
+
+def _check_integers(path: Path, ds: Dataset) -> None:
+    """Every integer tag the reader uses holds one integer (a required one is present)."""
+    for key, required in _INTEGER_TAGS:
+        raw = ds.get(key)
+        if raw in (None, ""):
+            if required:
+                raise InputDataError(f"{path}: missing {key}, which a CT image needs")
+            continue
+        try:
+            value = int(raw) if isinstance(raw, (int, str, bytes)) else None
+        except ValueError:
+            value = None
+        if value is None:
+            raise InputDataError(f"{path}: {key} is {str(raw)!r}; expected one integer")
+
+
+_NUMERIC_TAGS: tuple[tuple[str, int, bool], ...] = (
+    ("RescaleSlope", 1, True), ("RescaleIntercept", 1, True), ("PixelSpacing", 2, True),
+    ("ImagePositionPatient", 3, False), ("ImageOrientationPatient", 6, False), ("SliceThickness", 1, False),
+)
+"""(keyword, number of values, required): tags whose values are turned into numbers."""
+
+
+def _check_numbers(path: Path, ds: Dataset) -> None:
+    """Every numeric tag the reader uses parses to finite numbers of the right count; sizes are sane."""
+    for key, count, required in _NUMERIC_TAGS:
+        raw = ds.get(key)
+        if raw in (None, "") and not required:
+            continue
+        values = [raw] if isinstance(raw, (str, bytes)) or not hasattr(raw, "__iter__") else list(raw)
+        try:
+            numbers = [float(v) for v in values]
+        except (TypeError, ValueError):
+            numbers = []
+        if len(numbers) != count or not all(np.isfinite(numbers)):
+            shown = "\\".join(str(v) for v in values)
+            raise InputDataError(f"{path}: {key} is {shown!r}; expected {count} finite number(s)")
+    cos = _orientation(ds)
+    if cos is not None and (abs(np.linalg.norm(cos[:3]) - 1) > 1e-2 or abs(np.linalg.norm(cos[3:]) - 1) > 1e-2
+                            or abs(float(np.dot(cos[:3], cos[3:]))) > 1e-2):
+        raise InputDataError(f"{path}: ImageOrientationPatient {cos.tolist()} is not two orthogonal unit vectors")
+    slope = float(ds.RescaleSlope)
+    spacing = [float(v) for v in ds.PixelSpacing]
+    if slope == 0 or min(spacing) <= 0:
+        raise InputDataError(f"{path}: RescaleSlope {slope:g} and PixelSpacing {spacing} must be non-zero and "
+                             "positive respectively")
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    if not (1 <= rows <= MAX_SIDE and 1 <= cols <= MAX_SIDE):
+        raise InputDataError(f"{path}: image of {rows}x{cols} pixels; vagan reads CT slices of 1 to {MAX_SIDE} pixels "
+                             "a side")
+
+
+def _localizer_reason(ds: Dataset) -> str | None:
+    image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
+    return f"localizer (ImageType {'/'.join(image_type)})" if "LOCALIZER" in image_type else None
+
+
+def _drop_off_orientation(kept: list[tuple[Path, Dataset]], skipped: list[tuple[Path, str]]
+                          ) -> list[tuple[Path, Dataset]]:
+    """Remove a few images of the series whose orientation differs from the rest (scouts without
+    LOCALIZER) and record them in ``skipped``; images of another series stay, so that the
+    single-series check names the mix."""
+    groups: list[tuple[np.ndarray | None, list[tuple[Path, Dataset]]]] = []
+    for item in kept:
+        cos = _orientation(item[1])
+        for ref, members in groups:
+            if (ref is None and cos is None) or (
+                ref is not None and cos is not None and np.abs(ref - cos).max() <= ORIENTATION_TOL
+            ):
+                members.append(item)
+                break
+        else:
+            groups.append((cos, [item]))
+    if len(groups) <= 1:
+        return kept
+
+    def rank(group: tuple[np.ndarray | None, list]) -> tuple[int, float]:
+        cos, members = group
+        axial = abs(np.cross(cos[:3], cos[3:])[2]) if cos is not None else 0.0
+        return len(members), axial
+
+    groups.sort(key=rank, reverse=True)
+    main, others = groups[0], groups[1:]
+    n_other = sum(len(m) for _, m in others)
+    if n_other > MAX_LOCALIZERS or n_other >= len(main[1]):
+        desc = ", ".join(f"{len(m)} x {None if c is None else np.round(c, 3).tolist()}" for c, m in groups)
+        raise InputDataError(
+            f"{kept[0][0].parent}: images of several orientations in one series ({desc}); "
+            "keep one orientation per folder"
+        )
+    series = Counter(str(ds.get("SeriesInstanceUID", "")) for _, ds in main[1]).most_common(1)[0][0]
+    kept_main = list(main[1])
+    for _, members in others:
+        for path, ds in members:
+            if str(ds.get("SeriesInstanceUID", "")) != series:
+                kept_main.append((path, ds))  # another series: an error below, not a scout
+                continue
+            reason = "orientation differs from the series (taken for a localizer)"
+            log.warning("%s: skipping image whose %s", path, reason)
+            skipped.append((path, reason))
+    return kept_main
+
+
+def _check_single_series(folder: Path, files: list[tuple[Path, Dataset]]) -> None:
+    counts = Counter(str(ds.get("SeriesInstanceUID", "<none>")) for _, ds in files)
+    if len(counts) > 1:
+        example = {str(ds.get("SeriesInstanceUID", "<none>")): path.name for path, ds in reversed(files)}
+        desc = "; ".join(f"{uid} ({n} file{'s' if n > 1 else ''}, e.g. {example[uid]})" for uid, n in counts.most_common())
+        raise InputDataError(
+            f"{folder}: {len(counts)} series mixed in one folder: {desc}; "
+            "split them into one folder per SeriesInstanceUID"
+        )
+
+
+def _check_consistent(files: list[tuple[Path, Dataset]]) -> None:
+    ref_path, ref = files[0]
+    ref_cos = _orientation(ref)
+    for path, ds in files[1:]:
+        for key in ("Rows", "Columns"):
+            if int(ds[key].value) != int(ref[key].value):
+                raise InputDataError(
+                    f"{path}: {key} {ds[key].value} differs from {ref[key].value} in {ref_path.name}; "
+                    "all slices of a series must have the same size"
+                )
+        sp, ref_sp = [float(v) for v in ds.PixelSpacing], [float(v) for v in ref.PixelSpacing]
+        if not np.allclose(sp, ref_sp, rtol=1e-4, atol=1e-5):
+            raise InputDataError(
+                f"{path}: PixelSpacing {sp} differs from {ref_sp} in {ref_path.name}; "
+                "all slices of a series must have the same spacing"
+            )
+        cos = _orientation(ds)
+        if (cos is None) != (ref_cos is None) or (cos is not None and np.abs(cos - ref_cos).max() > ORIENTATION_TOL):
+            raise InputDataError(
+                f"{path}: ImageOrientationPatient {None if cos is None else cos.tolist()} differs from "
+                f"{None if ref_cos is None else ref_cos.tolist()} in {ref_path.name}"
+            )
+
+
+def _sort_slices(files: list[tuple[Path, Dataset]]) -> list[tuple[Path, Dataset]]:
+    """Sort along the slice normal (ImagePositionPatient), else by InstanceNumber, else by name."""
+    if len(files) == 1:
+        return files
+    cos = _orientation(files[0][1])
+    has_pos = all(_position(ds) is not None for _, ds in files)
+    if cos is not None and has_pos:
+        normal = np.cross(cos[:3], cos[3:])
+        along = [float(np.dot(_position(ds), normal)) for _, ds in files]
+        order = np.argsort(along, kind="stable")
+        for a, b in zip(order[:-1], order[1:]):
+            if abs(along[b] - along[a]) < POSITION_TOL_MM:
+                raise InputDataError(
+                    f"{files[b][0]}: same slice position ({along[b]:.3f} mm along the normal) as {files[a][0].name}; "
+                    "duplicate slices or several acquisitions in one folder: keep one of each"
+                )
+        return [files[i] for i in order]
+    if all(ds.get("InstanceNumber") not in (None, "") for _, ds in files):
+        numbers = [int(ds.InstanceNumber) for _, ds in files]
+        dup = [n for n, c in Counter(numbers).items() if c > 1]
+        if dup:
+            first = next(p for (p, _), n in zip(files, numbers) if n == dup[0])
+            raise InputDataError(f"{first}: InstanceNumber {dup[0]} occurs more than once and there are no positions to sort by")
+        log.warning("%s: no ImagePositionPatient; slices sorted by InstanceNumber", files[0][0].parent)
+        return [files[i] for i in np.argsort(numbers, kind="stable")]
+    log.warning("%s: neither positions nor instance numbers; slices kept in file-name order", files[0][0].parent)
+    return files
+
+
+def _decode_hu(path: Path, ds: Dataset) -> np.ndarray:
+    """Stored pixels -> float32 HU via RescaleSlope/RescaleIntercept."""
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    try:
+        stored = ds.pixel_array
+    except Exception as err:
+        try:
+            compressed = UID(str(syntax)).is_compressed and UID(str(syntax)).is_transfer_syntax
+        except Exception:  # a damaged transfer syntax UID
+            compressed = False
+        if compressed:
+            raise InputDataError(
+                f"{path}: cannot decode pixel data compressed as {UID(str(syntax)).name} ({_one_line(err)}); install "
+                "a decoder, e.g. `pip install pylibjpeg pylibjpeg-openjpeg pylibjpeg-libjpeg`"
+            ) from None
+        raise InputDataError(f"{path}: corrupt or truncated pixel data ({_one_line(err)})") from None
+    expected = (int(ds.Rows), int(ds.Columns))
+    if stored.shape != expected:
+        raise InputDataError(f"{path}: decoded pixel array has shape {stored.shape}, expected {expected}")
+    slope, intercept = float(ds.RescaleSlope), float(ds.RescaleIntercept)
+    return (stored.astype(np.float64) * slope + intercept).astype(np.float32)
+
+
+def _list_files(folder: Path, skipped: list[tuple[Path, str]]) -> list[Path]:
+    """The files of a series folder; sub-folders are listed in ``skipped`` (a series is one folder)."""
+    if not folder.exists():
+        raise InputDataError(f"{folder}: DICOM folder does not exist")
+    if folder.is_file():
+        return [folder]
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    skipped += [(p, "a sub-folder: a series is read from one folder, not from its sub-folders")
+                for p in entries if p.is_dir()]
+    return [p for p in entries if p.is_file()]
+
+
+def read_dicom_series(folder: Path, skip_localizers: bool = True) -> CTVolume:
+    """Read one CT series from ``folder`` (or a single DICOM file) into float32 HU ``(Z, H, W)``.
+
+    Non-DICOM files (e.g. a ``manifest.json``) and non-image objects (DICOMDIR, reports) are
+    ignored; localizers are skipped with a warning unless ``skip_localizers=False``.
+    """
+    folder = Path(folder)
+    files: list[tuple[Path, Dataset]] = []
+    skipped: list[tuple[Path, str]] = []
+    for path in _list_files(folder, skipped):
+        ds = _parse(path)
+        if ds is None:
+            log.info("%s: not DICOM, ignored", path)
+            skipped.append((path, "not DICOM"))
+            continue
+        if not _is_image_object(ds):
+            reason = f"not an image ({UID(_declared_sop_class(ds)).name or 'no SOP class'})"
+            log.warning("%s: %s, ignored", path, reason)
+            skipped.append((path, reason))
+            continue
+        reason = _localizer_reason(ds) if skip_localizers else None
+        if reason is not None:
+            log.warning("%s: skipping %s", path, reason)
+            skipped.append((path, reason))
+            continue
+        _check_ct_image(path, ds)
+        files.append((path, ds))
+    if not files:
+        raise InputDataError(f"{folder}: no DICOM CT images found (localizers skipped); expected a folder holding one CT series")
+    if skip_localizers:
+        files = _drop_off_orientation(files, skipped)
+    _check_single_series(folder, files)
+    _check_consistent(files)
+    files = _sort_slices(files)
+
+    hu = np.empty((len(files), int(files[0][1].Rows), int(files[0][1].Columns)), dtype=np.float32)
+    headers = []
+    for k, (path, ds) in enumerate(files):
+        hu[k] = _decode_hu(path, ds)
+        del ds.PixelData
+        headers.append(ds)
+    first = files[0][1]
+    cos = _orientation(first)
+    positions = None
+    if all(_position(ds) is not None for _, ds in files):
+        positions = np.asarray([_position(ds) for _, ds in files], dtype=np.float64)
+    thickness = first.get("SliceThickness")
+    volume = CTVolume(
+        hu=hu,
+        pixel_spacing_mm=(float(first.PixelSpacing[0]), float(first.PixelSpacing[1])),
+        slice_positions_mm=positions,
+        orientation=tuple(cos.tolist()) if cos is not None else None,
+        slice_thickness_mm=float(thickness) if thickness not in (None, "") else None,
+        headers=headers,
+        source=folder,
+        skipped=tuple(skipped),
+    )
+    _warn_uneven_spacing(volume)
+    log.debug("%s: %d CT slices of %dx%d", folder, *hu.shape)
+    return volume.validate()
+
+
+def _warn_uneven_spacing(volume: CTVolume) -> None:
+    if volume.slice_positions_mm is None or len(volume.slice_positions_mm) < 3:
+        return
+    steps = np.abs(np.diff(volume.slice_positions_mm @ volume.slice_normal))
+    if steps.max() - steps.min() > 0.01 * steps.mean() + POSITION_TOL_MM:
+        log.warning(
+            "%s: uneven slice spacing (%.3f to %.3f mm): missing slices?", volume.source, steps.min(), steps.max()
+        )
+
+

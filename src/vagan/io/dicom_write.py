@@ -1,0 +1,270 @@
+"""Write HU as a valid (derived) DICOM CT series.
+
+Pixels are stored as int16 with RescaleIntercept -1024 and RescaleSlope 1 (HU rounded to the nearest
+integer, so a round trip is exact to 0.5 HU), Explicit VR Little Endian, into a folder that appears
+atomically with vagan's ownership marker.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import logging
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence as DicomSequence
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    generate_uid,
+)
+
+from vagan import __version__ as vagan_version
+from vagan.errors import VaganError
+from vagan.io.atomic import atomic_dir, check_output
+from vagan.io.volume import AXIAL, CTVolume
+from vagan.io.windowing import DISPLAY_RANGE
+
+log = logging.getLogger(__name__)
+
+STORE_INTERCEPT = -1024.0  # HU = stored * 1 - 1024
+STORE_SLOPE = 1.0
+INT16 = np.iinfo(np.int16)
+IMPLEMENTATION_VERSION = f"VAGAN_{vagan_version}"[:16]
+# Per-image tags of a template that no longer describe the written pixels.
+STALE_TAGS = (
+    "PixelData", "FloatPixelData", "DoubleFloatPixelData", "LargestImagePixelValue",
+    "SmallestImagePixelValue", "PixelPaddingValue", "PixelPaddingRangeLimit",
+    "SmallestPixelValueInSeries", "LargestPixelValueInSeries", "IconImageSequence",
+    "ModalityLUTSequence", "VOILUTSequence", "PlanarConfiguration", "NumberOfFrames",
+    "ExtendedOffsetTable", "ExtendedOffsetTableLengths", "DataSetTrailingPadding",
+    "WindowCenterWidthExplanation", "SourceImageSequence", "DerivationCodeSequence",
+)
+
+
+def _encode(hu: np.ndarray) -> tuple[np.ndarray, int]:
+    """HU slice -> int16 stored values (RescaleIntercept -1024, RescaleSlope 1) and the clipped count."""
+    values = (hu.astype(np.float64) - STORE_INTERCEPT) / STORE_SLOPE
+    np.rint(values, out=values)
+    n_clipped = 0
+    if values.min() < INT16.min or values.max() > INT16.max:
+        n_clipped = int(((values < INT16.min) | (values > INT16.max)).sum())
+        np.clip(values, INT16.min, INT16.max, out=values)
+    return values.astype(np.int16), n_clipped
+
+
+def _now() -> tuple[str, str]:
+    now = dt.datetime.now()
+    return now.strftime("%Y%m%d"), now.strftime("%H%M%S.%f")
+
+
+def _file_meta(sop_class: str, sop_instance: str) -> FileMetaDataset:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_instance
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.ImplementationClassUID = pydicom.uid.PYDICOM_IMPLEMENTATION_UID
+    meta.ImplementationVersionName = IMPLEMENTATION_VERSION
+    return meta
+
+
+def _set_pixels(ds: Dataset, stored: np.ndarray) -> None:
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = stored.shape
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1
+    ds.RescaleIntercept = f"{STORE_INTERCEPT:g}"
+    ds.RescaleSlope = f"{STORE_SLOPE:g}"
+    ds.RescaleType = "HU"
+    ds.PixelData = np.ascontiguousarray(stored, dtype="<i2").tobytes()
+    ds["PixelData"].VR = "OW"
+
+
+def _ds(value: float) -> str:
+    """A decimal string (VR DS, at most 16 characters)."""
+    text = f"{value:.6g}"
+    return text if len(text) <= 16 else f"{value:.9e}"[:16]
+
+
+def _scratch_header(volume: CTVolume, k: int, common: dict[str, str]) -> Dataset:
+    """A complete CT Image Storage header for slice ``k`` of a volume without DICOM headers."""
+    ds = Dataset()
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.SOPClassUID = CTImageStorage
+    ds.Modality = "CT"
+    ds.PatientName = common["patient_name"]
+    ds.PatientID = common["patient_id"]
+    ds.PatientBirthDate = ""
+    ds.PatientSex = "O"
+    ds.StudyInstanceUID = common["study_uid"]
+    ds.StudyDate, ds.StudyTime = common["date"], common["time"]
+    ds.StudyID = "1"
+    ds.AccessionNumber = ""
+    ds.ReferringPhysicianName = ""
+    ds.StudyDescription = "vagan synthetic study"
+    ds.FrameOfReferenceUID = common["frame_uid"]
+    ds.PositionReferenceIndicator = ""
+    ds.Manufacturer = "vagan"
+    ds.ManufacturerModelName = "vagan"
+    ds.SoftwareVersions = vagan_version
+    ds.KVP = ""
+    ds.AcquisitionNumber = 1
+    ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+    ds.BurnedInAnnotation = "NO"
+    ds.PatientPosition = "HFS"
+    cosines = volume.orientation if volume.orientation is not None else AXIAL
+    position = volume.positions_or_default()[k]
+    ds.ImageOrientationPatient = [_ds(c) for c in cosines]
+    ds.ImagePositionPatient = [_ds(p) for p in position]
+    ds.SliceLocation = _ds(float(position @ volume.slice_normal))
+    ds.PixelSpacing = [_ds(s) for s in volume.pixel_spacing_mm]
+    ds.SliceThickness = _ds(volume.slice_thickness_mm or volume.slice_spacing_mm)
+    return ds
+
+
+def _derived_header(template: Dataset) -> Dataset:
+    """A copy of a template slice header without private and pixel-describing tags."""
+    ds = copy.deepcopy(template)
+    ds.remove_private_tags()
+    for key in STALE_TAGS:
+        if key in ds:
+            delattr(ds, key)
+    if not ds.get("SOPClassUID"):
+        ds.SOPClassUID = CTImageStorage
+    old_type = [str(v) for v in (ds.get("ImageType") or [])]
+    ds.ImageType = ["DERIVED", "SECONDARY", *(old_type[2:] or ["AXIAL"])]
+    if template.get("SOPInstanceUID"):
+        ds.SourceImageSequence = DicomSequence([_reference(template)])
+    return ds
+
+
+def _reference(template: Dataset) -> Dataset:
+    item = Dataset()
+    item.ReferencedSOPClassUID = template.get("SOPClassUID", CTImageStorage)
+    item.ReferencedSOPInstanceUID = template.SOPInstanceUID
+    return item
+
+
+def _write_slice(ds: Dataset, path: Path) -> None:
+    """Write one dataset as a DICOM Part 10 file (separate so tests can make it fail)."""
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+
+
+def _target_geometry(
+    hu: np.ndarray, template: CTVolume | None, pixel_spacing_mm: tuple[float, float] | None,
+    slice_thickness_mm: float | None,
+) -> CTVolume:
+    """The output volume: HU plus the template's geometry, or the explicit/default spacing."""
+    if template is None:
+        spacing = tuple(float(s) for s in (pixel_spacing_mm or (1.0, 1.0)))
+        return CTVolume(hu=hu, pixel_spacing_mm=spacing, slice_thickness_mm=float(slice_thickness_mm or 1.0))  # type: ignore[arg-type]
+    if template.hu.shape != hu.shape:
+        raise ValueError(f"HU shape {hu.shape} differs from the template's {template.hu.shape} ({template.source})")
+    if pixel_spacing_mm is not None and not np.allclose(pixel_spacing_mm, template.pixel_spacing_mm):
+        raise ValueError(f"pixel_spacing_mm {pixel_spacing_mm} contradicts the template's {template.pixel_spacing_mm}")
+    return CTVolume(
+        hu=hu,
+        pixel_spacing_mm=template.pixel_spacing_mm,
+        slice_positions_mm=template.slice_positions_mm,
+        orientation=template.orientation,
+        slice_thickness_mm=slice_thickness_mm or template.slice_thickness_mm,
+        headers=template.headers,
+        source=template.source,
+    )
+
+
+def write_dicom_series(
+    hu: np.ndarray,
+    folder: Path,
+    *,
+    template: CTVolume | None = None,
+    pixel_spacing_mm: tuple[float, float] | None = None,
+    slice_thickness_mm: float | None = None,
+    series_description: str,
+    patient_id: str | None = None,
+    patient_name: str | None = None,
+    study_instance_uid: str | None = None,
+    frame_of_reference_uid: str | None = None,
+    series_number: int | None = None,
+    overwrite: bool = False,
+    derivation_description: str | None = None,
+) -> Path:
+    """Write HU ``(Z, H, W)`` (or one ``(H, W)`` slice) as a CT series ``folder/IM000001.dcm``, ...
+
+    With a ``template`` (a volume read by :func:`read_dicom_series`), each slice copies the
+    template slice's patient, study and geometry tags, gets new Series/SOP Instance UIDs, ImageType
+    DERIVED\\SECONDARY, a new SeriesNumber (template's + 1000) and refers to its source image.
+    Without one (or with a template lacking headers, e.g. read from NIfTI) a complete CT Image
+    Storage series is built, with the template's geometry if any, else ``pixel_spacing_mm``
+    (default 1 mm) and slices ``slice_thickness_mm`` (default 1 mm) apart. Patient/study values
+    not given come from the template, else are synthetic. The folder appears atomically; an existing
+    one is only replaced with ``overwrite=True``.
+    """
+    folder = Path(folder)
+    hu = np.asarray(hu)
+    if hu.ndim == 2:
+        hu = hu[None]
+    if hu.ndim != 3:
+        raise ValueError(f"HU array for {folder} must be (Z, H, W) or (H, W), got shape {hu.shape}")
+    volume = _target_geometry(hu.astype(np.float32, copy=False), template, pixel_spacing_mm, slice_thickness_mm)
+    CTVolume(hu=volume.hu, pixel_spacing_mm=volume.pixel_spacing_mm, source=folder).validate(check_scale=False)
+    inputs = (template.source,) if template is not None and template.source is not None else ()
+    check_output(folder, overwrite, inputs=inputs, kind="dicom-series")
+
+    date, time = _now()
+    headers = volume.headers
+    first = headers[0] if headers else Dataset()
+    series_uid = generate_uid()
+    old_number = first.get("SeriesNumber")
+    number = series_number if series_number is not None else (int(old_number) + 1000 if old_number not in (None, "") else 1001)
+    common = {
+        "patient_id": patient_id if patient_id is not None else str(first.get("PatientID", "VAGAN-SYNTH")),
+        "patient_name": patient_name if patient_name is not None else str(first.get("PatientName", "VAGAN^SYNTHETIC")),
+        "study_uid": study_instance_uid or str(first.get("StudyInstanceUID") or generate_uid()),
+        "frame_uid": frame_of_reference_uid or str(first.get("FrameOfReferenceUID") or generate_uid()),
+        "date": date,
+        "time": time,
+    }
+    n_clipped = 0
+    with atomic_dir(folder, "dicom-series", overwrite=overwrite) as tmp:
+        for k in range(volume.hu.shape[0]):
+            ds = _derived_header(headers[k]) if headers else _scratch_header(volume, k, common)
+            ds.PatientID = common["patient_id"]
+            ds.PatientName = common["patient_name"]
+            ds.StudyInstanceUID = common["study_uid"]
+            ds.FrameOfReferenceUID = common["frame_uid"]
+            ds.SOPInstanceUID = generate_uid()
+            ds.SeriesInstanceUID = series_uid
+            ds.SeriesNumber = number
+            ds.SeriesDescription = series_description[:64]
+            ds.InstanceNumber = k + 1
+            ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
+            ds.ContentDate, ds.ContentTime = date, time
+            if slice_thickness_mm is not None:
+                ds.SliceThickness = _ds(slice_thickness_mm)
+            if derivation_description:
+                ds.DerivationDescription = derivation_description[:1024]
+            if ds.get("WindowCenter") in (None, "") or ds.get("WindowWidth") in (None, ""):
+                ds.WindowCenter = _ds((DISPLAY_RANGE.lo + DISPLAY_RANGE.hi) / 2)
+                ds.WindowWidth = _ds(DISPLAY_RANGE.width)
+            stored, clipped = _encode(volume.hu[k])
+            n_clipped += clipped
+            _set_pixels(ds, stored)
+            ds.file_meta = _file_meta(str(ds.SOPClassUID), ds.SOPInstanceUID)
+            _write_slice(ds, tmp / f"IM{k + 1:06d}.dcm")
+        written = len(list(tmp.glob("*.dcm")))
+        if written != volume.hu.shape[0]:  # the series is all or nothing
+            raise VaganError(f"{folder}: wrote {written} of {volume.hu.shape[0]} slices; nothing was kept")
+    if n_clipped:
+        lo, hi = (INT16.min * STORE_SLOPE + STORE_INTERCEPT, INT16.max * STORE_SLOPE + STORE_INTERCEPT)
+        log.warning("%s: %d HU values outside [%g, %g] were clipped", folder, n_clipped, lo, hi)
+    log.debug("%s: wrote %d CT slices (series %s)", folder, volume.hu.shape[0], series_uid)
+    return folder
+
+
