@@ -132,7 +132,7 @@ def write_figures(
 ) -> list[ReportFigure]:
     """All figures of an evaluation: Fig. 2/3 per kept slice, Fig. 4 per attentive model, curves per run.
 
-    ``methods`` are :class:`vagan.evaluation.runner.Method`, ``test`` an ``EvaluationData``; ``outputs``
+    ``methods`` are :class:`vagan.evaluation.inputs.Method`, ``test`` an ``EvaluationData``; ``outputs``
     and ``attention`` hold each method's HU output / M_T for the kept slice indices.
     """
     if zoom is not None:

@@ -1,0 +1,176 @@
+"""What an evaluation runs on: the methods of a config loaded, the test slices, leakage notes, the FID net."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vagan.data.patches import SlicePair
+from vagan.errors import ConfigError, InputDataError, VaganError
+from vagan.evaluation.eval_config import EvaluationConfig, MethodSpec
+from vagan.precision import Precision
+from vagan.training.config import DataConfig
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Method:
+    """A method ready to run: its name, spec and denoiser (``None`` for ``ldct``/``ndct``)."""
+
+    name: str
+    spec: MethodSpec
+    denoiser: Any = None
+    model: Any = None  # vagan.inference.model_loading.TrainedModel for networks
+    run_dir: Path | None = None  # the run folder of a model, when it has one
+
+    @property
+    def has_attention(self) -> bool:
+        return self.model is not None and self.model.has_attention
+
+
+@dataclass(frozen=True)
+class EvaluationData:
+    """The test slices and where they came from."""
+
+    pairs: list[SlicePair]
+    root: Path
+    subset: str
+    patients: tuple[str, ...]
+    split: Mapping[str, Any] | None
+    split_seed: int
+    thickness: str
+    split_source: str
+
+    @property
+    def shapes(self) -> list[tuple[int, int]]:
+        return sorted({p.ndct.shape for p in self.pairs})
+
+    def label(self, index: int) -> str:
+        pair = self.pairs[index]
+        return f"{pair.patient} slice {pair.index + 1}"
+
+
+def _run_dir_of(spec_path: Path, checkpoint: Path) -> Path | None:
+    """The run folder (holding ``logs/metrics.csv``) of a model given as a run or checkpoint folder."""
+    for candidate in (spec_path, *checkpoint.parents[:3]):
+        if (candidate / "logs" / "metrics.csv").is_file():
+            return candidate
+    return None
+
+
+def load_methods(cfg: EvaluationConfig, device: torch.device, precision: Precision) -> list[Method]:
+    """Load every model (a :class:`~vagan.errors.CheckpointError` for a folder that is not one) and name all methods."""
+    from vagan.inference.bm3d_denoiser import BM3DDenoiser
+    from vagan.inference.denoise import NetworkDenoiser
+    from vagan.inference.model_loading import load_trained_model
+
+    methods = []
+    for spec in cfg.methods:
+        if spec.kind == "model":
+            model = load_trained_model(spec.path, device)
+            name = spec.name or model.name
+            denoiser = NetworkDenoiser(model, cfg.batch_size, device, precision=precision, compile=cfg.compile, name=name)
+            methods.append(Method(name, spec, denoiser, model, _run_dir_of(spec.path, model.checkpoint)))
+        elif spec.kind == "bm3d":
+            methods.append(Method(spec.name or spec.default_name(), spec, BM3DDenoiser(spec.sigma_hu)))
+        else:
+            methods.append(Method(spec.name or spec.default_name(), spec))
+    seen: dict[str, int] = {}
+    for m in methods:  # automatic names may clash (two runs of one preset): add the folder name
+        seen[m.name] = seen.get(m.name, 0) + 1
+    for m in methods:
+        if seen[m.name] > 1 and not m.spec.name:
+            m.name = f"{m.name} ({m.spec.path.name if m.spec.path else m.spec.spec})"
+    names = [m.name for m in methods]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"methods: several methods are named {dup}; give them names (name=spec)")
+    return methods
+
+
+def load_test_set(cfg: EvaluationConfig, models: Sequence[Any]) -> EvaluationData:
+    """The test slice pairs: ``cfg``'s dataset and split, or the first model's."""
+    from vagan.data.paired import load_slice_pairs, patient_split
+    from vagan.io.mayo import list_mayo_patients
+
+    first = models[0].config.data if models else None
+    source = f"model {models[0].name} ({models[0].checkpoint})" if models else "defaults"
+    root = cfg.data_root or (first.root if first else None)
+    if root is None:
+        raise ConfigError("data_root is not set and no model names its dataset; give data_root (a dataset in the "
+                          "Mayo layout, e.g. written by `vagan simulate`)")
+    thickness = cfg.thickness or (first.thickness if first else "1mm")
+    split = cfg.split if cfg.split is not None else (dict(first.split) if first else dict(DataConfig().split))
+    seed = cfg.split_seed if cfg.split_seed is not None else (first.split_seed if first else 0)
+    if cfg.split is not None:
+        source = "the evaluation config"
+    root = Path(root).expanduser()
+    if cfg.subset == "all":
+        patients = list_mayo_patients(root, thickness) if root.is_dir() else []
+        split_used: Mapping[str, Any] | None = None
+        if not root.is_dir():
+            raise InputDataError(f"dataset folder {root} does not exist; give data_root")
+    else:
+        subsets = patient_split(root, split, seed, thickness)
+        if cfg.subset not in subsets:
+            raise ConfigError(f"subset {cfg.subset!r} is not in the split; use one of {sorted(subsets)} or 'all'")
+        patients = subsets[cfg.subset]
+        split_used = split
+    if not patients:
+        raise InputDataError(
+            f"{root}: the {cfg.subset!r} subset has no patients (split {split}, seed {seed}, source: {source}); "
+            "give a split with test patients (e.g. split={train: [...], test: [P1]}), subset='all' for a folder of "
+            "test patients only, or another data_root")
+    pairs = load_slice_pairs(root, list(patients), thickness, cfg.max_slices)
+    if not pairs:
+        raise InputDataError(f"{root}: patients {patients} hold no slice pairs of thickness {thickness}")
+    log.info("test set: %d slices of %d patient(s) from %s", len(pairs), len(patients), root)
+    return EvaluationData(pairs, root, cfg.subset, tuple(patients), split_used, seed, thickness, source)
+
+
+def leakage_notes(test: EvaluationData, models: Sequence[Any]) -> list[str]:
+    """Warnings for models whose training/validation patients are among the test patients."""
+    from vagan.data.paired import patient_split
+
+    notes = []
+    for model in models:
+        d = model.config.data
+        if d.root is None or Path(d.root).expanduser().resolve() != test.root.resolve():
+            notes.append(f"{model.name} was trained on another dataset folder ({d.root}); patient overlap with "
+                         f"the test set was not checked.")
+            continue
+        try:
+            subsets = patient_split(test.root, d.split, d.split_seed, d.thickness)
+        except VaganError as err:
+            notes.append(f"{model.name}: its training split cannot be rebuilt ({err}); overlap not checked.")
+            continue
+        seen = sorted(set(test.patients) & (set(subsets.get("train", [])) | set(subsets.get("val", []))))
+        if seen:
+            notes.append(f"WARNING: {model.name} was trained or validated on test patients {seen}; its scores are "
+                         "optimistic.")
+    for note in notes:
+        log.warning("%s", note)
+    return notes
+
+
+def build_fid_net(cfg: EvaluationConfig):
+    """The FID :class:`~vagan.evaluation.feature_nets.FeatureNet`, or ``None`` for ``fid_net='none'``."""
+    from vagan.evaluation.feature_nets import build_feature_net
+
+    if cfg.fid_net == "none":
+        return None
+    if cfg.fid_net == "vgg19":
+        from vagan.models.vgg import VGG19Features
+
+        module = VGG19Features.from_pretrained(cfg.fid_weights, layer=cfg.fid_vgg_layer)
+        return build_feature_net("vgg19", module=module, name=f"vgg19-imagenet({cfg.fid_vgg_layer})")
+    weights = Path(cfg.fid_weights) if cfg.fid_weights else None
+    return build_feature_net(cfg.fid_net, weights_path=weights, seed=cfg.fid_seed)
+
+
