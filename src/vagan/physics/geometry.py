@@ -41,6 +41,14 @@ def _check_finite(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a finite number, got {value!r}")
 
 
+# The Mayo-like Siemens scanner (docs/design.md, "Low-dose simulation"): the one place of its numbers.
+SCANNER_VIEWS = 1152  # over 360 deg
+SCANNER_CHANNELS = 736
+SCANNER_CHANNEL_MM = 1.2858  # channel pitch on the detector arc
+SCANNER_SOURCE_ISOCENTER_MM = 595.0
+SCANNER_SOURCE_DETECTOR_MM = 1085.6
+
+
 @dataclass(frozen=True)
 class FanBeamGeometry:
     """Full-scan (360 deg) fan beam on an equiangular (curved) detector.
@@ -51,11 +59,11 @@ class FanBeamGeometry:
     increase the fan angle. ``start_angle_deg`` is the angle of the first view's source.
     """
 
-    source_isocenter_mm: float = 595.0
-    source_detector_mm: float = 1085.6
-    n_detectors: int = 736
-    detector_spacing_mm: float = 1.2858
-    n_views: int = 1152
+    source_isocenter_mm: float = SCANNER_SOURCE_ISOCENTER_MM
+    source_detector_mm: float = SCANNER_SOURCE_DETECTOR_MM
+    n_detectors: int = SCANNER_CHANNELS
+    detector_spacing_mm: float = SCANNER_CHANNEL_MM
+    n_views: int = SCANNER_VIEWS
     detector_offset_mm: float = 0.0
     start_angle_deg: float = 0.0
 
@@ -141,9 +149,9 @@ class ParallelBeamGeometry:
     1.2858 mm * 595 / 1085.6 = 0.7047 mm at the isocenter, so both kinds measure about as many rays.
     """
 
-    n_views: int = 1152
-    n_detectors: int = 736
-    detector_spacing_mm: float = 1.2858 * 595.0 / 1085.6
+    n_views: int = SCANNER_VIEWS
+    n_detectors: int = SCANNER_CHANNELS
+    detector_spacing_mm: float = SCANNER_CHANNEL_MM * SCANNER_SOURCE_ISOCENTER_MM / SCANNER_SOURCE_DETECTOR_MM
     detector_offset_mm: float = 0.0
     arc_deg: float = 360.0
     start_angle_deg: float = 0.0

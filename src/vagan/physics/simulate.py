@@ -46,7 +46,15 @@ import torch
 from vagan.errors import ConfigError
 from vagan.physics.attenuation import MU_WATER_PER_MM, hu_to_mu
 from vagan.physics.filters import WINDOWS
-from vagan.physics.geometry import FanBeamGeometry, Geometry
+from vagan.physics.geometry import (
+    SCANNER_CHANNEL_MM,
+    SCANNER_CHANNELS,
+    SCANNER_SOURCE_DETECTOR_MM,
+    SCANNER_SOURCE_ISOCENTER_MM,
+    SCANNER_VIEWS,
+    FanBeamGeometry,
+    Geometry,
+)
 from vagan.physics.noise import (
     DEFAULT_COUNT_FLOOR,
     DEFAULT_ELECTRONIC_NOISE_VAR,
@@ -74,11 +82,11 @@ class SimulationConfig:
     """
 
     geometry: Literal["fan", "parallel"] = "fan"
-    n_views: int = 1152
-    n_detectors: int = 736
-    detector_spacing_mm: float = 1.2858
-    source_isocenter_mm: float = 595.0
-    source_detector_mm: float = 1085.6
+    n_views: int = SCANNER_VIEWS
+    n_detectors: int = SCANNER_CHANNELS
+    detector_spacing_mm: float = SCANNER_CHANNEL_MM
+    source_isocenter_mm: float = SCANNER_SOURCE_ISOCENTER_MM
+    source_detector_mm: float = SCANNER_SOURCE_DETECTOR_MM
     detector_offset_mm: float = 0.0
     i0: float = DEFAULT_I0
     electronic_noise_var: float = DEFAULT_ELECTRONIC_NOISE_VAR
