@@ -272,3 +272,19 @@ def test_values_that_cannot_be_hu_are_refused_and_doubtful_ones_warned(tmp_path:
     eight_bit = np.linspace(0, 255, 32, dtype=np.float32).reshape(2, 4, 4)
     CTVolume(hu=eight_bit, source=tmp_path / "png_like.npy").validate()
     assert "png_like.npy: no value below 0 HU" in caplog.text
+
+
+def test_an_element_that_cannot_be_parsed_is_one_error_naming_the_file(tmp_path):
+    """pydicom parses elements lazily: a damaged VR used to surface as a NotImplementedError later."""
+    from vagan.io.dicom import write_dicom_series
+
+    folder = tmp_path / "series"
+    write_dicom_series(np.zeros((2, 16, 16), np.float32), folder, series_description="s", patient_id="P",
+                       pixel_spacing_mm=(0.7, 0.7), slice_thickness_mm=1.0)
+    victim = _files(folder)[1]
+    data = victim.read_bytes()
+    tag = b"\x20\x00\x32\x00DS"  # ImagePositionPatient, explicit VR little endian
+    assert data.count(tag) == 1
+    victim.write_bytes(data.replace(tag, b"\x20\x00\x32\x00\x44\x00"))
+    with pytest.raises(InputDataError, match=f"{victim.name}: corrupt or truncated DICOM file"):
+        read_dicom_series(folder)
