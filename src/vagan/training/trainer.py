@@ -350,10 +350,7 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
                 if saved is not None:
                     runner.resume_from(saved)
                 elif stage.init_from:
-                    source = stage_dir(run_dir, stage.init_from) / "final"
-                    if not source.exists():
-                        raise VaganError(f"stage {stage.name} starts from stage {stage.init_from}, but {source} does not "
-                                         f"exist; run stage {stage.init_from} first")
+                    source = stage_dir(run_dir, stage.init_from) / "final"  # checked by _check_stage_sources
                     runner.initialise_from(load_checkpoint(source, expect_preset=cfg.preset))
                 final = runner.run() or final_dir
         finally:
