@@ -124,7 +124,7 @@ def simulate(
     if from_ is None:
         path = write_phantom_dataset(out, spec, overwrite=overwrite, device=torch_device)
     else:
-        path = write_dataset_from_series(from_, out, spec.dose, spec.simulation_config(), seed=spec.seed,
+        path = write_dataset_from_series(from_, out, spec.dose, spec.simulation, seed=spec.seed,
                                          overwrite=overwrite, device=torch_device, batch_size=spec.batch_size)
     typer.echo(f"wrote paired dataset {path} (see {path / 'manifest.json'})")
 

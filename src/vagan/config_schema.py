@@ -1,14 +1,20 @@
-"""Frozen dataclasses from plain YAML data: type checks, value ranges and "did you mean" errors naming the key.
+"""The one schema mechanism of every config section: frozen dataclasses deriving from :class:`Section`.
 
-A field's valid range is declared beside it with :func:`bounded` and checked when the dataclass is
-built from data (defaults are in range by construction); floats must be finite.
+A section checks itself on creation, from YAML or from Python alike: the type of each field (floats
+finite, ``Literal`` names with "did you mean"), the range declared beside the field with
+:func:`bounded`, then its own rules between fields (:meth:`Section.check`). :func:`build_dataclass`
+builds one from plain (YAML) data: it refuses unknown keys, converts what YAML gives (lists to
+tuples, ints to floats, mappings to nested sections), lets the section tidy its raw data first
+(:meth:`Section.prepare`) and names the full key path in every message.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
+import re
 import types
 import typing
 from pathlib import Path
@@ -50,6 +56,33 @@ def bounded(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: 
     """A dataclass field whose value must lie in the given range (checked by :func:`build_dataclass`)."""
     return dataclasses.field(default=default, default_factory=default_factory,
                              metadata={"bounds": Bounds(ge=ge, gt=gt, le=le, lt=lt)})
+
+
+class Section:
+    """Base of every config section (a frozen dataclass): validated on creation, built by :func:`build_dataclass`."""
+
+    def __post_init__(self) -> None:
+        hints = _type_hints(type(self))
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, f.name)
+            coerce(value, hints[f.name], f.name)
+            bounds = f.metadata.get("bounds")
+            if bounds is not None:
+                bounds.check(value, f.name)
+        self.check()
+
+    def check(self) -> None:
+        """Rules between fields; raise :class:`ConfigError` with a message that starts with the field's name."""
+
+    @classmethod
+    def prepare(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
+        """Raw (YAML) data tidied before it is built: shorthands expanded, old key names renamed."""
+        return data
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 def did_you_mean(key: str, options: list[str]) -> str:
@@ -124,18 +157,29 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
 
 
 def build_dataclass(cls: type, data: dict[str, Any], where: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    """A :class:`Section` ``cls`` from plain data; every error names its key path below ``where``."""
+    if issubclass(cls, Section):
+        data = cls.prepare(dict(data), where)
+    hints = _type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in data.items():
-        path = f"{where}.{key}" if where else key
+        path = f"{where}.{key}" if where else str(key)
         if key not in fields:
             raise ConfigError(f"unknown config key {path!r}" + did_you_mean(str(key), list(fields)))
         kwargs[key] = coerce(value, hints[key], path)
-        bounds = fields[key].metadata.get("bounds")
-        if bounds is not None:
-            bounds.check(kwargs[key], path)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        raise ConfigError(_at(where, str(err), fields)) from None
+
+
+def _at(where: str, message: str, fields: set[str]) -> str:
+    """``message`` from inside a section, placed under ``where``: ``lr: ...`` -> ``stages[0].lr: ...``."""
+    if not where:
+        return message
+    head = re.match(r"(\w+)[.:\[ ]", message)
+    return f"{where}.{message}" if head and head.group(1) in fields else f"{where}: {message}"
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

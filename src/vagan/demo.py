@@ -9,6 +9,7 @@ Everything lands in one output folder::
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,68 +19,74 @@ from typing import Any
 
 import numpy as np
 
-from vagan.config_schema import (
-    build_dataclass,
-    did_you_mean,
-    merge,
-    parse_overrides,
-    read_yaml_mapping,
-)
+from vagan.config_schema import Section, build_dataclass, did_you_mean, merge, parse_overrides, read_yaml_mapping
+from vagan.data.simulated import DatasetSpec
 from vagan.errors import ConfigError, VaganError
+from vagan.evaluation.eval_config import EvaluationConfig, MethodSpec
 from vagan.io.atomic import prepare_growing_dir
+from vagan.io.mayo import DataSplit
 from vagan.io.windowing import BODY_THRESHOLD_HU
 
 log = logging.getLogger(__name__)
 
+DEFAULT_METHODS = ("ldct", "bm3d")
 DEMO_ENTRIES = ("simulation/*.png",)
 """What the demo writes into its folder besides data/, runs/* and report/, which carry markers of their own."""
 
 
 @dataclass(frozen=True)
-class DemoConfig:
-    """What the demo simulates, trains and evaluates (``configs/demo.yaml``)."""
+class DemoConfig(Section):
+    """What the demo simulates, trains and evaluates (``configs/demo.yaml``).
 
-    dataset: dict[str, Any] = field(default_factory=dict)
-    split: dict[str, Any] = field(default_factory=dict)
+    ``steps`` per stage: ``"psnr"`` for every preset's stage of that name, ``"vagan.gan"`` for one
+    preset's (it wins). ``evaluation`` lists the methods besides the trained presets (default LDCT
+    and BM3D); its data, split, device and title are the demo's.
+    """
+
+    dataset: DatasetSpec = field(default_factory=DatasetSpec)
+    split: DataSplit = field(default_factory=DataSplit)
     presets: tuple[str, ...] = ("g_psnr", "ga_psnr", "vagan")
-    steps: dict[str, int] = field(default_factory=lambda: {"psnr": 200, "gan": 50})  # "stage" or "preset.stage"
+    steps: dict[str, int] = field(default_factory=lambda: {"psnr": 200, "gan": 50})
     train_overrides: tuple[str, ...] = ()
-    evaluation: dict[str, Any] = field(default_factory=dict)
+    evaluation: EvaluationConfig = field(default_factory=lambda: EvaluationConfig.from_dict(
+        {"methods": DEFAULT_METHODS}))
+
+    def check(self) -> None:
+        """Every ``steps`` key names a stage (``psnr``) or a preset's stage (``vagan.gan``) of the demo."""
+        from vagan.training.config import load_config
+
+        stages = {preset: [s.name for s in load_config(preset).stages] for preset in self.presets}
+        known = {s for names in stages.values() for s in names} | {f"{p}.{s}" for p, names in stages.items()
+                                                                    for s in names}
+        for key, value in self.steps.items():
+            if key not in known:
+                raise ConfigError(f"steps.{key}: not a stage of the demo's presets"
+                                  + did_you_mean(str(key), sorted(known)))
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"steps.{key}: must be an integer >= 1, got {value!r}")
+
+    @classmethod
+    def prepare(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
+        """``--set steps.vagan.gan=N`` nests ``{"vagan": {"gan": N}}``: flattened to ``"vagan.gan"``;
+        ``evaluation.methods`` defaults to LDCT and BM3D."""
+        steps = data.get("steps")
+        if isinstance(steps, dict):
+            flat: dict[str, Any] = {}
+            for key, value in steps.items():
+                if isinstance(value, dict):
+                    flat.update({f"{key}.{stage}": n for stage, n in value.items()})
+                else:
+                    flat[key] = value
+            data["steps"] = flat
+        if isinstance(data.get("evaluation"), dict):
+            data["evaluation"] = {"methods": DEFAULT_METHODS, **data["evaluation"]}
+        return data
 
 
 def load_demo_config(path: Path | None = None, overrides: list[str] | None = None) -> DemoConfig:
     path = Path(path) if path else Path(str(resources.files("vagan") / "configs" / "demo.yaml"))
     data = read_yaml_mapping(path)
-    merged = merge(data, parse_overrides(overrides or []))
-    if isinstance(merged.get("steps"), dict):
-        merged["steps"] = _flat_steps(merged["steps"])
-    config = build_dataclass(DemoConfig, merged, "")
-    _check_steps(config)
-    return config
-
-
-def _flat_steps(steps: dict[str, Any]) -> dict[str, Any]:
-    """``--set steps.vagan.gan=N`` nests ``{"vagan": {"gan": N}}``; the demo's key is ``"vagan.gan"``."""
-    flat: dict[str, Any] = {}
-    for key, value in steps.items():
-        if isinstance(value, dict):
-            flat.update({f"{key}.{stage}": n for stage, n in value.items()})
-        else:
-            flat[key] = value
-    return flat
-
-
-def _check_steps(config: DemoConfig) -> None:
-    """Every ``steps`` key names a stage (``psnr``) or a preset's stage (``vagan.gan``) of the demo."""
-    from vagan.training.config import load_config
-
-    stages = {preset: [s.name for s in load_config(preset).stages] for preset in config.presets}
-    known = {s for names in stages.values() for s in names} | {f"{p}.{s}" for p, names in stages.items() for s in names}
-    for key, value in config.steps.items():
-        if key not in known:
-            raise ConfigError(f"steps.{key}: not a stage of the demo's presets" + did_you_mean(str(key), sorted(known)))
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"steps.{key}: must be an integer >= 1, got {value!r}")
+    return build_dataclass(DemoConfig, merge(data, parse_overrides(overrides or [])), "")
 
 
 def _perceptual_override() -> str:
@@ -140,9 +147,8 @@ def run_demo(out: Path, config: DemoConfig, overwrite: bool = False, device: str
     ``inputs`` (the demo's config file) may not lie in ``out``; an existing ``out`` is replaced only
     with ``overwrite`` and only when it is a demo folder vagan wrote.
     """
-    from vagan.data.simulated import DatasetSpec, write_phantom_dataset
+    from vagan.data.simulated import write_phantom_dataset
     from vagan.devices import resolve_device
-    from vagan.evaluation.eval_config import EvaluationConfig
     from vagan.evaluation.runner import evaluate
     from vagan.training.config import load_config, with_values
     from vagan.training.trainer import train
@@ -150,7 +156,7 @@ def run_demo(out: Path, config: DemoConfig, overwrite: bool = False, device: str
     out = Path(out)
     torch_device = resolve_device(device)
     prepare_growing_dir(out, "demo", DEMO_ENTRIES, overwrite=overwrite, inputs=inputs)
-    spec = DatasetSpec.from_dict(config.dataset)
+    spec = config.dataset
     data_root = out / "data"
     log.info("1/4 simulating %d phantom patients x %d slices at %g%% dose", spec.patients, spec.slices_per_patient,
              100 * spec.dose)
@@ -172,11 +178,10 @@ def run_demo(out: Path, config: DemoConfig, overwrite: bool = False, device: str
                  ", ".join(f"{s.name} {s.max_steps} steps" for s in cfg.stages))
         runs[preset] = train(cfg, out / "runs" / preset)
     log.info("3/4 + 4/4 BM3D, evaluation and report")
-    methods = [*config.evaluation.get("methods", ["ldct", "bm3d"]),
-               *[f"{preset}={out / 'runs' / preset}" for preset in config.presets]]
-    eval_cfg = EvaluationConfig.from_dict({**config.evaluation, "methods": methods, "data_root": str(data_root),
-                                           "split": config.split, "device": str(torch_device),
-                                           "title": "vagan demo: phantom, quarter dose"})
+    runs_specs = [MethodSpec(preset, str(out / "runs" / preset)) for preset in config.presets]
+    methods = (*config.evaluation.methods, *runs_specs)
+    eval_cfg = dataclasses.replace(config.evaluation, methods=methods, data_root=str(data_root), split=config.split,
+                                   device=str(torch_device), title="vagan demo: phantom, quarter dose")
     result = evaluate(eval_cfg, out / "report", extra_sections=extra_sections, extra_tables=extra_tables,
                       extra_figures=extra_figures)
     return result.report.markdown

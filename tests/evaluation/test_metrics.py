@@ -10,6 +10,7 @@ import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from torchmetrics.functional.image import structural_similarity_index_measure
 
+from vagan.errors import ConfigError
 from vagan.evaluation.metrics import (
     FIELD,
     METRICS,
@@ -159,10 +160,12 @@ def test_random_body_patches_depend_on_index_and_seed() -> None:
 
 
 def test_patch_spec_validation() -> None:
-    with pytest.raises(ValueError, match="patch mode"):
+    with pytest.raises(ConfigError, match="mode: 'corners' is not one of"):
         PatchSpec(mode="corners")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="4 patches"):
+    with pytest.raises(ConfigError, match="per_image: .*4 patches"):
         PatchSpec(per_image=3)
+    with pytest.raises(ConfigError, match="size: must be >= 11"):
+        PatchSpec(size=8)
     with pytest.raises(ValueError, match="smaller than"):
         select_patches(np.zeros((40, 40)), PatchSpec())
 

@@ -37,8 +37,8 @@ def runs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def evaluated(runs):
     base, _ = runs
-    cfg = EvaluationConfig(methods=["ldct", "ndct", "bm3d", str(base / "ga"), str(base / "g")], patches=PATCHES,
-                           timing_slices=1, timing_size=64)
+    cfg = EvaluationConfig.from_dict(dict(methods=["ldct", "ndct", "bm3d", str(base / "ga"), str(base / "g")],
+                                          patches=PATCHES, timing_slices=1, timing_size=64))
     return evaluate(cfg, base / "out", progress=False)
 
 
@@ -47,7 +47,7 @@ def _cheap(root: Path, **kw) -> EvaluationConfig:
     args = {"methods": ["ldct"], "data_root": str(root), "split": {"train": ["T000"], "test": ["T002"]},
             "patches": PATCHES, "fid_net": "none", "timing_slices": 0, "figure_slices": 1}
     args.update(kw)
-    return EvaluationConfig(**args)
+    return EvaluationConfig.from_dict(args)
 
 
 def _read_pairs_by_hand(folder: Path) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -151,8 +151,8 @@ def test_report_files_exist_and_are_complete(evaluated, runs):
     summary = json.loads((out / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-JSON {c}"))
     assert summary["data"]["patients"] == ["T002"] and summary["data"]["slices"] == 4
     assert summary["methods"]["NDCT (oracle)"]["metrics"]["psnr_slice"]["mean"] == "inf"
-    assert EvaluationConfig.from_dict(summary["config"]) == EvaluationConfig(
-        methods=[m["spec"] for m in summary["config"]["methods"]], patches=PATCHES, timing_slices=1, timing_size=64)
+    assert EvaluationConfig.from_dict(summary["config"]) == EvaluationConfig.from_dict(dict(
+        methods=[m["spec"] for m in summary["config"]["methods"]], patches=PATCHES, timing_slices=1, timing_size=64))
 
 
 def test_attention_figure_only_for_the_attentive_model(evaluated):
@@ -200,11 +200,11 @@ def test_a_failure_while_writing_leaves_nothing(tmp_path, runs, monkeypatch):
 
 def test_unknown_method_spec_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="did you mean 'bm3d'"):
-        EvaluationConfig(methods=["bm4d"])
+        EvaluationConfig.from_dict({"methods": ["bm4d"]})
     with pytest.raises(ConfigError, match="bm3d:SIGMA_HU"):
-        EvaluationConfig(methods=["bm3d:abc"])
+        EvaluationConfig.from_dict({"methods": ["bm3d:abc"]})
     with pytest.raises(ConfigError, match="reserved"):
-        EvaluationConfig(methods=[("LDCT", "bm3d")])
+        EvaluationConfig.from_dict({"methods": [("LDCT", "bm3d")]})
     with pytest.raises(ConfigError, match="did you mean 'methods'"):
         EvaluationConfig.from_dict({"method": ["ldct"]})
     with pytest.raises(ConfigError, match="patches"):
@@ -234,8 +234,8 @@ def test_empty_test_subset_is_an_input_error_with_a_hint(tmp_path, runs):
 
 def test_evaluating_on_training_patients_is_flagged(tmp_path, runs):
     base, _ = runs
-    cfg = EvaluationConfig(methods=[str(base / "g")], subset="train", max_slices=2, patches=PATCHES,
-                           fid_net="none", timing_slices=0, figure_slices=1)
+    cfg = EvaluationConfig.from_dict(dict(methods=[str(base / "g")], subset="train", max_slices=2, patches=PATCHES,
+                                          fid_net="none", timing_slices=0, figure_slices=1))
     result = evaluate(cfg, tmp_path / "out", progress=False)
     assert any("WARNING" in n and "T000" in n for n in result.notes)
     assert "trained or validated on test patients" in result.report.markdown.read_text()

@@ -119,7 +119,7 @@ def test_config_from_dict() -> None:
     cfg = SimulationConfig.from_dict({"geometry": "parallel", "i0": 200000, "filter_window": "shepp-logan"})
     assert cfg.i0 == 200000.0 and isinstance(cfg.i0, float) and cfg.make_geometry().kind == "parallel"
     assert SimulationConfig.from_dict(cfg.to_dict()) == cfg
-    with pytest.raises(ConfigError, match=r"'n_view'.*did you mean 'n_views'"):
+    with pytest.raises(ConfigError, match=r"simulation.n_view'.*did you mean 'n_views'"):
         SimulationConfig.from_dict({"n_view": 100})
     with pytest.raises(ConfigError, match=r"simulation\.i0"):
         SimulationConfig.from_dict({"i0": -5.0})

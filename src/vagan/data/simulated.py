@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from vagan import __version__
-from vagan.config_schema import bounded, build_dataclass
+from vagan.config_schema import Section, bounded, build_dataclass
 from vagan.errors import ConfigError, InputDataError
 from vagan.io.atomic import atomic_dir
 from vagan.io.dicom import MAX_SIDE, looks_like_dicom, write_dicom_series
@@ -37,7 +37,7 @@ MANIFEST = "manifest.json"
 
 
 @dataclass(frozen=True)
-class DatasetSpec:
+class DatasetSpec(Section):
     """How many phantom patients and slices, at what size, dose and seed."""
 
     patients: int = bounded(4, ge=1)
@@ -49,14 +49,11 @@ class DatasetSpec:
     write_truth: bool = False
     seed: int = 0
     batch_size: int = bounded(4, ge=1)
-    simulation: dict[str, Any] = field(default_factory=dict)
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DatasetSpec:
         return build_dataclass(cls, data, "")
-
-    def simulation_config(self) -> SimulationConfig:
-        return SimulationConfig.from_dict(self.simulation)
 
     @property
     def thickness_label(self) -> str:
@@ -89,12 +86,12 @@ def write_phantom_dataset(out: Path, spec: DatasetSpec, *, overwrite: bool = Fal
 
     device = torch.device(device)
     spacing = spec.pixel_spacing_mm or FIELD_OF_VIEW_MM / spec.size
-    simulator = LowDoseSimulator(spec.simulation_config(), (spec.size, spec.size), spacing, device=device)
+    simulator = LowDoseSimulator(spec.simulation, (spec.size, spec.size), spacing, device=device)
     noise = torch.Generator(device=device).manual_seed(spec.seed)
     anatomy = np.random.default_rng(spec.seed)
     manifest: dict[str, Any] = {"kind": "vagan-paired-dataset", "source": "phantom", "vagan_version": __version__,
-                                "spec": asdict(spec), "pixel_spacing_mm": spacing,
-                                "simulation": spec.simulation_config().to_dict(), "patients": []}
+                                "spec": {k: v for k, v in asdict(spec).items() if k != "simulation"}, "pixel_spacing_mm": spacing,
+                                "simulation": spec.simulation.to_dict(), "patients": []}
     with atomic_dir(Path(out), "dataset", overwrite=overwrite) as tmp:
         for p in tqdm(range(spec.patients), desc="phantom patients", disable=not progress):
             pid = f"PH{p + 1:03d}"

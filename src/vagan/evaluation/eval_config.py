@@ -15,22 +15,25 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vagan.config_schema import (
+    Section,
+    bounded,
     build_dataclass,
     merge,
     parse_overrides,
 )
 from vagan.errors import ConfigError
 from vagan.evaluation.metrics import PatchSpec
+from vagan.io.mayo import DataSplit
 from vagan.precision import PrecisionName
 
 KEYWORDS: tuple[str, ...] = ("ldct", "ndct", "bm3d", "bm3d:SIGMA_HU")
-FID_NETS: tuple[str, ...] = ("random-ct", "vgg19", "inception", "none")
+FidNet = Literal["random-ct", "vgg19", "inception", "none"]
 RESERVED_NAMES = {"LDCT": "ldct", "NDCT": "ndct"}  # the fixed panels of the comparison figure
 MethodKind = Literal["ldct", "ndct", "bm3d", "model"]
 
 
 @dataclass(frozen=True)
-class MethodSpec:
+class MethodSpec(Section):
     """One row of Table II: a display ``name`` (``""``: automatic) and what to run (``spec``).
 
     ``spec`` is ``ldct`` | ``ndct`` | ``bm3d`` | ``bm3d:SIGMA_HU`` | an existing checkpoint or
@@ -40,27 +43,43 @@ class MethodSpec:
     name: str = ""
     spec: str = ""
 
-    def __post_init__(self) -> None:
-        where = f"method {self.name or self.spec!r}"
+    def check(self) -> None:
         spec = self.spec.strip()
         if not spec:
-            raise ConfigError(f"{where}: empty spec; expected one of {list(KEYWORDS)} or a checkpoint/run folder")
+            raise ConfigError(f"spec: empty; expected one of {list(KEYWORDS)} or a checkpoint/run folder")
         low = spec.lower()
         if low.startswith("bm3d:"):
             try:
                 sigma = float(spec.split(":", 1)[1])
             except ValueError:
-                raise ConfigError(f"{where}: {spec!r} is not bm3d:SIGMA_HU with a number, e.g. bm3d:25") from None
+                raise ConfigError(f"spec: {spec!r} is not bm3d:SIGMA_HU with a number, e.g. bm3d:25") from None
             if not (math.isfinite(sigma) and sigma > 0):
-                raise ConfigError(f"{where}: BM3D sigma must be a positive number of HU, got {spec!r}")
+                raise ConfigError(f"spec: BM3D sigma must be a positive number of HU, got {spec!r}")
         elif low not in ("ldct", "ndct", "bm3d") and not Path(spec).expanduser().exists():
             close = difflib.get_close_matches(low, ["ldct", "ndct", "bm3d"], n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"{where}: unknown method spec {spec!r}: not one of {list(KEYWORDS)} and no such "
+            raise ConfigError(f"spec: unknown method spec {spec!r}: not one of {list(KEYWORDS)} and no such "
                               f"checkpoint or run folder{hint}")
         reserved = RESERVED_NAMES.get(self.name)
         if reserved is not None and low != reserved:
-            raise ConfigError(f"{where}: the name {self.name!r} is reserved for the {reserved!r} method; rename it")
+            raise ConfigError(f"name: {self.name!r} is reserved for the {reserved!r} method; rename it")
+
+    @classmethod
+    def parse(cls, item: Any, where: str) -> MethodSpec:
+        """One method from ``spec``, ``"name=spec"``, ``[name, spec]`` or ``{name:, spec:}``."""
+        if isinstance(item, MethodSpec):
+            return item
+        if isinstance(item, str):
+            name, sep, spec = item.partition("=")
+            data = {"name": name.strip(), "spec": spec.strip()} if sep else {"spec": item}
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            data = {"name": str(item[0]), "spec": str(item[1])}
+        elif isinstance(item, Mapping) and "spec" in item:
+            data = dict(item)
+        else:
+            raise ConfigError(f"{where}: expected 'spec', 'name=spec', [name, spec] or {{name: ..., spec: ...}}, "
+                              f"got {item!r}")
+        return build_dataclass(cls, data, where)
 
     @property
     def kind(self) -> MethodKind:
@@ -86,32 +105,8 @@ class MethodSpec:
         return {"ldct": "LDCT", "ndct": "NDCT (oracle)"}.get(self.kind, self.spec)
 
 
-def _method_specs(raw: Any) -> tuple[MethodSpec, ...]:
-    """Methods from ``{name: spec}``, or a list of ``spec`` / ``"name=spec"`` / ``[name, spec]`` /
-    ``{name:, spec:}`` / :class:`MethodSpec` items."""
-    if isinstance(raw, Mapping):
-        return tuple(MethodSpec(str(k), str(v)) for k, v in raw.items())
-    if isinstance(raw, (str, bytes)) or not isinstance(raw, Sequence):
-        raise ConfigError(f"methods: expected a list or a mapping name -> spec, got {raw!r}")
-    out = []
-    for i, item in enumerate(raw):
-        if isinstance(item, MethodSpec):
-            out.append(item)
-        elif isinstance(item, str):
-            name, sep, spec = item.partition("=")
-            out.append(MethodSpec(name.strip(), spec.strip()) if sep else MethodSpec("", item))
-        elif isinstance(item, Mapping) and set(item) <= {"name", "spec"} and "spec" in item:
-            out.append(MethodSpec(str(item.get("name", "")), str(item["spec"])))
-        elif isinstance(item, (list, tuple)) and len(item) == 2:
-            out.append(MethodSpec(str(item[0]), str(item[1])))
-        else:
-            raise ConfigError(f"methods[{i}]: expected 'spec', 'name=spec', [name, spec] or "
-                              f"{{name: ..., spec: ...}}, got {item!r}")
-    return tuple(out)
-
-
 @dataclass(frozen=True)
-class EvaluationConfig:
+class EvaluationConfig(Section):
     """What :func:`evaluate` runs, on which slices, and how it reports.
 
     Data: ``data_root``/``split``/``split_seed``/``thickness`` default to the first model's
@@ -129,52 +124,37 @@ class EvaluationConfig:
     methods: tuple[MethodSpec, ...] = ()
     data_root: str | None = None
     subset: str = "test"
-    split: dict[str, Any] | None = None
+    split: DataSplit | None = None
     split_seed: int | None = None
     thickness: str | None = None
-    max_slices: int | None = None
-    fid_net: Literal["random-ct", "vgg19", "inception", "none"] = "random-ct"
+    max_slices: int | None = bounded(None, ge=1)
+    fid_net: FidNet = "random-ct"
     fid_weights: str | None = None
     fid_seed: int = 0
     fid_vgg_layer: str = "conv5_4"
     device: str = "cpu"
     precision: PrecisionName = "auto"
     compile: bool = False
-    batch_size: int = 4
-    timing_slices: int = 3
-    timing_size: int = 512
+    batch_size: int = bounded(4, ge=1)
+    timing_slices: int = bounded(3, ge=0)
+    timing_size: int = bounded(512, ge=16)
     patches: PatchSpec = field(default_factory=PatchSpec)
     zoom: tuple[int, int, int, int] | None = None
-    figure_slices: int = 2
+    figure_slices: int = bounded(2, ge=0)
     title: str = "VAGAN evaluation"
 
-    def __post_init__(self) -> None:
-        methods = _method_specs(self.methods)
-        object.__setattr__(self, "methods", methods)
-        if not methods:
-            raise ConfigError("methods is empty; give at least one of " + ", ".join(KEYWORDS) + " or a model path")
-        names = [m.name for m in methods if m.name]
+    def check(self) -> None:
+        if not self.methods:
+            raise ConfigError("methods: empty; give at least one of " + ", ".join(KEYWORDS) + " or a model path")
+        names = [m.name for m in self.methods if m.name]
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ConfigError(f"methods: the names {dup} are used twice; give each method its own name")
-        if self.fid_net not in FID_NETS:
-            raise ConfigError(f"fid_net {self.fid_net!r} is not one of {list(FID_NETS)}")
-        checks = {"batch_size": (self.batch_size, 1), "timing_slices": (self.timing_slices, 0),
-                  "timing_size": (self.timing_size, 16), "figure_slices": (self.figure_slices, 0)}
-        if self.max_slices is not None:
-            checks["max_slices"] = (self.max_slices, 1)
-        for key, (value, lowest) in checks.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-                raise ConfigError(f"{key}: expected an integer >= {lowest}, got {value!r}")
         if not self.subset:
-            raise ConfigError("subset is empty; use test, val, train or all")
-        if self.zoom is not None:
-            zoom = tuple(self.zoom)
-            if len(zoom) != 4 or any(isinstance(v, bool) or not isinstance(v, int) for v in zoom) \
-                    or zoom[0] < 0 or zoom[1] < 0 or zoom[2] < 1 or zoom[3] < 1:
-                raise ConfigError(f"zoom: expected (row, col, height, width) integers with height, width >= 1, "
-                                  f"got {self.zoom!r}")
-            object.__setattr__(self, "zoom", zoom)
+            raise ConfigError("subset: empty; use test, val, train or all")
+        if self.zoom is not None and (min(self.zoom[:2]) < 0 or min(self.zoom[2:]) < 1):
+            raise ConfigError(f"zoom: expected (row, col, height, width) with row, col >= 0 and height, width >= 1, "
+                              f"got {self.zoom!r}")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], overrides: Sequence[str] = ()) -> EvaluationConfig:
@@ -182,19 +162,26 @@ class EvaluationConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"evaluation config: expected a mapping, got {type(data).__name__}")
         raw = merge(dict(data), parse_overrides(list(overrides))) if overrides else dict(data)
-        if "amp" in raw:  # written before the precision policy: amp false = fp32, amp true = auto
-            raw.setdefault("precision", "auto" if raw.pop("amp") else "fp32")
-        if "methods" in raw:
-            raw["methods"] = _method_specs(raw["methods"])
-        if isinstance(raw.get("patches"), Mapping):
-            try:
-                raw["patches"] = build_dataclass(PatchSpec, dict(raw["patches"]), "patches")
-            except ValueError as err:
-                raise ConfigError(f"patches: {err}") from None
         return build_dataclass(cls, raw, "")
+
+    @classmethod
+    def prepare(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
+        """Methods given as ``{name: spec}`` or a list of shorthands (:meth:`MethodSpec.parse`); ``amp``
+        (before the precision policy) becomes ``precision``: false = fp32, true = auto."""
+        if "amp" in data:
+            data.setdefault("precision", "auto" if data.pop("amp") else "fp32")
+        raw = data.get("methods")
+        if isinstance(raw, Mapping):
+            data["methods"] = tuple(MethodSpec.parse([str(k), str(v)], f"methods.{k}") for k, v in raw.items())
+        elif isinstance(raw, (list, tuple)):
+            data["methods"] = tuple(MethodSpec.parse(item, f"methods[{i}]") for i, item in enumerate(raw))
+        elif raw is not None:
+            raise ConfigError(f"methods: expected a list or a mapping name -> spec, got {raw!r}")
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["methods"] = [{"name": m.name, "spec": m.spec} for m in self.methods]
+        out["split"] = self.split.to_dict() if self.split else None
         return out
 

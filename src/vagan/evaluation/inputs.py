@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ import torch
 from vagan.data.patches import SlicePair
 from vagan.errors import ConfigError, InputDataError, VaganError
 from vagan.evaluation.eval_config import EvaluationConfig, MethodSpec
+from vagan.io.mayo import DataSplit
 from vagan.precision import Precision
 from vagan.training.config import DataConfig
 
@@ -42,7 +43,7 @@ class EvaluationData:
     root: Path
     subset: str
     patients: tuple[str, ...]
-    split: Mapping[str, Any] | None
+    split: DataSplit | None
     split_seed: int
     thickness: str
     split_source: str
@@ -106,14 +107,14 @@ def load_test_set(cfg: EvaluationConfig, models: Sequence[Any]) -> EvaluationDat
         raise ConfigError("data_root is not set and no model names its dataset; give data_root (a dataset in the "
                           "Mayo layout, e.g. written by `vagan simulate`)")
     thickness = cfg.thickness or (first.thickness if first else "1mm")
-    split = cfg.split if cfg.split is not None else (dict(first.split) if first else dict(DataConfig().split))
+    split = cfg.split if cfg.split is not None else (first.split if first else DataConfig().split)
     seed = cfg.split_seed if cfg.split_seed is not None else (first.split_seed if first else 0)
     if cfg.split is not None:
         source = "the evaluation config"
     root = Path(root).expanduser()
     if cfg.subset == "all":
         patients = list_mayo_patients(root, thickness) if root.is_dir() else []
-        split_used: Mapping[str, Any] | None = None
+        split_used: DataSplit | None = None
         if not root.is_dir():
             raise InputDataError(f"dataset folder {root} does not exist; give data_root")
     else:

@@ -36,6 +36,8 @@ from typing import Literal, NamedTuple
 import numpy as np
 import torch
 
+from vagan.config_schema import Section, bounded
+from vagan.errors import ConfigError
 from vagan.io.atomic import atomic_file
 from vagan.io.windowing import BODY_THRESHOLD_HU, DISPLAY_RANGE, NETWORK_RANGE, HURange
 
@@ -184,11 +186,10 @@ def ssim_hu(pred_hu: ArrayLike, target_hu: ArrayLike, convention: Convention = F
 # --------------------------------------------------------------------------- patches
 
 PatchMode = Literal["body-quadrants", "image-quadrants", "random-body"]
-PATCH_MODES: tuple[str, ...] = ("body-quadrants", "image-quadrants", "random-body")
 
 
 @dataclass(frozen=True)
-class PatchSpec:
+class PatchSpec(Section):
     """How the paper's test patches are taken: ``per_image`` patches of ``size`` x ``size``.
 
     The paper cut 7,744 patches from 1,936 test slices (4 per slice) without saying where.
@@ -204,21 +205,15 @@ class PatchSpec:
     Quadrant modes need ``per_image == 4``.
     """
 
-    size: int = 64
-    per_image: int = 4
+    size: int = bounded(64, ge=11)  # the SSIM window is 11 px
+    per_image: int = bounded(4, ge=1)
     mode: PatchMode = "body-quadrants"
     body_hu: float = BODY_THRESHOLD_HU
     seed: int = 0
 
-    def __post_init__(self) -> None:
-        if self.mode not in PATCH_MODES:
-            raise ValueError(f"patch mode must be one of {PATCH_MODES}, got {self.mode!r}")
-        if self.size < 11:
-            raise ValueError(f"patch size must be >= 11 (the SSIM window), got {self.size}")
-        if self.per_image < 1:
-            raise ValueError(f"patches per image must be >= 1, got {self.per_image}")
+    def check(self) -> None:
         if self.mode != "random-body" and self.per_image != 4:
-            raise ValueError(f"mode {self.mode!r} gives 4 patches per image, got per_image={self.per_image}")
+            raise ConfigError(f"per_image: mode {self.mode!r} gives 4 patches per image, got {self.per_image}")
 
 
 def _quadrant_corners(r0: int, r1: int, c0: int, c1: int, shape: tuple[int, int], size: int) -> list[tuple[int, int]]:

@@ -57,7 +57,7 @@ def method_sections(cfg: EvaluationConfig, methods: Sequence[Method], test: Eval
               fid_name: str | None, device: torch.device, precision: Precision,
               notes: Sequence[str]) -> list[ReportSection]:
     shapes = ", ".join(f"{h}x{w}" for h, w in test.shapes)
-    split = "all patients of the folder" if test.split is None else f"{dict(test.split)} (seed {test.split_seed})"
+    split = "all patients of the folder" if test.split is None else f"{test.split.to_dict()} (seed {test.split_seed})"
     data = (f"Dataset {test.root} (thickness {test.thickness}), subset {test.subset!r}: {len(test.patients)} "
             f"patient(s) ({', '.join(test.patients)}), {len(test.pairs)} slice pairs of {shapes} pixels"
             + (f" (capped at max_slices={cfg.max_slices})" if cfg.max_slices else "") + f".\n\nSplit: {split}; "
@@ -175,7 +175,7 @@ def summary_record(cfg: EvaluationConfig, methods: Sequence[Method], test: Evalu
         "title": cfg.title,
         "data": {"root": test.root, "subset": test.subset, "patients": list(test.patients),
                  "slices": len(test.pairs), "shapes": [list(s) for s in test.shapes], "thickness": test.thickness,
-                 "split": test.split, "split_seed": test.split_seed, "split_source": test.split_source},
+                 "split": test.split.to_dict() if test.split else None, "split_seed": test.split_seed, "split_source": test.split_source},
         "conventions": {"field": {"hu_range": [-1024.0, 3072.0], "data_range": 1.0,
                                   "patches": dataclasses.asdict(cfg.patches)},
                         "window": {"hu_range": [-160.0, 240.0], "data_range": 400.0},

@@ -16,11 +16,13 @@ import difflib
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from vagan.config_schema import Section, build_dataclass
 from vagan.errors import ConfigError, InputDataError
 from vagan.io.dicom import read_dicom_series
 from vagan.io.volume import CTVolume
@@ -139,8 +141,12 @@ def load_mayo_pair(
 
 
 @dataclass(frozen=True)
-class DataSplit:
-    """Patients per subset: fractions (drawn with a seed) or explicit lists of patient names."""
+class DataSplit(Section):
+    """Patients per subset: fractions (drawn with a seed) or explicit lists of patient names.
+
+    Fractions lie in [0, 1] and sum to 1; a patient is named in one subset at most. In plain data a
+    subset left out is empty (0 or no names).
+    """
 
     train: float | tuple[str, ...] = 0.8
     val: float | tuple[str, ...] = 0.1
@@ -152,47 +158,48 @@ class DataSplit:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, object], where: str = "data.split") -> DataSplit:
-        """Build from ``{"train": 0.7, ...}`` or ``{"train": ["L067", ...], ...}``; missing subsets are empty."""
+        """Build from ``{"train": 0.7, ...}`` or ``{"train": ["L067", ...], ...}``."""
         if not isinstance(raw, Mapping):
             raise ConfigError(f"{where} must be a mapping of {', '.join(SUBSETS)}, got {type(raw).__name__}")
-        unknown = [k for k in raw if k not in SUBSETS]
-        if unknown:
-            hints = [difflib.get_close_matches(str(k), SUBSETS, n=1) for k in unknown]
-            hint = "; ".join(f"{k!r}: did you mean {h[0]!r}?" for k, h in zip(unknown, hints) if h)
-            raise ConfigError(f"{where}: unknown key(s) {unknown}; expected {list(SUBSETS)}" + (f" ({hint})" if hint else ""))
-        values = list(raw.values())
-        if not values:
-            raise ConfigError(f"{where} is empty; give fractions or patient lists for {list(SUBSETS)}")
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-            fractions = {k: float(raw.get(k, 0.0)) for k in SUBSETS}  # type: ignore[arg-type]
-            return cls(**fractions).checked(where)
-        if all(isinstance(v, (list, tuple)) and all(isinstance(p, str) for p in v) for v in values):
-            names = {k: tuple(raw.get(k, ())) for k in SUBSETS}  # type: ignore[arg-type]
-            return cls(**names).checked(where)
-        raise ConfigError(
-            f"{where}: values must be all fractions (e.g. train: 0.8) or all lists of patient names, got {dict(raw)}"
-        )
+        return build_dataclass(cls, dict(raw), where)
 
-    def checked(self, where: str = "data.split") -> DataSplit:
-        """Validate fractions (each in [0, 1], summing to 1) or names (no patient twice)."""
-        parts = {f.name: getattr(self, f.name) for f in fields(self)}
+    @classmethod
+    def prepare(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
+        """Subsets left out are empty: 0 with fractions, no names with lists."""
+        if not data:
+            raise ConfigError(f"{where} is empty; give fractions or patient lists for {list(SUBSETS)}")
+        kinds = {isinstance(v, (list, tuple)) for v in data.values()}
+        if len(kinds) > 1:
+            raise ConfigError(f"{where}: values must be all fractions (e.g. train: 0.8) or all lists of patient "
+                              f"names, got {data}")
+        names = kinds == {True}
+        return {subset: () if names else 0.0 for subset in SUBSETS} | data
+
+    def check(self) -> None:
+        parts = {subset: getattr(self, subset) for subset in SUBSETS}
+        if len({isinstance(v, tuple) for v in parts.values()}) > 1:
+            raise ConfigError(f"values must be all fractions (e.g. train: 0.8) or all lists of patient names, "
+                              f"got {parts}")
         if self.by_name:
             seen: dict[str, str] = {}
             for subset, names in parts.items():
-                if not isinstance(names, tuple):
-                    raise ConfigError(f"{where}.{subset}: mix of fractions and names; use one kind for all subsets")
                 for name in names:
                     if name in seen:
-                        raise ConfigError(f"{where}: patient {name!r} is in both {seen[name]!r} and {subset!r}; a patient belongs to one subset")
+                        raise ConfigError(f"patient {name!r} is in both {seen[name]!r} and {subset!r}; a patient "
+                                          "belongs to one subset")
                     seen[name] = subset
-            return self
+            return
         for subset, frac in parts.items():
-            if isinstance(frac, tuple) or not 0.0 <= frac <= 1.0:
-                raise ConfigError(f"{where}.{subset} = {frac!r}; expected a fraction in [0, 1]")
-        total = sum(parts.values())  # type: ignore[arg-type]
+            if not 0.0 <= frac <= 1.0:
+                raise ConfigError(f"{subset}: {frac!r} is not a fraction in [0, 1]")
+        total = sum(parts.values())
         if abs(total - 1.0) > 1e-6:
-            raise ConfigError(f"{where}: fractions sum to {total:g}, expected 1 ({parts})")
-        return self
+            raise ConfigError(f"fractions sum to {total:g}, expected 1 ({parts})")
+
+    def to_dict(self) -> dict[str, float | list[str]]:
+        """Plain data for YAML/JSON: ``{"train": 0.8, ...}`` or ``{"train": ["L067", ...], ...}``."""
+        return {subset: list(v) if isinstance(v, tuple) else v for subset in SUBSETS
+                for v in [getattr(self, subset)]}
 
     def assign(self, patients: Sequence[str], seed: int = 0) -> dict[str, list[str]]:
         """Subsets of ``patients`` (see :func:`split_patients`)."""

@@ -16,12 +16,14 @@ of the Mayo data).
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
 
-__all__ = ["WINDOWS", "filter_response", "filter_sinogram", "ramp_kernel", "window_response"]
+__all__ = ["WINDOWS", "FilterWindow", "filter_response", "filter_sinogram", "ramp_kernel", "window_response"]
 
-WINDOWS: tuple[str, ...] = ("ram-lak", "shepp-logan", "cosine", "hamming", "hann")
+FilterWindow = Literal["ram-lak", "shepp-logan", "cosine", "hamming", "hann"]
+WINDOWS: tuple[str, ...] = get_args(FilterWindow)
 
 
 def _check_window(window: str) -> None:

@@ -35,17 +35,16 @@ I0 = 2.0e5 brings it to about 50 HU while I0 stays in the 1.5-2.25e5 range of a 
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, get_args, get_type_hints
+from typing import Any, Literal
 
 import torch
 
+from vagan.config_schema import Section, bounded, build_dataclass
 from vagan.errors import ConfigError
 from vagan.physics.attenuation import MU_WATER_PER_MM, hu_to_mu
-from vagan.physics.filters import WINDOWS
+from vagan.physics.filters import FilterWindow
 from vagan.physics.geometry import (
     SCANNER_CHANNEL_MM,
     SCANNER_CHANNELS,
@@ -72,7 +71,7 @@ Source = Literal["truth", "ndct"]
 
 
 @dataclass(frozen=True)
-class SimulationConfig:
+class SimulationConfig(Section):
     """Settings of :func:`simulate_low_dose`; validated on creation (``ConfigError`` names the key).
 
     Geometry fields describe the fan beam; ``geometry="parallel"`` uses its rebinned equivalent
@@ -88,48 +87,26 @@ class SimulationConfig:
     source_isocenter_mm: float = SCANNER_SOURCE_ISOCENTER_MM
     source_detector_mm: float = SCANNER_SOURCE_DETECTOR_MM
     detector_offset_mm: float = 0.0
-    i0: float = DEFAULT_I0
-    electronic_noise_var: float = DEFAULT_ELECTRONIC_NOISE_VAR
-    count_floor: float = DEFAULT_COUNT_FLOOR
-    mu_water_per_mm: float = MU_WATER_PER_MM
-    filter_window: str = "cosine"
+    i0: float = bounded(DEFAULT_I0, gt=0)
+    electronic_noise_var: float = bounded(DEFAULT_ELECTRONIC_NOISE_VAR, ge=0)  # counts^2
+    count_floor: float = bounded(DEFAULT_COUNT_FLOOR, gt=0)
+    mu_water_per_mm: float = bounded(MU_WATER_PER_MM, gt=0)
+    filter_window: FilterWindow = "cosine"
     noise: bool = True
     reconstruction: Literal["noise_only", "full"] = "noise_only"
 
-    def __post_init__(self) -> None:
-        _check_types(self)
-        for key in ("i0", "count_floor", "mu_water_per_mm"):
-            if not getattr(self, key) > 0:
-                raise ConfigError(f"simulation.{key}: must be > 0, got {getattr(self, key)!r}")
-        if self.electronic_noise_var < 0:
-            raise ConfigError(
-                f"simulation.electronic_noise_var: must be >= 0 counts^2, got {self.electronic_noise_var!r}"
-            )
-        if self.filter_window not in WINDOWS:
-            raise ConfigError(
-                f"simulation.filter_window: {self.filter_window!r} is not one of {list(WINDOWS)}"
-                + _did_you_mean(self.filter_window, list(WINDOWS))
-            )
+    def check(self) -> None:
         try:
             self.make_geometry()
         except ValueError as err:
-            raise ConfigError(f"simulation geometry: {err}") from err
+            raise ConfigError(f"scan geometry: {err}") from err
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SimulationConfig:
         """Build from a mapping (e.g. a YAML section); unknown keys raise ``ConfigError``."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"simulation: expected a mapping of settings, got {type(data).__name__} {data!r}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in data:
-            if key not in names:
-                raise ConfigError(f"unknown simulation config key {key!r}" + _did_you_mean(str(key), names))
-        values = dict(data)
-        hints = get_type_hints(cls)
-        for key, value in values.items():  # YAML reads "200000" as an int
-            if hints[key] is float and isinstance(value, int) and not isinstance(value, bool):
-                values[key] = float(value)
-        return cls(**values)
+        return build_dataclass(cls, dict(data), "simulation")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -145,33 +122,6 @@ class SimulationConfig:
             detector_offset_mm=self.detector_offset_mm,
         )
         return fan if self.geometry == "fan" else fan.rebinned_parallel()
-
-
-def _did_you_mean(key: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(key, options, n=1)
-    return f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(sorted(options))}"
-
-
-def _check_types(cfg: SimulationConfig) -> None:
-    hints = get_type_hints(type(cfg))
-    for f in dataclasses.fields(cfg):
-        value, hint, where = getattr(cfg, f.name), hints[f.name], f"simulation.{f.name}"
-        if hint is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        elif hint is float:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"{where}: expected a finite number, got {value!r}")
-        elif hint is bool:
-            if not isinstance(value, bool):
-                raise ConfigError(f"{where}: expected true/false, got {value!r}")
-        elif hint is str:
-            if not isinstance(value, str):
-                raise ConfigError(f"{where}: expected a string, got {value!r}")
-        else:  # a Literal
-            options = [str(option) for option in get_args(hint)]
-            if value not in options:
-                raise ConfigError(f"{where}: {value!r} is not one of {options}" + _did_you_mean(str(value), options))
 
 
 def _check_dose(dose: float) -> float:

@@ -13,18 +13,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from vagan.config_schema import bounded, parse_overrides, read_yaml_mapping
+from vagan.config_schema import Section, bounded, parse_overrides, read_yaml_mapping
 from vagan.config_schema import build_dataclass as _build
 from vagan.config_schema import did_you_mean as _did_you_mean
 from vagan.config_schema import merge as _merge
 from vagan.errors import ConfigError
+from vagan.io.mayo import DataSplit
 from vagan.precision import PrecisionName
 
 PRESETS: tuple[str, ...] = ("g_psnr", "ga_psnr", "g_gan", "ga_gan", "vagan", "red_cnn", "wgan_vgg")
 
 
 @dataclass(frozen=True)
-class ModelConfig:
+class ModelConfig(Section):
     """Which networks a preset trains, and their widths."""
 
     generator: Literal["vagan", "red", "red_cnn", "wgan_vgg"] = "vagan"
@@ -36,12 +37,12 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(Section):
     """Paired LDCT/NDCT data in the Mayo 2016 layout and how patches are drawn from it."""
 
     root: str | None = None
     thickness: str = "1mm"
-    split: dict[str, Any] = field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
+    split: DataSplit = field(default_factory=DataSplit)
     split_seed: int = 0
     patch_size: int = bounded(64, ge=16)  # and a multiple of 4 (checked with the other rules)
     patches_per_slice: int = bounded(35, ge=1)  # the paper: 140,000 patches from 4,000 slices
@@ -52,9 +53,15 @@ class DataConfig:
     val_slices: int = bounded(16, ge=0)  # 0: no validation
     max_train_slices: int | None = bounded(None, ge=1)
 
+    def check(self) -> None:
+        if self.patch_size % 4:
+            raise ConfigError(f"patch_size: must be a multiple of 4, got {self.patch_size}")
+        if self.hu_max <= self.hu_min:
+            raise ConfigError(f"hu_max: must exceed hu_min ({self.hu_min:g}), got {self.hu_max:g}")
+
 
 @dataclass(frozen=True)
-class LossWeights:
+class LossWeights(Section):
     """Weights of the terms of eqs. (6)-(11); zero switches a term off."""
 
     mse: float = bounded(0.0, ge=0)  # plain pixel MSE (RED-CNN, WGAN-VGG)
@@ -69,7 +76,7 @@ class LossWeights:
 
 
 @dataclass(frozen=True)
-class StageConfig:
+class StageConfig(Section):
     """One training stage: PSNR-oriented (no discriminator) or adversarial."""
 
     name: str = "psnr"
@@ -87,7 +94,7 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(Section):
     """Everything outside the model and data: seeds, devices, logging, checkpoints."""
 
     seed: int = 0
@@ -103,7 +110,7 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class ExperimentConfig:
+class ExperimentConfig(Section):
     """A whole preset: model, data, stages, training options."""
 
     preset: str = "vagan"
@@ -121,28 +128,34 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def check(self) -> None:
+        if not self.stages:
+            raise ConfigError("stages: at least one stage is needed")
+        names = [s.name for s in self.stages]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"stages: names must be unique, got {names}")
+        for i, stage in enumerate(self.stages):
+            where = f"stages[{i}] ({stage.name})"
+            if stage.init_from is not None and stage.init_from not in names[:i]:
+                raise ConfigError(f"{where}.init_from: {stage.init_from!r} is not an earlier stage ({names[:i]})")
+            if stage.adversarial != "none" and self.model.discriminator == "none":
+                raise ConfigError(f"{where}: adversarial stage needs model.discriminator (it is 'none')")
+            if stage.losses.ab_steps is not None and len(stage.losses.ab_steps) != self.model.attention_steps:
+                raise ConfigError(f"{where}.losses.ab_steps: {len(stage.losses.ab_steps)} weights for "
+                                  f"model.attention_steps = {self.model.attention_steps}")
+            if stage.losses.ab > 0 and self.model.generator != "vagan":
+                raise ConfigError(f"{where}.losses.ab: L_AB needs the attentive generator (model.generator: vagan)")
 
-def _validate(cfg: ExperimentConfig) -> None:
-    if not cfg.stages:
-        raise ConfigError("stages: at least one stage is needed")
-    names = [s.name for s in cfg.stages]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"stages: names must be unique, got {names}")
-    for i, stage in enumerate(cfg.stages):
-        where = f"stages[{i}] ({stage.name})"
-        if stage.init_from is not None and stage.init_from not in names[:i]:
-            raise ConfigError(f"{where}.init_from: {stage.init_from!r} is not an earlier stage ({names[:i]})")
-        if stage.adversarial != "none" and cfg.model.discriminator == "none":
-            raise ConfigError(f"{where}: adversarial stage needs model.discriminator (it is 'none')")
-        if stage.losses.ab_steps is not None and len(stage.losses.ab_steps) != cfg.model.attention_steps:
-            raise ConfigError(f"{where}.losses.ab_steps: {len(stage.losses.ab_steps)} weights for "
-                              f"model.attention_steps = {cfg.model.attention_steps}")
-        if stage.losses.ab > 0 and cfg.model.generator != "vagan":
-            raise ConfigError(f"{where}.losses.ab: L_AB needs the attentive generator (model.generator: vagan)")
-    if cfg.data.patch_size % 4:
-        raise ConfigError(f"data.patch_size: must be a multiple of 4, got {cfg.data.patch_size}")
-    if cfg.data.hu_max <= cfg.data.hu_min:
-        raise ConfigError("data.hu_max must exceed data.hu_min")
+    @classmethod
+    def prepare(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
+        """Configs written before the precision policy had ``train.amp`` (bf16 autocast on a GPU):
+        ``amp: false`` becomes ``precision: fp32``, ``amp: true`` ``precision: auto``."""
+        train = data.get("train")
+        if isinstance(train, dict) and "amp" in train:
+            upgraded = {k: v for k, v in train.items() if k != "amp"}
+            upgraded.setdefault("precision", "auto" if train["amp"] else "fp32")
+            data = {**data, "train": upgraded}
+        return data
 
 
 def _apply_stage_wildcard(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -179,17 +192,6 @@ def load_config(source: str | Path, overrides: list[str] | None = None) -> Exper
     return config_from_dict(data, overrides)
 
 
-def _upgrade_legacy(data: dict[str, Any]) -> dict[str, Any]:
-    """Configs written before the precision policy had ``train.amp`` (bf16 autocast on a GPU):
-    ``amp: false`` becomes ``precision: fp32``, ``amp: true`` ``precision: auto``."""
-    train = data.get("train")
-    if isinstance(train, dict) and "amp" in train:
-        upgraded = {k: v for k, v in train.items() if k != "amp"}
-        upgraded.setdefault("precision", "auto" if train["amp"] else "fp32")
-        data = {**data, "train": upgraded}
-    return data
-
-
 def with_values(cfg: ExperimentConfig, values: dict[str, Any]) -> ExperimentConfig:
     """``cfg`` with dotted keys (``data.root``, ``stages.0.max_steps``) set to typed values and
     validated again. Values from typed command-line options go here, never through ``--set`` text:
@@ -207,9 +209,6 @@ def with_values(cfg: ExperimentConfig, values: dict[str, Any]) -> ExperimentConf
 
 def config_from_dict(data: dict[str, Any], overrides: list[str] | None = None) -> ExperimentConfig:
     """Build and validate an :class:`ExperimentConfig` from plain data (plus overrides)."""
-    data = _upgrade_legacy(data)
     over = _apply_stage_wildcard(data, parse_overrides(overrides or []))
     merged = _merge(data, over)
-    cfg = _build(ExperimentConfig, merged, "")
-    _validate(cfg)
-    return cfg
+    return _build(ExperimentConfig, merged, "")
