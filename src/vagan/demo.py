@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from vagan.config_schema import Section, build_dataclass, did_you_mean, merge, parse_overrides, read_yaml_mapping
+from vagan.config_schema import (
+    Section,
+    build_dataclass,
+    did_you_mean,
+    merge,
+    parse_overrides,
+    read_yaml_mapping,
+)
 from vagan.data.simulated import DatasetSpec
 from vagan.errors import ConfigError, VaganError
 from vagan.evaluation.eval_config import EvaluationConfig, MethodSpec

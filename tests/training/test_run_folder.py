@@ -13,9 +13,20 @@ from support import tiny_config, tiny_data, write_tiny_dataset
 from typer.testing import CliRunner
 
 from vagan.cli import app
-from vagan.errors import ConfigError, OutputError, OutputExistsError, VaganError
+from vagan.errors import (
+    CheckpointError,
+    ConfigError,
+    OutputError,
+    OutputExistsError,
+    VaganError,
+)
 from vagan.io.ownership import check_replaceable, read_marker
-from vagan.training.run_folder import RunLock, resume_mismatches
+from vagan.training.run_folder import (
+    RunLock,
+    final_checkpoint,
+    resume_mismatches,
+    run_of_checkpoint,
+)
 from vagan.training.trainer import train
 
 runner = CliRunner()
@@ -216,3 +227,41 @@ def test_train_takes_a_data_folder_named_like_a_number_or_with_a_hash(tmp_path: 
     import yaml
 
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["data"]["root"] == str(root)
+
+
+# --------------------------------------------------------------------------- reading a run
+
+
+def _fake_run(root: Path, stages: list[str], finished: list[str]) -> Path:
+    (root / "logs").mkdir(parents=True)
+    (root / "checkpoints").mkdir()
+    (root / "logs" / "metrics.csv").write_text("stage,epoch,step,name,value\n")
+    (root / "config.yaml").write_text("stages:\n" + "".join(f"  - name: {s}\n" for s in stages))
+    for stage in finished:
+        (root / "checkpoints" / stage / "final").mkdir(parents=True)
+        (root / "checkpoints" / stage / "final" / "meta.json").write_text("{}")
+    return root
+
+
+def test_a_run_folder_stands_for_the_final_checkpoint_of_its_last_finished_stage(tmp_path: Path) -> None:
+    run = _fake_run(tmp_path / "run", ["psnr", "gan"], ["psnr", "gan"])
+    assert final_checkpoint(run) == run / "checkpoints" / "gan" / "final"
+    assert final_checkpoint(run / "checkpoints" / "psnr" / "final") == run / "checkpoints" / "psnr" / "final"
+    assert run_of_checkpoint(final_checkpoint(run)) == run
+    half = _fake_run(tmp_path / "half", ["psnr", "gan"], ["psnr"])
+    assert final_checkpoint(half) == half / "checkpoints" / "psnr" / "final"
+    assert run_of_checkpoint(tmp_path / "elsewhere" / "final") is None
+
+
+def test_a_run_folder_that_cannot_be_read_is_one_checkpoint_error(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no finished stage"):
+        final_checkpoint(_fake_run(tmp_path / "new", ["psnr"], []))
+    broken = _fake_run(tmp_path / "broken", ["psnr"], [])
+    (broken / "config.yaml").write_text("stages: [unclosed\n")
+    with pytest.raises(CheckpointError, match="config.yaml is corrupt"):
+        final_checkpoint(broken)
+    (broken / "config.yaml").write_text("stages: 3\n")
+    with pytest.raises(CheckpointError, match="should list the run's stages"):
+        final_checkpoint(broken)
+    with pytest.raises(CheckpointError, match="neither a vagan checkpoint folder"):
+        final_checkpoint(tmp_path)

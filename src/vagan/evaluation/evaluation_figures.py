@@ -24,6 +24,7 @@ from vagan.evaluation.figures import (
 )
 from vagan.evaluation.report import ReportFigure
 from vagan.io.windowing import BODY_THRESHOLD_HU
+from vagan.training.run_folder import METRICS_CSV
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ def write_figures(
                     m.model.config.data.attention_mode))
     for m in methods:
         if m.run_dir is not None:
-            fig = write_curves_figure(fig_dir, m.name, m.run_dir / "logs" / "metrics.csv")
+            fig = write_curves_figure(fig_dir, m.name, m.run_dir / METRICS_CSV)
             if fig is not None:
                 figures.append(fig)
     return figures

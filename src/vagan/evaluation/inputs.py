@@ -57,19 +57,12 @@ class EvaluationData:
         return f"{pair.patient} slice {pair.index + 1}"
 
 
-def _run_dir_of(spec_path: Path, checkpoint: Path) -> Path | None:
-    """The run folder (holding ``logs/metrics.csv``) of a model given as a run or checkpoint folder."""
-    for candidate in (spec_path, *checkpoint.parents[:3]):
-        if (candidate / "logs" / "metrics.csv").is_file():
-            return candidate
-    return None
-
-
 def load_methods(cfg: EvaluationConfig, device: torch.device, precision: Precision) -> list[Method]:
     """Load every model (a :class:`~vagan.errors.CheckpointError` for a folder that is not one) and name all methods."""
     from vagan.inference.bm3d_denoiser import BM3DDenoiser
     from vagan.inference.denoise import NetworkDenoiser
     from vagan.inference.model_loading import load_trained_model
+    from vagan.training.run_folder import run_of_checkpoint
 
     methods = []
     for spec in cfg.methods:
@@ -77,7 +70,7 @@ def load_methods(cfg: EvaluationConfig, device: torch.device, precision: Precisi
             model = load_trained_model(spec.path, device)
             name = spec.name or model.name
             denoiser = NetworkDenoiser(model, cfg.batch_size, device, precision=precision, compile=cfg.compile, name=name)
-            methods.append(Method(name, spec, denoiser, model, _run_dir_of(spec.path, model.checkpoint)))
+            methods.append(Method(name, spec, denoiser, model, run_of_checkpoint(model.checkpoint)))
         elif spec.kind == "bm3d":
             methods.append(Method(spec.name or spec.default_name(), spec, BM3DDenoiser(spec.sigma_hu)))
         else:

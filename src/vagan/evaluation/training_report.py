@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-import yaml
-
 from vagan.errors import InputDataError
 from vagan.evaluation.figures import training_curves_figure
 from vagan.evaluation.report import (
@@ -19,6 +17,12 @@ from vagan.evaluation.report import (
     write_report,
 )
 from vagan.io.atomic import atomic_dir
+from vagan.training.run_folder import (
+    CONFIG_FILE,
+    METRICS_CSV,
+    is_run_folder,
+    read_run_config,
+)
 
 VALIDATION = ("val_psnr", "val_ssim", "val_psnr_ldct")
 
@@ -33,7 +37,7 @@ def _last_values(csv_path: Path) -> dict[str, dict[str, tuple[int, float]]]:
 
 
 def _describe(run: Path) -> str:
-    config = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) or {}
+    config = read_run_config(run)
     stages = ", ".join(f"{s['name']} (lr {s['lr']:g}, batch {s['batch_size']}, "
                        f"{s.get('max_steps') or str(s['epochs']) + ' epochs'}{' steps' if s.get('max_steps') else ''})"
                        for s in config.get("stages", []))
@@ -59,15 +63,15 @@ def _labels(runs: list[Path]) -> list[str]:
 def write_training_report(runs: list[Path], out_dir: Path, overwrite: bool = False) -> ReportPaths:
     """Curves and end-of-stage validation metrics of ``runs`` (run folders of ``vagan train``)."""
     for run in runs:
-        if not (Path(run) / "config.yaml").is_file() or not (Path(run) / "logs" / "metrics.csv").is_file():
-            raise InputDataError(f"{run} is not a vagan run folder (config.yaml and logs/metrics.csv expected)")
+        if not is_run_folder(run):
+            raise InputDataError(f"{run} is not a vagan run folder ({CONFIG_FILE} and {METRICS_CSV} expected)")
     labels = _labels([Path(r) for r in runs])
     rows, sections, figures = [], [], []
     with atomic_dir(Path(out_dir), "training-report", overwrite=overwrite, inputs=tuple(Path(r) for r in runs)) as tmp:
         for run, label in zip(map(Path, runs), labels):
             text = _describe(run)
             sections.append(ReportSection(f"Run {label}", text))
-            log_csv = run / "logs" / "metrics.csv"
+            log_csv = run / METRICS_CSV
             for stage, values in _last_values(log_csv).items():
                 if "val_psnr" in values:
                     step = values["val_psnr"][0]

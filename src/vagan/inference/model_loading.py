@@ -10,8 +10,9 @@ import torch
 from vagan.errors import CheckpointError, ConfigError
 from vagan.io.windowing import HURange
 from vagan.training.build import build_generator
-from vagan.training.checkpoint import META_FILE, load_checkpoint, load_module_state
+from vagan.training.checkpoint import load_checkpoint, load_module_state
 from vagan.training.config import ExperimentConfig, config_from_dict
+from vagan.training.run_folder import final_checkpoint
 
 
 @dataclass
@@ -36,33 +37,9 @@ class TrainedModel:
         return self.config.model.generator == "vagan"
 
 
-def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint folder, or a run folder (then the final checkpoint of its last stage)."""
-    path = Path(path)
-    if (path / META_FILE).is_file():
-        return path
-    stages_dir = path / "checkpoints"
-    if stages_dir.is_dir():
-        config_file = path / "config.yaml"
-        finals = []
-        if config_file.is_file():
-            import yaml
-
-            try:
-                order = [s["name"] for s in (yaml.safe_load(config_file.read_text(encoding="utf-8")) or {})["stages"]]
-            except (yaml.YAMLError, UnicodeDecodeError, KeyError, TypeError, AttributeError) as err:
-                raise CheckpointError(f"{config_file} is corrupt ({type(err).__name__}); it should list the run's "
-                                      "stages") from None
-            finals = [stages_dir / name / "final" for name in order if (stages_dir / name / "final").is_dir()]
-        if finals:
-            return finals[-1]
-        raise CheckpointError(f"run folder {path} has no finished stage (no checkpoints/<stage>/final); train it first")
-    raise CheckpointError(f"{path} is neither a vagan checkpoint folder (with {META_FILE}) nor a run folder (with checkpoints/)")
-
-
 def load_trained_model(path: Path, device: torch.device | str = "cpu") -> TrainedModel:
     """Load the generator of a checkpoint or run folder, in eval mode on ``device``."""
-    ckpt_path = resolve_checkpoint(path)
+    ckpt_path = final_checkpoint(path)
     ckpt = load_checkpoint(ckpt_path)
     try:
         config = config_from_dict(ckpt.meta["config"])

@@ -11,19 +11,19 @@ class TrainingLog:
 
     FIELDS = ("stage", "epoch", "step", "name", "value")
 
-    def __init__(self, log_dir: Path, tensorboard: bool = True) -> None:
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.csv_path = log_dir / "metrics.csv"
+    def __init__(self, csv_path: Path, tensorboard_dir: Path | None = None) -> None:
+        csv_path.parent.mkdir(parents=True, exist_ok=True)
+        self.csv_path = csv_path
         new = not self.csv_path.exists()
         self._file = self.csv_path.open("a", newline="")
         self._csv = csv.writer(self._file)
         if new:
             self._csv.writerow(self.FIELDS)
         self._tb = None
-        if tensorboard:
+        if tensorboard_dir is not None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(log_dir=str(log_dir / "tensorboard"))
+            self._tb = SummaryWriter(log_dir=str(tensorboard_dir))
 
     def log(self, stage: str, epoch: int, step: int, values: dict[str, float]) -> None:
         for name, value in values.items():

@@ -1,7 +1,9 @@
-"""The run folder of ``vagan train``: created atomically with its ownership marker, locked while a
-process trains in it, replaced only when vagan wrote it, resumed only with an unchanged config.
+"""The run folder of ``vagan train``, the one place that knows its layout: created atomically with
+its ownership marker, locked while a process trains in it, replaced only when vagan wrote it,
+resumed only with an unchanged config, and read back (config, checkpoints, logs) by inference,
+evaluation and the reports.
 
-Layout: ``config.yaml`` (the validated config), ``checkpoints/<stage>/{latest,final}``, ``logs/``
+Layout: ``config.yaml`` (the validated config), ``checkpoints/<stage>/{last,final}``, ``logs/``
 (``metrics.csv`` and TensorBoard), the marker ``.vagan-output.json`` and the lock ``.vagan-lock``.
 """
 
@@ -32,10 +34,14 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
 CHECKPOINTS = "checkpoints"
+LAST = "last"  # the newest checkpoint of a stage in progress
+FINAL = "final"  # the checkpoint of a finished stage
 LOGS = "logs"
+METRICS_CSV = f"{LOGS}/metrics.csv"
+TENSORBOARD = f"{LOGS}/tensorboard"
 LOCK_FILE = ".vagan-lock"
 RUN_ENTRIES = (
-    CONFIG_FILE, LOCK_FILE, f"{LOGS}/metrics.csv", f"{LOGS}/tensorboard/events.out.tfevents.*",
+    CONFIG_FILE, LOCK_FILE, METRICS_CSV, f"{TENSORBOARD}/events.out.tfevents.*",
     *(f"{CHECKPOINTS}/*/*/{name}" for name in (WEIGHTS_FILE, META_FILE, STATE_FILE)),
     f"{CHECKPOINTS}/*/.*.tmp-*/*",  # a checkpoint being written when a process was killed
     f"{CHECKPOINTS}/*/.*.old-*/*/*",  # a checkpoint being replaced then
@@ -57,6 +63,52 @@ PATH_KEYS = ("data.root", "train.vgg_weights")  # compared as resolved paths
 def stage_dir(run_dir: Path, stage: str) -> Path:
     """Where the checkpoints of ``stage`` live."""
     return Path(run_dir) / CHECKPOINTS / stage
+
+
+# ------------------------------------------------------------------------------------------ reading a run
+
+
+def is_run_folder(path: Path) -> bool:
+    """``path`` holds a run's config and its training log."""
+    return (Path(path) / CONFIG_FILE).is_file() and (Path(path) / METRICS_CSV).is_file()
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    """The config a run was started with, as written (no schema applied); :class:`CheckpointError` if unreadable."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} is not a vagan run folder ({CONFIG_FILE} is missing)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path} is corrupt ({str(err).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path} is not a config mapping")
+    return raw
+
+
+def final_checkpoint(path: Path) -> Path:
+    """A checkpoint folder itself, or for a run folder the final checkpoint of its last finished stage."""
+    path = Path(path)
+    if (path / META_FILE).is_file():
+        return path
+    if not (path / CHECKPOINTS).is_dir():
+        raise CheckpointError(f"{path} is neither a vagan checkpoint folder (with {META_FILE}) nor a run folder "
+                              f"(with {CHECKPOINTS}/)")
+    stages = read_run_config(path).get("stages")
+    if not isinstance(stages, list) or not all(isinstance(s, dict) and "name" in s for s in stages):
+        raise CheckpointError(f"{path / CONFIG_FILE} is corrupt: it should list the run's stages")
+    finals = [stage_dir(path, s["name"]) / FINAL for s in stages if (stage_dir(path, s["name"]) / FINAL).is_dir()]
+    if not finals:
+        raise CheckpointError(f"run folder {path} has no finished stage (no {CHECKPOINTS}/<stage>/{FINAL}); "
+                              "train it first")
+    return finals[-1]
+
+
+def run_of_checkpoint(checkpoint: Path) -> Path | None:
+    """The run folder a checkpoint folder (``RUN/checkpoints/<stage>/<name>``) belongs to, if it is one."""
+    run = Path(checkpoint).parent.parent.parent
+    return run if Path(checkpoint).parent.parent.name == CHECKPOINTS and is_run_folder(run) else None
 
 
 class RunLock:
@@ -119,15 +171,10 @@ def resume_mismatches(previous: dict[str, Any], current: dict[str, Any]) -> list
 
 def _saved_config(run_dir: Path) -> dict[str, Any]:
     """The config a run was started with, normalised by today's schema (old keys upgraded, defaults filled)."""
-    path = run_dir / CONFIG_FILE
-    if not path.is_file():
-        raise CheckpointError(f"--resume: {run_dir} is not a vagan run folder ({CONFIG_FILE} is missing)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"--resume: {path} is corrupt ({str(err).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise CheckpointError(f"--resume: {path} is not a config mapping")
+        raw = read_run_config(run_dir)
+    except CheckpointError as err:
+        raise CheckpointError(f"--resume: {err}") from None
     try:
         return config_from_dict(raw).to_dict()
     except ConfigError:  # written by a vagan whose schema differed: compare what is there
@@ -137,6 +184,9 @@ def _saved_config(run_dir: Path) -> dict[str, Any]:
 def _write_config(run_dir: Path, cfg: ExperimentConfig) -> None:
     with atomic_file(run_dir / CONFIG_FILE, overwrite=True) as tmp:
         tmp.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+# ------------------------------------------------------------------------------------------ writing a run
 
 
 def _has_checkpoints(run_dir: Path) -> bool:

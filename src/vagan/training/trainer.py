@@ -39,7 +39,15 @@ from vagan.training.checkpoint import (
 )
 from vagan.training.config import ExperimentConfig, StageConfig
 from vagan.training.logs import TrainingLog
-from vagan.training.run_folder import LOGS, check_run_folder, open_run_folder, stage_dir
+from vagan.training.run_folder import (
+    FINAL,
+    LAST,
+    METRICS_CSV,
+    TENSORBOARD,
+    check_run_folder,
+    open_run_folder,
+    stage_dir,
+)
 from vagan.training.steps import (
     Networks,
     NonFiniteLossError,
@@ -182,7 +190,7 @@ class _Stage:
         p = self.progress
         meta = {"preset": self.cfg.preset, "stage": self.stage.name, "config": self.cfg.to_dict(),
                 "precision": self.precision.name,
-                "progress": {"epoch": p.epoch, "batch": p.batch, "step": p.step}, "complete": name == "final",
+                "progress": {"epoch": p.epoch, "batch": p.batch, "step": p.step}, "complete": name == FINAL,
                 "metrics": metrics or {}}
         state = {"opt_g": self.opt_g.state_dict(), "rng": self.rng.get_state()}
         if self.scaler.is_enabled():
@@ -226,7 +234,7 @@ class _Stage:
         bar = tqdm(total=self.total_steps, initial=p.step, desc=f"{self.cfg.preset}/{self.stage.name}", unit="step",
                    disable=not (self.cfg.train.progress and self.world.is_main), dynamic_ncols=True)
         metrics: dict[str, float] = {}
-        last_saved = self.dir / "last"
+        last_saved = self.dir / LAST
         try:
             while p.step < self.total_steps:
                 tick = time.perf_counter()
@@ -253,7 +261,7 @@ class _Stage:
                     bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in ("loss_g", "loss_d", "patches_per_s")})
                     bar.update(1)
                     if p.step % self.cfg.train.checkpoint_every == 0 and p.step < self.total_steps:
-                        self.save("last")
+                        self.save(LAST)
                     if p.step >= self.total_steps:
                         break
                 if p.batch >= self.batches_per_epoch:
@@ -261,18 +269,18 @@ class _Stage:
                     p.batch = 0
                     metrics = self._validate()
                     if p.step < self.total_steps:
-                        self.save("last", metrics)
+                        self.save(LAST, metrics)
             if p.batch != 0 or not metrics:
                 metrics = self._validate()
         finally:
             bar.close()
-        self.save("last", metrics)
-        return self.save("final", metrics)
+        self.save(LAST, metrics)
+        return self.save(FINAL, metrics)
 
 
 def _most_advanced(folder: Path) -> Checkpoint | None:
     """The saved checkpoint of a stage (``last`` or ``final``) that reached the highest step."""
-    found = [load_checkpoint(folder / name, with_state=True) for name in ("last", "final") if (folder / name).exists()]
+    found = [load_checkpoint(folder / name, with_state=True) for name in (LAST, FINAL) if (folder / name).exists()]
     return max(found, key=lambda c: c.meta["progress"]["step"], default=None)
 
 
@@ -299,9 +307,9 @@ def _check_stage_sources(cfg: ExperimentConfig, wanted: list[str], run_dir: Path
         stage = cfg.stage(name)
         if not stage.init_from or stage.init_from in wanted:
             continue
-        if resume and any((stage_dir(run_dir, name) / saved).exists() for saved in ("last", "final")):
+        if resume and any((stage_dir(run_dir, name) / saved).exists() for saved in (LAST, FINAL)):
             continue  # it continues from its own checkpoint
-        source = stage_dir(run_dir, stage.init_from) / "final"
+        source = stage_dir(run_dir, stage.init_from) / FINAL
         if overwrite or not source.exists():
             raise VaganError(f"stage {name} starts from stage {stage.init_from}, but {source} does not exist"
                              f"{' after --overwrite' if overwrite else ''}; run stage {stage.init_from} first")
@@ -335,11 +343,11 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
         training_log = None
         final: Path | None = None
         try:
-            training_log = TrainingLog(run_dir / LOGS) if world.is_main else None
+            training_log = TrainingLog(run_dir / METRICS_CSV, run_dir / TENSORBOARD) if world.is_main else None
             for index, stage in enumerate(cfg.stages):
                 if stage.name not in wanted:
                     continue
-                final_dir = stage_dir(run_dir, stage.name) / "final"
+                final_dir = stage_dir(run_dir, stage.name) / FINAL
                 saved = _most_advanced(stage_dir(run_dir, stage.name)) if resume else None
                 stage_precision = _resumed_precision(saved, precision, cfg, device)
                 runner = _Stage(cfg, stage, index, run_dir, data, device, stage_precision, world, training_log)
@@ -350,7 +358,7 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
                 if saved is not None:
                     runner.resume_from(saved)
                 elif stage.init_from:
-                    source = stage_dir(run_dir, stage.init_from) / "final"  # checked by _check_stage_sources
+                    source = stage_dir(run_dir, stage.init_from) / FINAL  # checked by _check_stage_sources
                     runner.initialise_from(load_checkpoint(source, expect_preset=cfg.preset))
                 final = runner.run() or final_dir
         finally:
