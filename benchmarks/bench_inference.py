@@ -84,7 +84,7 @@ def _denoiser(method: str, mode: str, device, batch_size: int, workdir: Path):
     import torch
 
     cfg = load_config(method)
-    model = TrainedModel(init_parameters(build_generator(cfg.model), torch.Generator().manual_seed(0)), cfg,
+    model = TrainedModel(init_parameters(build_generator(cfg.model), torch.Generator().manual_seed(0)).to(device), cfg,
                          Path("."), cfg.stages[-1].name)
     if mode == "onnxruntime":
         from vagan.inference.export import OnnxDenoiser, export_onnx
@@ -93,7 +93,7 @@ def _denoiser(method: str, mode: str, device, batch_size: int, workdir: Path):
         path = export_onnx(model, workdir / f"{method}.onnx", check_hu=_slices(1)[0, 128:384, 128:384]).path
         return OnnxDenoiser(path, batch_size=batch_size), {"export_s": time.perf_counter() - start}
     precision = resolve_precision({"fp32": "fp32", "bf16": "bf16"}.get(mode, "auto"), device)
-    return (NetworkDenoiser(model, batch_size=batch_size, device=device, precision=precision,
+    return (NetworkDenoiser(model, batch_size=batch_size, precision=precision,
                             compile=mode.startswith("compile")), {"precision": precision.name})
 
 

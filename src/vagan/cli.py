@@ -181,13 +181,12 @@ def denoise(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT."),
 ) -> None:
     """Denoise a low-dose scan with a trained model (or BM3D); DICOM in, new derived DICOM series out."""
-    from vagan.inference.files import check_denoise_outputs, denoise_path
+    from vagan.inference.files import DenoiseJob, denoise_path
 
     model_inputs = [] if model.lower() == "bm3d" else [Path(model)]
-    check_denoise_outputs(input_path, output_path, attention_out, overwrite, model_inputs)  # before loading anything
+    job = DenoiseJob.checked(input_path, output_path, attention_out, overwrite, model_inputs)  # before loading anything
     denoiser = _denoiser(model, batch_size, device, _legacy_amp(amp, precision) or "auto", compile_, bm3d_sigma)
-    report = denoise_path(denoiser, input_path, output_path, overwrite=overwrite, attention_dir=attention_out,
-                          inputs=model_inputs)
+    report = denoise_path(denoiser, job)
     typer.echo(f"wrote {report.slices} slice(s) of {report.shape[0]}x{report.shape[1]} to {report.output}")
     if report.skipped:
         listed = "; ".join(f"{path.name} ({reason})" for path, reason in report.skipped)
@@ -214,8 +213,8 @@ def _denoiser(model: str, batch_size: int | None, device: str, precision: str, c
     torch_device = resolve_device(device)
     chosen = resolve_precision(precision, torch_device)
     logging.getLogger(__name__).info("precision: %s", chosen.describe())
-    return NetworkDenoiser(load_trained_model(Path(model), torch_device), batch_size=batch_size, device=torch_device,
-                           precision=chosen, compile=compile_)
+    return NetworkDenoiser(load_trained_model(Path(model), torch_device), batch_size=batch_size, precision=chosen,
+                           compile=compile_)
 
 
 @app.command()

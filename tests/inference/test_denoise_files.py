@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from vagan.cli import app
 from vagan.inference.denoise import NetworkDenoiser
-from vagan.inference.files import denoise_path
+from vagan.inference.files import DenoiseJob, denoise_path
 from vagan.inference.model_loading import load_trained_model
 from vagan.io.dicom import read_dicom_series, write_dicom_series
 from vagan.training.trainer import train
@@ -74,8 +74,8 @@ def test_multislice_series_other_size_and_dcmdump(trained_run, tmp_path):
     hu[:, 5:-5, 5:-5] = 40.0 + rng.normal(0, 30, (3, 30, 46))
     series = write_dicom_series(hu, tmp_path / "series", series_description="LDCT", patient_id="P1",
                                 pixel_spacing_mm=(0.8, 0.8), slice_thickness_mm=2.0)
-    out = denoise_path(NetworkDenoiser(load_trained_model(trained_run), batch_size=2), series, tmp_path / "den",
-                       progress=False)
+    out = denoise_path(NetworkDenoiser(load_trained_model(trained_run), batch_size=2),
+                       DenoiseJob.checked(series, tmp_path / "den"), progress=False)
     volume = read_dicom_series(out.output)
     assert volume.hu.shape == hu.shape
     assert np.allclose(volume.slice_positions_mm, read_dicom_series(series).slice_positions_mm)
@@ -89,7 +89,7 @@ def test_nifti_and_npy_round_trip_kinds(trained_run, tmp_path):
     hu = np.random.default_rng(1).normal(0, 20, (2, 32, 32)).astype(np.float32)
     np.save(tmp_path / "in.npy", hu)
     denoiser = NetworkDenoiser(load_trained_model(trained_run))
-    report = denoise_path(denoiser, tmp_path / "in.npy", tmp_path / "out.npy", progress=False)
+    report = denoise_path(denoiser, DenoiseJob.checked(tmp_path / "in.npy", tmp_path / "out.npy"), progress=False)
     assert np.load(report.output).shape == hu.shape
     result = runner.invoke(app, ["denoise", "--model", str(trained_run), str(tmp_path / "in.npy"),
                                  str(tmp_path / "out.nii.gz")])

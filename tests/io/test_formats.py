@@ -129,3 +129,13 @@ def test_write_volume_like_keeps_dicom_tags(ct_small: Path, tmp_path: Path) -> N
     assert np.abs(out.hu - (src.hu - 10.0)).max() <= 0.5
     assert out.headers[0].PatientID == src.headers[0].PatientID
     assert out.headers[0].SeriesDescription == "denoised by m"
+
+
+def test_with_hu_keeps_geometry_and_headers_and_refuses_another_shape(ct_small: Path) -> None:
+    volume = read_dicom_series(ct_small)
+    denoised = volume.with_hu(volume.hu + 1.0)
+    assert np.array_equal(denoised.hu, volume.hu + 1.0) and denoised.hu.dtype == np.float32
+    assert denoised.pixel_spacing_mm == volume.pixel_spacing_mm and denoised.headers is volume.headers
+    assert np.array_equal(denoised.slice_positions_mm, volume.slice_positions_mm) and denoised.skipped == ()
+    with pytest.raises(ValueError, match="cannot replace"):
+        volume.with_hu(volume.hu[:, :-1])

@@ -69,7 +69,7 @@ def load_methods(cfg: EvaluationConfig, device: torch.device, precision: Precisi
         if spec.kind == "model":
             model = load_trained_model(spec.path, device)
             name = spec.name or model.name
-            denoiser = NetworkDenoiser(model, cfg.batch_size, device, precision=precision, compile=cfg.compile, name=name)
+            denoiser = NetworkDenoiser(model, cfg.batch_size, precision=precision, compile=cfg.compile, name=name)
             methods.append(Method(name, spec, denoiser, model, run_of_checkpoint(model.checkpoint)))
         elif spec.kind == "bm3d":
             methods.append(Method(spec.name or spec.default_name(), spec, BM3DDenoiser(spec.sigma_hu)))

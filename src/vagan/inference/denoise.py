@@ -54,17 +54,16 @@ class NetworkDenoiser:
     """A trained generator applied to whole slices in batches.
 
     Args:
-        model: the loaded generator and its config.
+        model: the loaded generator and its config; it runs on the device it is on.
         batch_size: slices per forward pass (``None``: :data:`DEFAULT_BATCH` of the device).
-        device: where the network runs.
         precision: a resolved :class:`~vagan.precision.Precision` (``None``: fp32).
         compile: run the generator through ``torch.compile`` (inductor, weights frozen); when the
             compiler is unavailable or fails, a warning and the eager path.
     """
 
-    def __init__(self, model: TrainedModel, batch_size: int | None = None, device: torch.device | str = "cpu",
-                 precision: Precision | None = None, compile: bool = False, name: str | None = None) -> None:
-        self.device = torch.device(device)
+    def __init__(self, model: TrainedModel, batch_size: int | None = None, precision: Precision | None = None,
+                 compile: bool = False, name: str | None = None) -> None:
+        self.device = model.device
         batch_size = DEFAULT_BATCH.get(self.device.type, 1) if batch_size is None else batch_size
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -75,7 +74,7 @@ class NetworkDenoiser:
         if self.precision != chosen:
             log.info("precision of %s: %s", model.name, self.precision.describe())
         self.name = name or model.name
-        self.module = to_channels_last(model.generator.to(self.device)).eval()
+        self.module = to_channels_last(model.generator).eval()
         self.compile = compile
         self._compiled: Callable | None = None
 

@@ -299,7 +299,7 @@ def export_onnx(model: TrainedModel, out_path: Path, *, opset: int = DEFAULT_OPS
         raise VaganError(f"ONNX export of {model.name} at opset {opset} failed ({type(err).__name__}: "
                          f"{str(err).splitlines()[0][:300] if str(err) else 'no message'}); try another --opset") from None
 
-    reference = NetworkDenoiser(local, batch_size=2, device="cpu")  # fp32: the default precision
+    reference = NetworkDenoiser(local, batch_size=2)  # fp32: the default precision
     second = _second_check_batch(phantom)
     with atomic_file(out_path, overwrite=overwrite) as tmp:
         tmp.write_bytes(data)

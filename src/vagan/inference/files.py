@@ -60,48 +60,52 @@ def write_attention_maps(maps: np.ndarray, folder: Path, overwrite: bool = False
     return folder
 
 
-def check_denoise_outputs(input_path: Path, output_path: Path, attention_dir: Path | None, overwrite: bool,
-                          inputs: Sequence[Path] = ()) -> None:
-    """Every check of the outputs before any work: kinds, overlap with the inputs (``input_path`` and
-    e.g. the model folder) and with each other, existence, ownership and permission."""
-    if not Path(input_path).exists():
-        raise InputDataError(f"{input_path}: does not exist; expected a DICOM series folder, .nii/.nii.gz or .npy")
-    kind = _check_kinds(input_path, output_path)
-    every_input = (input_path, *inputs)
-    if attention_dir is not None:
-        check_outputs_apart([output_path, attention_dir])
-    check_output(output_path, overwrite, every_input, kind="dicom-series" if kind == "dicom" else None)
-    if attention_dir is not None:
-        check_output(attention_dir, overwrite, every_input, kind="attention-maps")
+@dataclass(frozen=True)
+class DenoiseJob:
+    """What to read and where to write, checked once before any work (:meth:`checked`)."""
+
+    input_path: Path
+    output_path: Path
+    attention_dir: Path | None = None
+    overwrite: bool = False
+    inputs: tuple[Path, ...] = ()  # further paths the command reads (the model), which no output may overlap
+
+    @classmethod
+    def checked(cls, input_path: Path, output_path: Path, attention_dir: Path | None = None, overwrite: bool = False,
+                inputs: Sequence[Path] = ()) -> DenoiseJob:
+        """Every check of the outputs before any work: kinds, overlap with the inputs (``input_path`` and
+        e.g. the model folder) and with each other, existence, ownership and permission."""
+        job = cls(Path(input_path), Path(output_path), Path(attention_dir) if attention_dir is not None else None,
+                  overwrite, tuple(Path(p) for p in inputs))
+        if not job.input_path.exists():
+            raise InputDataError(f"{input_path}: does not exist; expected a DICOM series folder, .nii/.nii.gz or .npy")
+        kind = _check_kinds(job.input_path, job.output_path)
+        every_input = (job.input_path, *job.inputs)
+        if job.attention_dir is not None:
+            check_outputs_apart([job.output_path, job.attention_dir])
+        check_output(job.output_path, overwrite, every_input, kind="dicom-series" if kind == "dicom" else None)
+        if job.attention_dir is not None:
+            check_output(job.attention_dir, overwrite, every_input, kind="attention-maps")
+        return job
 
 
-def denoise_path(denoiser: Denoiser, input_path: Path, output_path: Path, *, overwrite: bool = False,
-                 attention_dir: Path | None = None, progress: bool = True, inputs: Sequence[Path] = ()) -> DenoiseReport:
-    """Read ``input_path``, denoise every slice with ``denoiser``, write ``output_path`` of the same kind.
-
-    ``inputs`` are further paths the command reads (the model), which no output may overlap.
-    """
-    input_path, output_path = Path(input_path), Path(output_path)
-    attention_dir = Path(attention_dir) if attention_dir is not None else None
-    if attention_dir is not None and not denoiser.has_attention:
+def denoise_path(denoiser: Denoiser, job: DenoiseJob, progress: bool = True) -> DenoiseReport:
+    """Read ``job.input_path``, denoise every slice with ``denoiser``, write ``job.output_path`` of the same kind."""
+    if job.attention_dir is not None and not denoiser.has_attention:
         raise ConfigError(f"--attention-out: {denoiser.name} has no attention block, so there are no maps to write")
-    check_denoise_outputs(input_path, output_path, attention_dir, overwrite, inputs)
-    volume: CTVolume = read_volume(input_path)  # validated by its reader
-    with tqdm(total=volume.hu.shape[0], desc=f"denoise {denoiser.name}", unit="slice", disable=not progress, dynamic_ncols=True) as bar:
+    volume: CTVolume = read_volume(job.input_path)  # validated by its reader
+    with tqdm(total=volume.hu.shape[0], desc=f"denoise {denoiser.name}", unit="slice", disable=not progress,
+              dynamic_ncols=True) as bar:
         try:
-            result: Denoised = denoiser(volume.hu, progress=bar.update, keep_attention=attention_dir is not None)
+            result: Denoised = denoiser(volume.hu, progress=bar.update, keep_attention=job.attention_dir is not None)
         except ValueError as err:  # e.g. slices smaller than a network's receptive field
-            raise InputDataError(f"{input_path}: cannot denoise slices of {volume.hu.shape[1:]} with {denoiser.name}: "
-                                 f"{err}") from None
-    description = f"vagan {denoiser.name} denoised"
-    write_volume(output_path, CTVolume(hu=result.hu, pixel_spacing_mm=volume.pixel_spacing_mm,
-                                       slice_positions_mm=volume.slice_positions_mm, orientation=volume.orientation,
-                                       slice_thickness_mm=volume.slice_thickness_mm, headers=volume.headers,
-                                       source=volume.source),
-                 like=volume, series_description=description[:64], overwrite=overwrite,
-                 derivation_description=f"Denoised by vagan ({denoiser.name}) from {input_path.name}"[:1024])
+            raise InputDataError(f"{job.input_path}: cannot denoise slices of {volume.hu.shape[1:]} with "
+                                 f"{denoiser.name}: {err}") from None
+    write_volume(job.output_path, volume.with_hu(result.hu), series_description=f"vagan {denoiser.name} denoised",
+                 overwrite=job.overwrite,
+                 derivation_description=f"Denoised by vagan ({denoiser.name}) from {job.input_path.name}")
     written_attention = None
-    if attention_dir is not None and result.attention is not None:
-        written_attention = write_attention_maps(result.attention, attention_dir, overwrite)
-    return DenoiseReport(output=output_path, slices=result.hu.shape[0], shape=tuple(result.hu.shape[1:]),
+    if job.attention_dir is not None and result.attention is not None:
+        written_attention = write_attention_maps(result.attention, job.attention_dir, job.overwrite)
+    return DenoiseReport(output=job.output_path, slices=result.hu.shape[0], shape=tuple(result.hu.shape[1:]),
                          attention_dir=written_attention, skipped=volume.skipped)

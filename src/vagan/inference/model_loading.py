@@ -9,6 +9,7 @@ import torch
 
 from vagan.errors import CheckpointError, ConfigError
 from vagan.io.windowing import HURange
+from vagan.models.vagan_generator import AttentiveGenerator
 from vagan.training.build import build_generator
 from vagan.training.checkpoint import load_checkpoint, load_module_state
 from vagan.training.config import ExperimentConfig, config_from_dict
@@ -34,7 +35,13 @@ class TrainedModel:
 
     @property
     def has_attention(self) -> bool:
-        return self.config.model.generator == "vagan"
+        """Whether the generator has an attentive block, so that its output carries the maps M_t."""
+        return isinstance(self.generator, AttentiveGenerator) and self.generator.use_attention
+
+    @property
+    def device(self) -> torch.device:
+        """Where the generator's weights are."""
+        return next(self.generator.parameters()).device
 
 
 def load_trained_model(path: Path, device: torch.device | str = "cpu") -> TrainedModel:

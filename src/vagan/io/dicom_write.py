@@ -24,7 +24,7 @@ from pydicom.uid import (
 
 from vagan import __version__ as vagan_version
 from vagan.errors import VaganError
-from vagan.io.atomic import atomic_dir, check_output
+from vagan.io.atomic import atomic_dir
 from vagan.io.volume import AXIAL, CTVolume
 from vagan.io.windowing import DISPLAY_RANGE
 
@@ -164,19 +164,9 @@ def _target_geometry(
     if template is None:
         spacing = tuple(float(s) for s in (pixel_spacing_mm or (1.0, 1.0)))
         return CTVolume(hu=hu, pixel_spacing_mm=spacing, slice_thickness_mm=float(slice_thickness_mm or 1.0))  # type: ignore[arg-type]
-    if template.hu.shape != hu.shape:
-        raise ValueError(f"HU shape {hu.shape} differs from the template's {template.hu.shape} ({template.source})")
     if pixel_spacing_mm is not None and not np.allclose(pixel_spacing_mm, template.pixel_spacing_mm):
         raise ValueError(f"pixel_spacing_mm {pixel_spacing_mm} contradicts the template's {template.pixel_spacing_mm}")
-    return CTVolume(
-        hu=hu,
-        pixel_spacing_mm=template.pixel_spacing_mm,
-        slice_positions_mm=template.slice_positions_mm,
-        orientation=template.orientation,
-        slice_thickness_mm=slice_thickness_mm or template.slice_thickness_mm,
-        headers=template.headers,
-        source=template.source,
-    )
+    return template.with_hu(hu, slice_thickness_mm=slice_thickness_mm or template.slice_thickness_mm)
 
 
 def write_dicom_series(
@@ -215,7 +205,6 @@ def write_dicom_series(
     volume = _target_geometry(hu.astype(np.float32, copy=False), template, pixel_spacing_mm, slice_thickness_mm)
     CTVolume(hu=volume.hu, pixel_spacing_mm=volume.pixel_spacing_mm, source=folder).validate(check_scale=False)
     inputs = (template.source,) if template is not None and template.source is not None else ()
-    check_output(folder, overwrite, inputs=inputs, kind="dicom-series")
 
     date, time = _now()
     headers = volume.headers
@@ -232,7 +221,7 @@ def write_dicom_series(
         "time": time,
     }
     n_clipped = 0
-    with atomic_dir(folder, "dicom-series", overwrite=overwrite) as tmp:
+    with atomic_dir(folder, "dicom-series", overwrite=overwrite, inputs=inputs) as tmp:
         for k in range(volume.hu.shape[0]):
             ds = _derived_header(headers[k]) if headers else _scratch_header(volume, k, common)
             ds.PatientID = common["patient_id"]

@@ -80,8 +80,6 @@ def write_volume(
     hu = volume.hu if isinstance(volume, CTVolume) else np.asarray(volume, dtype=np.float32)
     if hu.ndim == 2:
         hu = hu[None]
-    if like is not None and like.hu.shape != hu.shape:
-        raise ValueError(f"volume shape {hu.shape} differs from the reference's {like.hu.shape} ({like.source})")
     geometry = volume if isinstance(volume, CTVolume) else like
     if kind == "dicom":
         template = like if like is not None else geometry
@@ -89,14 +87,8 @@ def write_volume(
             hu, path, template=template, series_description=series_description,
             overwrite=overwrite, derivation_description=derivation_description,
         )
-    if geometry is None:
-        out = CTVolume(hu=hu.astype(np.float32, copy=False), source=path)
-    else:
-        out = CTVolume(
-            hu=hu.astype(np.float32, copy=False), pixel_spacing_mm=geometry.pixel_spacing_mm,
-            slice_positions_mm=geometry.slice_positions_mm, orientation=geometry.orientation,
-            slice_thickness_mm=geometry.slice_thickness_mm, source=path,
-        )
+    out = CTVolume(hu=hu.astype(np.float32, copy=False), source=path) if geometry is None \
+        else geometry.with_hu(hu, headers=None, source=path)
     if kind == "nifti":
         return write_nifti(path, out, overwrite=overwrite)
     keep_2d = not isinstance(volume, CTVolume) and np.ndim(volume) == 2

@@ -12,6 +12,7 @@ with ``P_k = slice_positions_mm[k]`` (ImagePositionPatient), ``X, Y = orientatio
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +78,14 @@ class CTVolume:
         if self.slice_thickness_mm:
             return float(self.slice_thickness_mm)
         return DEFAULT_SPACING_MM
+
+    def with_hu(self, hu: np.ndarray, **changes: object) -> CTVolume:
+        """The same geometry and headers holding other HU of the same shape (e.g. a denoised copy)."""
+        hu = np.asarray(hu, dtype=np.float32)
+        if hu.shape != self.hu.shape:
+            raise ValueError(f"HU of shape {hu.shape} cannot replace those of {self.source or 'a volume'} "
+                             f"({self.hu.shape})")
+        return dataclasses.replace(self, hu=hu, skipped=(), **changes)  # type: ignore[arg-type]
 
     def positions_or_default(self) -> np.ndarray:
         """``slice_positions_mm``, or positions of a stack centred in x/y starting at z = 0."""
