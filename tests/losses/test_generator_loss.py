@@ -31,3 +31,13 @@ def test_terms_without_weight_are_refused() -> None:
         generator_total_loss({"tv": torch.tensor(1.0)})
     with pytest.raises(ValueError, match="no loss terms"):
         generator_total_loss({})
+
+
+def test_every_loss_term_has_a_weight_in_the_config() -> None:
+    from dataclasses import fields
+
+    from vagan.losses.generator import LOSS_TERMS
+    from vagan.training.config import LossWeights
+
+    assert set(LOSS_TERMS) <= {f.name for f in fields(LossWeights)}
+    assert set(PAPER_GENERATOR_WEIGHTS) <= set(LOSS_TERMS)

@@ -49,6 +49,8 @@ SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
 SSIM_TRUNCATE = 3.5  # Gaussian radius int(3.5 * 1.5 + 0.5) = 5 -> 11 taps
+SSIM_DESCRIPTION = (f"Gaussian window sigma {SSIM_SIGMA:g} (11 taps), K1 {SSIM_K1:g}, K2 {SSIM_K2:g}, mean over "
+                    "pixels whose window lies inside the image")
 
 
 # --------------------------------------------------------------------------- conventions
@@ -69,6 +71,17 @@ class Convention:
     @property
     def data_range(self) -> float:
         return 1.0 if self.unit else self.hu_range.width
+
+    def describe(self) -> str:
+        """E.g. ``HU [-1024, 3072] -> [0, 1], data range 1``."""
+        lo, hi = self.hu_range.lo, self.hu_range.hi
+        if self.unit:
+            return f"HU [{lo:g}, {hi:g}] → [0, 1], data range 1"
+        return f"HU clipped to [{lo:g}, {hi:g}], data range {self.data_range:g} HU"
+
+    def summary(self) -> dict[str, object]:
+        """The convention as plain data for summary.json."""
+        return {"hu_range": [self.hu_range.lo, self.hu_range.hi], "data_range": self.data_range}
 
     def apply(self, hu: np.ndarray) -> np.ndarray:
         if self.unit:

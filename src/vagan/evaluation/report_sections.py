@@ -16,10 +16,7 @@ import torch
 
 from vagan.evaluation.eval_config import EvaluationConfig
 from vagan.evaluation.inputs import EvaluationData, Method
-from vagan.evaluation.metrics import (
-    METRICS,
-    summarize,
-)
+from vagan.evaluation.metrics import FIELD, METRICS, SSIM_DESCRIPTION, WINDOW, summarize
 from vagan.evaluation.report import (
     ReportSection,
     ReportTable,
@@ -64,11 +61,11 @@ def method_sections(cfg: EvaluationConfig, methods: Sequence[Method], test: Eval
             f"taken from {test.split_source}.")
     p = cfg.patches
     conventions = (
-        "Field convention (the paper's Table II): HU mapped from [-1024, 3072] to [0, 1] (clipped), data range 1; "
+        f"Field convention (the paper's Table II): {FIELD.describe()} (clipped); "
         f"on {p.per_image} patches of {p.size}x{p.size} per slice ({p.mode}, chosen from NDCT only, so every method "
         "is scored on the same pixels) and on whole slices.\n\n"
-        "Window convention (RED-CNN code): HU clipped to the display window [-160, 240], data range 400 HU, whole "
-        "slices. RMSE in HU on raw whole slices. SSIM: Gaussian window sigma 1.5, K1 0.01, K2 0.03.\n\n"
+        f"Window convention (RED-CNN code): {WINDOW.describe()} (the display window), whole slices. RMSE in HU on raw "
+        f"whole slices. SSIM: {SSIM_DESCRIPTION}.\n\n"
         "Every method sees whole slices (networks are fully convolutional) and is compared with NDCT. "
         "'NDCT (oracle)' returns the reference itself: a sanity row (PSNR inf, SSIM 1, FID 0).")
     if fid_name is None:
@@ -176,9 +173,8 @@ def summary_record(cfg: EvaluationConfig, methods: Sequence[Method], test: Evalu
         "data": {"root": test.root, "subset": test.subset, "patients": list(test.patients),
                  "slices": len(test.pairs), "shapes": [list(s) for s in test.shapes], "thickness": test.thickness,
                  "split": test.split.to_dict() if test.split else None, "split_seed": test.split_seed, "split_source": test.split_source},
-        "conventions": {"field": {"hu_range": [-1024.0, 3072.0], "data_range": 1.0,
-                                  "patches": dataclasses.asdict(cfg.patches)},
-                        "window": {"hu_range": [-160.0, 240.0], "data_range": 400.0},
+        "conventions": {"field": {**FIELD.summary(), "patches": dataclasses.asdict(cfg.patches)},
+                        "window": WINDOW.summary(),
                         "rmse": "HU, raw whole slices", "metrics": list(METRICS)},
         "fid_net": next((r.feature_net for r in collected.fid.values()), None),
         "device": describe_device(device), "torch_threads": torch.get_num_threads(),

@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 from vagan.evaluation.fid import MIN_UNBIASED_SAMPLES, FIDResult
-from vagan.evaluation.metrics import METRIC_LABELS, MetricSummary
+from vagan.evaluation.metrics import FIELD, METRIC_LABELS, WINDOW, MetricSummary
 from vagan.evaluation.report import ReportTable
 
 TABLE_II_METRICS: tuple[str, ...] = ("psnr_patch", "ssim_patch", "psnr_window", "ssim_window", "rmse_hu")
@@ -99,7 +99,7 @@ def table_ii(
 
     notes = [
         "mean ± sample std over test images (patch metrics: over patches).",
-        "field: HU [-1024, 3072] → [0, 1], data range 1; window: HU clipped to [-160, 240], data range 400 HU;",
+        f"field: {FIELD.describe()}; window: {WINDOW.describe()};",
         "RMSE on raw HU.",
     ]
     present = [(m, per[m].n) for per in summary.values() for m in metrics if m in per]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from vagan.errors import InputDataError
 from vagan.evaluation.figures import training_curves_figure
+from vagan.evaluation.metrics import SSIM_DESCRIPTION
 from vagan.evaluation.report import (
     ReportFigure,
     ReportPaths,
@@ -79,7 +80,8 @@ def write_training_report(runs: list[Path], out_dir: Path, overwrite: bool = Fal
             figure = training_curves_figure(log_csv, tmp / "figures" / f"curves_{label}.png", smoothing=0.6)
             figures.append(ReportFigure(figure, f"Logged values of {label} against the training step "
                                                 "(faint: raw, solid: smoothed)", title=f"Training curves: {label}"))
-        table = ReportTable("Validation at the end of each stage (whole slices, HU [-1024, 3072] -> [0, 1], range 1)",
+        table = ReportTable("Validation at the end of each stage (whole slices in the run's network units, data "
+                            f"range 1; SSIM: {SSIM_DESCRIPTION})",
                             ["run", "stage", "step", "PSNR [dB]", "SSIM", "PSNR of the LDCT [dB]"], rows)
         paths = write_report(tmp, "vagan training report", sections, [table], figures, report_metadata(), overwrite=True)
     return ReportPaths(Path(out_dir) / paths.markdown.name, Path(out_dir) / paths.html.name,

@@ -31,7 +31,7 @@ class TrainedModel:
 
     @property
     def hu_range(self) -> HURange:
-        return HURange(self.config.data.hu_min, self.config.data.hu_max)
+        return self.config.data.hu_range
 
     @property
     def has_attention(self) -> bool:

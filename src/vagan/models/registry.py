@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from typing import Literal, get_args
 
 from torch import nn
 
@@ -11,11 +12,13 @@ from vagan.models.baselines import REDCNN, WGANCritic, WGANVGGGenerator
 from vagan.models.discriminator import Discriminator
 from vagan.models.vagan_generator import AttentiveGenerator
 
-GENERATOR_KINDS: tuple[str, ...] = ("vagan", "red", "red_cnn", "wgan_vgg")
+GeneratorKind = Literal["vagan", "red", "red_cnn", "wgan_vgg"]
+GENERATOR_KINDS: tuple[str, ...] = get_args(GeneratorKind)
 """``vagan``: attentive block + RED generator; ``red``: the same generator without attention
 (``g_psnr``/``g_gan``); ``red_cnn`` and ``wgan_vgg``: the baselines."""
 
-DISCRIMINATOR_KINDS: tuple[str, ...] = ("attentive", "plain", "wgan_critic")
+DiscriminatorKind = Literal["attentive", "plain", "wgan_critic"]
+DISCRIMINATOR_KINDS: tuple[str, ...] = get_args(DiscriminatorKind)
 
 DEFAULT_FEATURES: dict[str, int] = {"vagan": 64, "red": 64, "red_cnn": 96, "wgan_vgg": 32,
                                     "attentive": 64, "plain": 64, "wgan_critic": 64}

@@ -19,6 +19,8 @@ from vagan.config_schema import did_you_mean as _did_you_mean
 from vagan.config_schema import merge as _merge
 from vagan.errors import ConfigError
 from vagan.io.mayo import DataSplit
+from vagan.io.windowing import HU_MAX, HU_MIN, HURange
+from vagan.models.registry import DiscriminatorKind, GeneratorKind
 from vagan.precision import PrecisionName
 
 PRESETS: tuple[str, ...] = ("g_psnr", "ga_psnr", "g_gan", "ga_gan", "vagan", "red_cnn", "wgan_vgg")
@@ -28,11 +30,11 @@ PRESETS: tuple[str, ...] = ("g_psnr", "ga_psnr", "g_gan", "ga_gan", "vagan", "re
 class ModelConfig(Section):
     """Which networks a preset trains, and their widths."""
 
-    generator: Literal["vagan", "red", "red_cnn", "wgan_vgg"] = "vagan"
+    generator: GeneratorKind = "vagan"
     generator_features: int = bounded(64, ge=1)
     attention_features: int = bounded(32, ge=1)
     attention_steps: int = bounded(4, ge=1)  # T of the attentive block
-    discriminator: Literal["none", "attentive", "plain", "wgan_critic"] = "attentive"
+    discriminator: DiscriminatorKind | Literal["none"] = "attentive"
     discriminator_features: int = bounded(64, ge=1)
 
 
@@ -48,10 +50,15 @@ class DataConfig(Section):
     patches_per_slice: int = bounded(35, ge=1)  # the paper: 140,000 patches from 4,000 slices
     augment: bool = True
     attention_mode: Literal["signed", "abs"] = "signed"
-    hu_min: float = -1024.0
-    hu_max: float = 3072.0
+    hu_min: float = HU_MIN  # the HU mapped to 0 and 1 of the network's units
+    hu_max: float = HU_MAX
     val_slices: int = bounded(16, ge=0)  # 0: no validation
     max_train_slices: int | None = bounded(None, ge=1)
+
+    @property
+    def hu_range(self) -> HURange:
+        """The map between HU and the network's [0, 1] units."""
+        return HURange(self.hu_min, self.hu_max)
 
     def check(self) -> None:
         if self.patch_size % 4:

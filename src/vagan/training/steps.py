@@ -22,7 +22,7 @@ from vagan.losses.adversarial import (
     wgan_generator_loss,
 )
 from vagan.losses.attention import attentive_block_loss, discriminator_attention_loss
-from vagan.losses.generator import generator_total_loss
+from vagan.losses.generator import LOSS_TERMS, generator_total_loss
 from vagan.losses.multiscale import multiscale_loss
 from vagan.losses.perceptual import perceptual_loss
 from vagan.training.config import StageConfig
@@ -81,8 +81,7 @@ def _update(total: torch.Tensor, optimizer: torch.optim.Optimizer, scaler: torch
 
 
 def _weights(stage: StageConfig) -> dict[str, float]:
-    w = stage.losses
-    return {"mse": w.mse, "ms": w.ms, "ab": w.ab, "gan": w.gan, "pcep": w.pcep}
+    return {name: getattr(stage.losses, name) for name in LOSS_TERMS}
 
 
 def psnr_step(nets: Networks, opt_g: torch.optim.Optimizer, batch: dict[str, torch.Tensor], stage: StageConfig,

@@ -20,7 +20,6 @@ from vagan.data.paired import load_split, patient_split
 from vagan.data.patches import PatchPairDataset, SlicePair, SlicePairDataset
 from vagan.devices import resolve_device
 from vagan.errors import CheckpointError, ConfigError, VaganError
-from vagan.io.windowing import HURange
 from vagan.models.init import init_parameters
 from vagan.precision import Precision, resolve_precision, to_channels_last
 from vagan.training import distributed
@@ -86,7 +85,7 @@ def load_data(cfg: ExperimentConfig) -> TrainData:
     d = cfg.data
     if d.root is None:
         raise ConfigError("data.root is not set: point it at a dataset (`vagan simulate` writes one), e.g. --set data.root=DIR")
-    hu_range = HURange(d.hu_min, d.hu_max)
+    hu_range = d.hu_range
     root = Path(d.root)
     train_pairs = load_split(root, d.split, d.split_seed, "train", d.thickness, d.max_train_slices)
     smallest = min(min(p.ldct.shape) for p in train_pairs)
@@ -221,7 +220,7 @@ class _Stage:
         metrics: dict[str, float] = {}
         if self.world.is_main and self.data.val:
             metrics = validate(self.modules["generator"], SlicePairDataset(self.data.val, self.cfg.data.attention_mode,
-                               HURange(self.cfg.data.hu_min, self.cfg.data.hu_max)), self.device, self.autocast)
+                               self.cfg.data.hu_range), self.device, self.autocast)
             if self.log is not None:
                 self.log.log(self.stage.name, self.progress.epoch, self.progress.step, metrics)
         distributed.barrier(self.world)

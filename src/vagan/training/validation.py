@@ -1,4 +1,6 @@
-"""Validation on whole slices after each epoch: PSNR and SSIM in network units (data range 1)."""
+"""Validation on whole slices after each epoch: PSNR and SSIM in network units (data range 1),
+computed by the same functions as ``vagan evaluate`` (:mod:`vagan.evaluation.metrics`), so a run's
+validation SSIM and the evaluation's field-convention slice SSIM are one measure."""
 
 from __future__ import annotations
 
@@ -7,10 +9,9 @@ from collections.abc import Callable
 
 import torch
 from torch.utils.data import Dataset
-from torchmetrics.functional.image import (
-    peak_signal_noise_ratio,
-    structural_similarity_index_measure,
-)
+
+from vagan.evaluation.metrics import psnr as psnr_of
+from vagan.evaluation.metrics import ssim as ssim_of
 
 
 @torch.no_grad()
@@ -27,9 +28,9 @@ def validate(generator: torch.nn.Module, slices: Dataset, device: torch.device,
             y = item["ndct"][None].to(device)
             with autocast():
                 out = generator(x).image.float().clamp(0, 1)
-            psnr.append(float(peak_signal_noise_ratio(out, y, data_range=1.0)))
-            ssim.append(float(structural_similarity_index_measure(out, y, data_range=1.0)))
-            psnr_in.append(float(peak_signal_noise_ratio(x, y, data_range=1.0)))
+            psnr.append(psnr_of(out, y, 1.0))
+            ssim.append(ssim_of(out, y, 1.0))
+            psnr_in.append(psnr_of(x, y, 1.0))
     finally:
         generator.train(was_training)
     n = max(len(psnr), 1)
