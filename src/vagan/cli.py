@@ -10,12 +10,16 @@ import logging
 import signal
 import warnings
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from typer.core import TyperGroup
 
-from vagan.errors import VaganError
+from vagan.errors import ConfigError, VaganError
+
+if TYPE_CHECKING:
+    from vagan.evaluation.eval_config import MethodSpec
+    from vagan.inference.denoise import Denoiser
 
 
 def _os_error(err: OSError) -> str:
@@ -152,8 +156,6 @@ def train(
     from vagan.training.trainer import train as run_training
 
     if resume and overwrite:
-        from vagan.errors import ConfigError
-
         raise ConfigError("--resume continues the run in --out and --overwrite deletes it; give one of them")
     cfg = load_config(config, list(set_ or []))
     typed = {"data.root": str(data) if data is not None else None,
@@ -168,7 +170,8 @@ def train(
 def denoise(
     input_path: Path = typer.Argument(..., metavar="INPUT", help="DICOM series folder, .nii/.nii.gz or .npy (HU)."),
     output_path: Path = typer.Argument(..., metavar="OUTPUT", help="Output of the same kind (a new folder for DICOM)."),
-    model: str = typer.Option(..., "--model", "-m", help="Checkpoint or run folder of a trained model, or 'bm3d'."),
+    model: str = typer.Option(..., "--model", "-m", help="Checkpoint or run folder of a trained model, 'bm3d' (noise "
+                              "sigma estimated per slice) or 'bm3d:SIGMA_HU', as in `vagan evaluate`."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
                                              help="Slices per forward pass (default: 1 on CPU, 16 on GPU)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
@@ -177,15 +180,19 @@ def denoise(
                                   "faster per slice; worth it for long series). Falls back to eager with a warning."),
     amp: bool = AmpAlias,
     attention_out: Optional[Path] = typer.Option(None, "--attention-out", help="Folder for the learned attention maps M_T."),
-    bm3d_sigma: Optional[float] = typer.Option(None, "--bm3d-sigma", help="BM3D noise sigma in HU (default: estimated)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT."),
 ) -> None:
     """Denoise a low-dose scan with a trained model (or BM3D); DICOM in, new derived DICOM series out."""
+    from vagan.evaluation.eval_config import MethodSpec
     from vagan.inference.files import DenoiseJob, denoise_path
 
-    model_inputs = [] if model.lower() == "bm3d" else [Path(model)]
+    method = MethodSpec.parse(model, "--model")
+    if method.kind in ("ldct", "ndct"):
+        raise ConfigError(f"--model {model}: {method.kind} is an evaluation reference, not a denoiser; give a "
+                          "checkpoint or run folder, bm3d or bm3d:SIGMA_HU")
+    model_inputs = [method.path] if method.path is not None else []
     job = DenoiseJob.checked(input_path, output_path, attention_out, overwrite, model_inputs)  # before loading anything
-    denoiser = _denoiser(model, batch_size, device, _legacy_amp(amp, precision) or "auto", compile_, bm3d_sigma)
+    denoiser = _denoiser(method, batch_size, device, _legacy_amp(amp, precision) or "auto", compile_)
     report = denoise_path(denoiser, job)
     typer.echo(f"wrote {report.slices} slice(s) of {report.shape[0]}x{report.shape[1]} to {report.output}")
     if report.skipped:
@@ -195,16 +202,11 @@ def denoise(
         typer.echo(f"attention maps in {report.attention_dir}")
 
 
-def _denoiser(model: str, batch_size: int | None, device: str, precision: str, compile_: bool,
-              bm3d_sigma: float | None):
-    if model.lower() == "bm3d":
-        from vagan.errors import ConfigError
+def _denoiser(method: MethodSpec, batch_size: int | None, device: str, precision: str, compile_: bool) -> Denoiser:
+    if method.kind == "bm3d":
         from vagan.inference.bm3d_denoiser import BM3DDenoiser
 
-        if bm3d_sigma is not None and bm3d_sigma <= 0:
-            raise ConfigError(f"--bm3d-sigma must be > 0 HU, got {bm3d_sigma}")
-
-        return BM3DDenoiser(sigma_hu=bm3d_sigma)
+        return BM3DDenoiser(sigma_hu=method.sigma_hu)
     from vagan.devices import resolve_device
     from vagan.inference.denoise import NetworkDenoiser
     from vagan.inference.model_loading import load_trained_model
@@ -213,7 +215,7 @@ def _denoiser(model: str, batch_size: int | None, device: str, precision: str, c
     torch_device = resolve_device(device)
     chosen = resolve_precision(precision, torch_device)
     logging.getLogger(__name__).info("precision: %s", chosen.describe())
-    return NetworkDenoiser(load_trained_model(Path(model), torch_device), batch_size=batch_size, precision=chosen,
+    return NetworkDenoiser(load_trained_model(method.path, torch_device), batch_size=batch_size, precision=chosen,
                            compile=compile_)
 
 

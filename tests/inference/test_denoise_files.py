@@ -206,3 +206,13 @@ def test_a_checkpoint_given_as_model_protects_its_whole_run(trained_run, ct_smal
         result = runner.invoke(app, ["denoise", "-m", str(checkpoint), str(ct_small), str(out)])
         assert result.exit_code == 2 and "overlaps the input" in result.output, result.output
         assert not out.exists()
+
+
+def test_bm3d_is_named_as_in_evaluate(ct_small, tmp_path):
+    fixed = runner.invoke(app, ["denoise", "--model", "bm3d:30", str(ct_small), str(tmp_path / "fixed")])
+    assert fixed.exit_code == 0, fixed.output
+    for bad, message in (("bm3d:-4", "positive number of HU"), ("bm3d:abc", "bm3d:SIGMA_HU"),
+                         ("ldct", "not a denoiser"), ("bm4d", "did you mean 'bm3d'")):
+        result = runner.invoke(app, ["denoise", "--model", bad, str(ct_small), str(tmp_path / "out")])
+        assert result.exit_code == 2 and message in result.output, (bad, result.output)
+        assert not (tmp_path / "out").exists()

@@ -10,7 +10,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from vagan.evaluation.figures import (
 from vagan.evaluation.report import ReportFigure
 from vagan.io.windowing import BODY_THRESHOLD_HU
 from vagan.training.run_folder import METRICS_CSV
+
+if TYPE_CHECKING:
+    from vagan.evaluation.inputs import EvaluationData, Method
 
 log = logging.getLogger(__name__)
 
@@ -124,8 +127,8 @@ def write_curves_figure(fig_dir: Path, method: str, csv_path: Path) -> ReportFig
 
 def write_figures(
     fig_dir: Path,
-    methods: Sequence[Any],
-    test: Any,
+    methods: Sequence[Method],
+    test: EvaluationData,
     outputs: Mapping[str, Mapping[int, np.ndarray]],
     attention: Mapping[str, Mapping[int, np.ndarray]],
     keep: Sequence[int],

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -17,6 +17,11 @@ from vagan.io.mayo import DataSplit
 from vagan.precision import Precision
 from vagan.training.config import DataConfig
 
+if TYPE_CHECKING:
+    from vagan.evaluation.feature_nets import FeatureNet
+    from vagan.inference.denoise import Denoiser
+    from vagan.inference.model_loading import TrainedModel
+
 log = logging.getLogger(__name__)
 
 
@@ -26,8 +31,8 @@ class Method:
 
     name: str
     spec: MethodSpec
-    denoiser: Any = None
-    model: Any = None  # vagan.inference.model_loading.TrainedModel for networks
+    denoiser: Denoiser | None = None
+    model: TrainedModel | None = None  # networks only
     run_dir: Path | None = None  # the run folder of a model, when it has one
 
     @property
@@ -88,7 +93,7 @@ def load_methods(cfg: EvaluationConfig, device: torch.device, precision: Precisi
     return methods
 
 
-def load_test_set(cfg: EvaluationConfig, models: Sequence[Any]) -> EvaluationData:
+def load_test_set(cfg: EvaluationConfig, models: Sequence[TrainedModel]) -> EvaluationData:
     """The test slice pairs: ``cfg``'s dataset and split, or the first model's."""
     from vagan.data.paired import load_slice_pairs, patient_split
     from vagan.io.mayo import list_mayo_patients
@@ -128,7 +133,7 @@ def load_test_set(cfg: EvaluationConfig, models: Sequence[Any]) -> EvaluationDat
     return EvaluationData(pairs, root, cfg.subset, tuple(patients), split_used, seed, thickness, source)
 
 
-def leakage_notes(test: EvaluationData, models: Sequence[Any]) -> list[str]:
+def leakage_notes(test: EvaluationData, models: Sequence[TrainedModel]) -> list[str]:
     """Warnings for models whose training/validation patients are among the test patients."""
     from vagan.data.paired import patient_split
 
@@ -153,7 +158,7 @@ def leakage_notes(test: EvaluationData, models: Sequence[Any]) -> list[str]:
     return notes
 
 
-def build_fid_net(cfg: EvaluationConfig):
+def build_fid_net(cfg: EvaluationConfig) -> FeatureNet | None:
     """The FID :class:`~vagan.evaluation.feature_nets.FeatureNet`, or ``None`` for ``fid_net='none'``."""
     from vagan.evaluation.feature_nets import build_feature_net
 

@@ -6,7 +6,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +21,10 @@ from vagan.evaluation.metrics import (
     MetricSummary,
     summarize,
 )
+
+if TYPE_CHECKING:
+    from vagan.evaluation.feature_nets import FeatureNet
+    from vagan.inference.model_loading import TrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,8 @@ def _apply(method: Method, ldct: np.ndarray, ndct: np.ndarray) -> tuple[np.ndarr
     return result.hu, result.attention
 
 
-def _attention_mse(ldct: np.ndarray, ndct: np.ndarray, learned: np.ndarray, model: Any) -> dict[str, list[float]]:
+def _attention_mse(ldct: np.ndarray, ndct: np.ndarray, learned: np.ndarray, model: TrainedModel
+                   ) -> dict[str, list[float]]:
     """Per-slice MSE(M_T, M) (the last term of eq. 6) for both target modes of eq. 5."""
     from vagan.data.attention_target import ATTENTION_MODES, attention_target
 
@@ -105,7 +110,7 @@ class Collected:
 
 
 def run_methods(cfg: EvaluationConfig, methods: Sequence[Method], test: EvaluationData, device: torch.device,
-                fid_net: Any, keep: Sequence[int], progress: bool = True) -> Collected:
+                fid_net: FeatureNet | None, keep: Sequence[int], progress: bool = True) -> Collected:
     """Run every method on all test slices; score, extract FID features, time and keep figure slices."""
     from tqdm.auto import tqdm
 
