@@ -28,7 +28,7 @@ from vagan.config_schema import (
     read_yaml_mapping,
 )
 from vagan.data.simulated import DatasetSpec
-from vagan.errors import ConfigError, VaganError
+from vagan.errors import CheckpointError, ConfigError, MissingResourceError
 from vagan.evaluation.eval_config import EvaluationConfig, MethodSpec
 from vagan.io.atomic import prepare_growing_dir
 from vagan.io.mayo import DataSplit
@@ -103,7 +103,7 @@ def _perceptual_override() -> str:
     try:
         load_vgg19_weights(None)
         return "train.perceptual=vgg19"
-    except VaganError as err:  # absent or unusable: the demo runs anyway, and says why
+    except (MissingResourceError, CheckpointError) as err:  # absent or unusable: the demo runs anyway, and says why
         log.warning("VGG19 ImageNet weights unavailable (%s): the demo's L_Pcep uses a randomly initialised VGG19",
                     str(err).split(";")[0])
         return "train.perceptual=vgg19_random"

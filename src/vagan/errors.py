@@ -27,5 +27,27 @@ class OutputError(VaganError):
     """An output that cannot be written: it overlaps an input or another output, or its folder is not writable."""
 
 
+class MissingResourceError(VaganError):
+    """An optional package or a weights file that this machine lacks; vagan never downloads at run time,
+    so the message says how to supply it."""
+
+
+class ExportError(VaganError):
+    """A model that could not be exported, or whose export disagrees with PyTorch."""
+
+
+class TrainingDivergedError(VaganError):
+    """A loss became NaN/inf; the last good checkpoint is kept."""
+
+
+class MethodOutputError(VaganError):
+    """A denoising method returned NaN or infinite values."""
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite inside a training step (the trainer turns it into
+    :class:`TrainingDivergedError`)."""
+
+
 class OutputExistsError(OutputError):
     """An output path exists and may not be replaced: no --overwrite, or it holds data vagan did not write."""

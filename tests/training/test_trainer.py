@@ -6,10 +6,10 @@ import torch
 from support import tiny_config, tiny_data, write_tiny_dataset
 
 from vagan import precision as precision_policy
-from vagan.errors import VaganError
+from vagan.errors import TrainingDivergedError, VaganError
 from vagan.training import steps
 from vagan.training.checkpoint import load_checkpoint
-from vagan.training.trainer import TrainingDivergedError, train
+from vagan.training.trainer import train
 
 
 def _weights(path):

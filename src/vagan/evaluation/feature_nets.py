@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from vagan.errors import ConfigError, VaganError
+from vagan.errors import ConfigError, MissingResourceError
 from vagan.io.windowing import DISPLAY_RANGE, HURange
 
 FeatureKind = Literal["inception", "vgg19", "random-ct"]
@@ -144,14 +144,14 @@ def inception_net(weights_path: Path | None = None, window: HURange = DISPLAY_RA
     try:
         import torch_fidelity  # noqa: F401
     except ImportError as exc:
-        raise VaganError(
+        raise MissingResourceError(
             "FID feature net 'inception' needs the torch-fidelity package, which is not installed; "
             "install it with `pip install torch-fidelity` (or `pip install torchmetrics[image]`), "
             "or choose the feature net 'vgg19' or 'random-ct'"
         ) from exc
     path = Path(weights_path) if weights_path is not None else default_inception_weights()
     if not path.is_file():
-        raise VaganError(
+        raise MissingResourceError(
             f"Inception-v3 FID weights not found at {path}; nothing is downloaded at run time. "
             f"Fetch {INCEPTION_WEIGHTS_FILE} (torch-fidelity release v0.2.0) on a machine with internet, "
             f"then copy it to {default_inception_weights()} or pass its path as the FID weights; "

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from vagan.data.patches import SlicePair
-from vagan.errors import ConfigError, InputDataError, VaganError
+from vagan.errors import ConfigError, InputDataError
 from vagan.evaluation.eval_config import EvaluationConfig, MethodSpec
 from vagan.io.mayo import DataSplit
 from vagan.precision import Precision
@@ -146,7 +146,7 @@ def leakage_notes(test: EvaluationData, models: Sequence[TrainedModel]) -> list[
             continue
         try:
             subsets = patient_split(test.root, d.split, d.split_seed, d.thickness)
-        except VaganError as err:
+        except (InputDataError, ConfigError) as err:
             notes.append(f"{model.name}: its training split cannot be rebuilt ({err}); overlap not checked.")
             continue
         seen = sorted(set(test.patients) & (set(subsets.get("train", [])) | set(subsets.get("val", []))))

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from vagan.data.patches import SlicePair
-from vagan.errors import VaganError
+from vagan.errors import MethodOutputError
 from vagan.evaluation.eval_config import EvaluationConfig
 from vagan.evaluation.fid import FIDResult, fid_from_features
 from vagan.evaluation.inputs import EvaluationData, Method
@@ -144,7 +144,7 @@ def run_methods(cfg: EvaluationConfig, methods: Sequence[Method], test: Evaluati
                 ldct, ndct = stack(a, b, "ldct"), stack(a, b, "ndct")
                 hu, attention = _apply(method, ldct, ndct)
                 if not np.isfinite(hu).all():
-                    raise VaganError(f"method {method.name} produced NaN/inf on test slices {a}-{b - 1}; "
+                    raise MethodOutputError(f"method {method.name} produced NaN/inf on test slices {a}-{b - 1}; "
                                      "check the checkpoint")
                 acc.update(method.name, hu, ndct, image_index=a)
                 if fid_net is not None:

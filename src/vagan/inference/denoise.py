@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import torch
 
+from vagan.errors import InputDataError
+from vagan.models.registry import min_input_side
 from vagan.precision import Precision, to_channels_last
 
 if TYPE_CHECKING:
@@ -105,6 +107,10 @@ class NetworkDenoiser:
     @torch.no_grad()
     def __call__(self, hu: np.ndarray, progress: Progress | None = None, keep_attention: bool = False) -> Denoised:
         hu = as_slices(hu)
+        side = min_input_side(self.model.generator)
+        if min(hu.shape[1:]) < side:
+            raise InputDataError(f"slices of {hu.shape[1]}x{hu.shape[2]} pixels are smaller than the {side}x{side} "
+                                 f"that {self.name} needs")
         hu_range = self.model.hu_range
         out = np.empty_like(hu, dtype=np.float32)
         attention = np.empty_like(out) if keep_attention and self.model.has_attention else None
@@ -132,7 +138,7 @@ def as_slices(hu: np.ndarray) -> np.ndarray:
     if hu.ndim == 2:
         hu = hu[None]
     if hu.ndim != 3:
-        raise ValueError(f"expected HU slices of shape (Z, H, W) or (H, W), got {hu.shape}")
+        raise InputDataError(f"expected HU slices of shape (Z, H, W) or (H, W), got {hu.shape}")
     if not np.isfinite(hu).all():
-        raise ValueError("input contains NaN or infinite values")
+        raise InputDataError("input contains NaN or infinite values")
     return hu

@@ -42,13 +42,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from vagan.errors import ConfigError, InputDataError, VaganError
+from vagan.errors import (
+    ConfigError,
+    ExportError,
+    InputDataError,
+    MissingResourceError,
+    VaganError,
+)
 from vagan.inference.denoise import Denoised, NetworkDenoiser, Progress, as_slices
 from vagan.inference.model_loading import TrainedModel
 from vagan.io.atomic import atomic_file, check_output
 from vagan.io.windowing import HURange
-from vagan.models.baselines import REDCNN
 from vagan.models.generator import REDGenerator
+from vagan.models.registry import min_input_side
 from vagan.models.vagan_generator import AttentiveGenerator
 
 log = logging.getLogger(__name__)
@@ -73,11 +79,11 @@ MIN_SIDE = 4
 
 
 def _require(module: str, purpose: str) -> ModuleType:
-    """Import an optional dependency, or a one-line :class:`VaganError` saying how to install it."""
+    """Import an optional dependency, or a one-line :class:`MissingResourceError` saying how to install it."""
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise VaganError(f"{purpose} needs the optional package {module!r}, which is not installed; "
+        raise MissingResourceError(f"{purpose} needs the optional package {module!r}, which is not installed; "
                          f"{INSTALL_HINT}") from None
 
 
@@ -196,7 +202,7 @@ def _cpu_fp32_copy(model: TrainedModel) -> TrainedModel:
 
 
 def _min_side(generator: nn.Module) -> int:
-    return max(MIN_SIDE, generator.min_size) if isinstance(generator, REDCNN) else MIN_SIDE
+    return max(MIN_SIDE, min_input_side(generator))
 
 
 def _to_onnx_bytes(module: HUExportModule, opset: int, output_names: list[str]) -> bytes:
@@ -296,7 +302,7 @@ def export_onnx(model: TrainedModel, out_path: Path, *, opset: int = DEFAULT_OPS
     except VaganError:
         raise
     except Exception as err:  # noqa: BLE001 - exporter and checker errors have many types; one line for the user
-        raise VaganError(f"ONNX export of {model.name} at opset {opset} failed ({type(err).__name__}: "
+        raise ExportError(f"ONNX export of {model.name} at opset {opset} failed ({type(err).__name__}: "
                          f"{str(err).splitlines()[0][:300] if str(err) else 'no message'}); try another --opset") from None
 
     reference = NetworkDenoiser(local, batch_size=2)  # fp32: the default precision
@@ -311,11 +317,11 @@ def export_onnx(model: TrainedModel, out_path: Path, *, opset: int = DEFAULT_OPS
             results.append((*_diff(got.hu, want.hu),
                             _diff(got.attention, want.attention)[0] if with_attention else None))
             if not results[-1][0] <= tolerance_hu:
-                raise VaganError(f"the ONNX graph differs from PyTorch fp32 by up to {results[-1][0]:.3g} HU "
+                raise ExportError(f"the ONNX graph differs from PyTorch fp32 by up to {results[-1][0]:.3g} HU "
                                  f"(> {tolerance_hu:g} HU) on a {hu.shape[1]}x{hu.shape[2]} slice; "
                                  f"{out_path} was not written")
             if with_attention and not results[-1][2] <= ATTENTION_TOLERANCE:
-                raise VaganError(f"the ONNX attention map differs from PyTorch fp32 by up to {results[-1][2]:.3g} "
+                raise ExportError(f"the ONNX attention map differs from PyTorch fp32 by up to {results[-1][2]:.3g} "
                                  f"(> {ATTENTION_TOLERANCE:g}) on a {hu.shape[1]}x{hu.shape[2]} slice; "
                                  f"{out_path} was not written")
         del exported

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from vagan.errors import ConfigError, InputDataError, VaganError
+from vagan.errors import ConfigError, InputDataError, OutputError, VaganError
 from vagan.inference.denoise import Denoised, Denoiser
 from vagan.io.atomic import atomic_dir, check_output, check_outputs_apart
 from vagan.io.readers import detect_kind, read_volume, write_volume
@@ -41,7 +41,7 @@ def _check_kinds(input_path: Path, output_path: Path) -> str:
     except VaganError:
         out_kind = "unknown"
     if in_kind != out_kind:
-        raise VaganError(f"input {input_path} is {in_kind} but output {output_path} would be {out_kind}; "
+        raise OutputError(f"input {input_path} is {in_kind} but output {output_path} would be {out_kind}; "
                          "write the same kind (a folder for DICOM, .nii/.nii.gz, .npy)")
     return in_kind
 
@@ -98,9 +98,8 @@ def denoise_path(denoiser: Denoiser, job: DenoiseJob, progress: bool = True) -> 
               dynamic_ncols=True) as bar:
         try:
             result: Denoised = denoiser(volume.hu, progress=bar.update, keep_attention=job.attention_dir is not None)
-        except ValueError as err:  # e.g. slices smaller than a network's receptive field
-            raise InputDataError(f"{job.input_path}: cannot denoise slices of {volume.hu.shape[1:]} with "
-                                 f"{denoiser.name}: {err}") from None
+        except InputDataError as err:  # e.g. slices smaller than a network's receptive field
+            raise InputDataError(f"{job.input_path}: {err}") from None
     write_volume(job.output_path, volume.with_hu(result.hu), series_description=f"vagan {denoiser.name} denoised",
                  overwrite=job.overwrite,
                  derivation_description=f"Denoised by vagan ({denoiser.name}) from {job.input_path.name}")

@@ -23,7 +23,7 @@ from pydicom.uid import (
 )
 
 from vagan import __version__ as vagan_version
-from vagan.errors import VaganError
+from vagan.errors import OutputError
 from vagan.io.atomic import atomic_dir
 from vagan.io.volume import AXIAL, CTVolume
 from vagan.io.windowing import DISPLAY_RANGE
@@ -249,7 +249,7 @@ def write_dicom_series(
             _write_slice(ds, tmp / f"IM{k + 1:06d}.dcm")
         written = len(list(tmp.glob("*.dcm")))
         if written != volume.hu.shape[0]:  # the series is all or nothing
-            raise VaganError(f"{folder}: wrote {written} of {volume.hu.shape[0]} slices; nothing was kept")
+            raise OutputError(f"{folder}: wrote {written} of {volume.hu.shape[0]} slices; nothing was kept")
     if n_clipped:
         lo, hi = (INT16.min * STORE_SLOPE + STORE_INTERCEPT, INT16.max * STORE_SLOPE + STORE_INTERCEPT)
         log.warning("%s: %d HU values outside [%g, %g] were clipped", folder, n_clipped, lo, hi)

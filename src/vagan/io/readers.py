@@ -7,7 +7,7 @@ from typing import Literal
 
 import numpy as np
 
-from vagan.errors import InputDataError, VaganError
+from vagan.errors import InputDataError, OutputError
 from vagan.io.arrays import read_npy, write_npy
 from vagan.io.dicom import DICOM_SUFFIXES, read_dicom_series, write_dicom_series
 from vagan.io.nifti import is_nifti_path, read_nifti, write_nifti
@@ -72,11 +72,11 @@ def write_volume(
     """
     path = Path(path)
     if path.suffix.lower() in DICOM_SUFFIXES and not path.is_dir():
-        raise VaganError(f"{path}: a DICOM output is a series folder; give a path without suffix")
+        raise OutputError(f"{path}: a DICOM output is a series folder; give a path without suffix")
     try:
         kind = detect_kind(path)
     except InputDataError:
-        raise VaganError(f"{path}: cannot tell which format to write (suffix {path.suffix!r}); expected {KINDS_HELP}") from None
+        raise OutputError(f"{path}: cannot tell which format to write (suffix {path.suffix!r}); expected {KINDS_HELP}") from None
     hu = volume.hu if isinstance(volume, CTVolume) else np.asarray(volume, dtype=np.float32)
     if hu.ndim == 2:
         hu = hu[None]

@@ -24,6 +24,11 @@ DEFAULT_FEATURES: dict[str, int] = {"vagan": 64, "red": 64, "red_cnn": 96, "wgan
                                     "attentive": 64, "plain": 64, "wgan_critic": 64}
 
 
+def min_input_side(generator: nn.Module) -> int:
+    """The smallest image side a generator accepts (RED-CNN's unpadded convolutions shrink the image)."""
+    return generator.min_size if isinstance(generator, REDCNN) else 1
+
+
 def _check(name: str, kinds: tuple[str, ...], what: str) -> None:
     if name not in kinds:
         close = difflib.get_close_matches(name, kinds, n=1)

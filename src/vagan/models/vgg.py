@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vagan.errors import CheckpointError, ConfigError, VaganError
+from vagan.errors import CheckpointError, ConfigError, MissingResourceError
 
 logger = logging.getLogger(__name__)
 
@@ -75,14 +75,14 @@ def find_vgg19_weights(path: Path | str | None = None) -> Path:
     if path is None:
         cached = hub_cache_path()
         if not cached.is_file():
-            raise VaganError(
+            raise MissingResourceError(
                 f"ImageNet VGG19 weights for the perceptual loss (eq. 9) not found: no file at {cached}. "
                 f"Put torchvision's {VGG19_FILENAME} at {cached} or pass --vgg-weights PATH "
                 "(config train.vgg_weights); nothing is downloaded at run time.")
         return cached
     path = Path(path)
     if not path.is_file():
-        raise VaganError(f"VGG19 weights file {path} does not exist; pass an existing file with --vgg-weights PATH "
+        raise MissingResourceError(f"VGG19 weights file {path} does not exist; pass an existing file with --vgg-weights PATH "
                          f"or put {VGG19_FILENAME} at {hub_cache_path()}")
     return path
 

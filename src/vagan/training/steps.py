@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from vagan.errors import NonFiniteLossError
 from vagan.losses.adversarial import (
     discriminator_loss,
     generator_adversarial_loss,
@@ -26,10 +27,6 @@ from vagan.losses.generator import LOSS_TERMS, generator_total_loss
 from vagan.losses.multiscale import multiscale_loss
 from vagan.losses.perceptual import perceptual_loss
 from vagan.training.config import StageConfig
-
-
-class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or infinite."""
 
 
 @dataclass

@@ -19,7 +19,12 @@ from torch.utils.data import DataLoader, Dataset
 from vagan.data.paired import load_split, patient_split
 from vagan.data.patches import PatchPairDataset, SlicePair, SlicePairDataset
 from vagan.devices import resolve_device
-from vagan.errors import CheckpointError, ConfigError, VaganError
+from vagan.errors import (
+    CheckpointError,
+    ConfigError,
+    NonFiniteLossError,
+    TrainingDivergedError,
+)
 from vagan.models.init import init_parameters
 from vagan.precision import Precision, resolve_precision, to_channels_last
 from vagan.training import distributed
@@ -49,7 +54,6 @@ from vagan.training.run_folder import (
 )
 from vagan.training.steps import (
     Networks,
-    NonFiniteLossError,
     gan_step,
     psnr_step,
     wgan_step,
@@ -57,10 +61,6 @@ from vagan.training.steps import (
 from vagan.training.validation import validate
 
 log = logging.getLogger(__name__)
-
-
-class TrainingDivergedError(VaganError):
-    """A loss became NaN/inf; the last good checkpoint is kept."""
 
 
 @dataclass
@@ -310,7 +310,7 @@ def _check_stage_sources(cfg: ExperimentConfig, wanted: list[str], run_dir: Path
             continue  # it continues from its own checkpoint
         source = stage_dir(run_dir, stage.init_from) / FINAL
         if overwrite or not source.exists():
-            raise VaganError(f"stage {name} starts from stage {stage.init_from}, but {source} does not exist"
+            raise CheckpointError(f"stage {name} starts from stage {stage.init_from}, but {source} does not exist"
                              f"{' after --overwrite' if overwrite else ''}; run stage {stage.init_from} first")
 
 
@@ -366,7 +366,7 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
             if lock is not None:
                 lock.release()
         if final is None:
-            raise VaganError(f"no stage ran: {wanted}")
+            raise ConfigError(f"no stage ran: {wanted}")
         return final
     finally:
         distributed.shutdown(world)
