@@ -103,6 +103,9 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
+        choices = [a for a in args if a is not type(None)]
+        if all(typing.get_origin(a) is Literal for a in choices):  # one list of names for a union of Literals
+            return coerce(value, Literal[tuple(v for a in choices for v in typing.get_args(a))], where)
         errors = []
         for arg in args:
             if arg is type(None):

@@ -111,7 +111,7 @@ def _perceptual_override() -> str:
 
 def simulation_check(data_root: Path, out_dir: Path, dose: float):
     """Noise of NDCT and LDCT against the noise-free truth, per patient: the 1/sqrt(dose) law."""
-    from vagan.evaluation.figures import noise_figure
+    from vagan.evaluation.plots import noise_figure
     from vagan.evaluation.report import ReportFigure, ReportSection, ReportTable
     from vagan.io.dicom import read_dicom_series
 

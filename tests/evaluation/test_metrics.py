@@ -198,13 +198,3 @@ def test_accumulator_summary(np_rng: np.random.Generator) -> None:
     assert acc.values("LDCT", "rmse_hu") == pytest.approx(errors)
     with pytest.raises(ValueError, match="unknown method"):
         acc.update("BM3D", target, target)
-
-
-def test_accumulator_writes_csv(tmp_path) -> None:
-    target = body_phantom()
-    acc = MetricAccumulator(["LDCT"])
-    acc.update("LDCT", target + 3.0, target)
-    path = acc.write_csv(tmp_path / "per_image.csv")
-    lines = path.read_text().splitlines()
-    assert lines[0].split(",") == ["method", "image_index", *METRICS]
-    assert lines[1].startswith("LDCT,0,")

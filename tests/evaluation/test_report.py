@@ -10,8 +10,8 @@ import pytest
 
 from vagan.errors import InputDataError, OutputExistsError
 from vagan.evaluation.fid import FIDResult
-from vagan.evaluation.figures import noise_figure
 from vagan.evaluation.metrics import MetricAccumulator, MetricSummary
+from vagan.evaluation.plots import noise_figure
 from vagan.evaluation.report import (
     ReportFigure,
     ReportSection,

@@ -13,8 +13,8 @@ from support import tiny_config, write_tiny_dataset
 from vagan.errors import CheckpointError, ConfigError, InputDataError, OutputExistsError
 from vagan.evaluation import runner
 from vagan.evaluation.eval_config import EvaluationConfig, MethodSpec
-from vagan.evaluation.evaluation_figures import auto_zoom, figure_indices
 from vagan.evaluation.metrics import PatchSpec
+from vagan.evaluation.report_figures import auto_zoom, figure_indices
 from vagan.evaluation.runner import evaluate
 from vagan.training.trainer import train
 

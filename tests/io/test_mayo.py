@@ -118,7 +118,7 @@ def test_split_errors() -> None:
 def test_datasplit_from_dict() -> None:
     split = DataSplit.from_dict({"train": 0.5, "test": 0.5})
     assert split == DataSplit(train=0.5, val=0.0, test=0.5)
-    assert split.assign(PATIENTS, seed=1) == split_patients(PATIENTS, split, seed=1)
+    assert split_patients(PATIENTS, split, seed=1) == split_patients(PATIENTS, {"train": 0.5, "test": 0.5}, seed=1)
     with pytest.raises(ConfigError, match=r"'data.split.tset'.*did you mean 'test'"):
         DataSplit.from_dict({"train": 0.5, "tset": 0.5})
     with pytest.raises(dataclasses_frozen_error()):

@@ -22,12 +22,13 @@ from vagan.config_schema import (
     parse_overrides,
 )
 from vagan.errors import ConfigError
+from vagan.evaluation.feature_nets import FeatureKind
 from vagan.evaluation.metrics import PatchSpec
 from vagan.io.mayo import DataSplit
 from vagan.precision import PrecisionName
 
 KEYWORDS: tuple[str, ...] = ("ldct", "ndct", "bm3d", "bm3d:SIGMA_HU")
-FidNet = Literal["random-ct", "vgg19", "inception", "none"]
+FidNet = FeatureKind | Literal["none"]
 RESERVED_NAMES = {"LDCT": "ldct", "NDCT": "ndct"}  # the fixed panels of the comparison figure
 MethodKind = Literal["ldct", "ndct", "bm3d", "model"]
 

@@ -166,7 +166,7 @@ def inception_net(weights_path: Path | None = None, window: HURange = DISPLAY_RA
 
 
 def build_feature_net(
-    kind: str,
+    kind: FeatureKind,
     *,
     module: nn.Module | None = None,
     name: str | None = None,

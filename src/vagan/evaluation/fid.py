@@ -20,7 +20,6 @@ flags ``small_sample``; compare methods only at equal ``n`` and equal feature ne
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,7 +27,7 @@ import numpy as np
 import torch
 
 if TYPE_CHECKING:
-    from vagan.evaluation.feature_nets import FeatureNet
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -52,35 +51,6 @@ def _as_features(features: np.ndarray | torch.Tensor, what: str) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise ValueError(f"{what}: features contain NaN or infinite values")
     return arr
-
-
-class MomentAccumulator:
-    """Streaming mean and covariance of feature vectors (sums kept in float64)."""
-
-    def __init__(self) -> None:
-        self.n = 0
-        self._sum: np.ndarray | None = None
-        self._outer: np.ndarray | None = None
-
-    def update(self, features: np.ndarray | torch.Tensor) -> None:
-        """Add a batch ``(B, D)`` of features."""
-        f = _as_features(features, "features")
-        if self._sum is None:
-            self._sum = np.zeros(f.shape[1])
-            self._outer = np.zeros((f.shape[1], f.shape[1]))
-        elif f.shape[1] != self._sum.shape[0]:
-            raise ValueError(f"feature dimension changed from {self._sum.shape[0]} to {f.shape[1]}")
-        self._sum += f.sum(axis=0)
-        self._outer += f.T @ f
-        self.n += f.shape[0]
-
-    def moments(self) -> FeatureMoments:
-        """Mean and unbiased covariance; needs at least 2 samples."""
-        if self.n < 2 or self._sum is None or self._outer is None:
-            raise ValueError(f"FID needs at least 2 feature vectors per set, got {self.n}")
-        mean = self._sum / self.n
-        cov = (self._outer - self.n * np.outer(mean, mean)) / (self.n - 1)
-        return FeatureMoments(mean, (cov + cov.T) / 2, self.n)
 
 
 def feature_moments(features: np.ndarray | torch.Tensor) -> FeatureMoments:
@@ -133,10 +103,6 @@ class FIDResult:
         """True when fewer than 2048 samples per set were used (FID is then biased upwards)."""
         return min(self.n_real, self.n_fake) < MIN_UNBIASED_SAMPLES
 
-    def format(self, decimals: int = 3) -> str:
-        note = ", small n: biased" if self.small_sample else ""
-        return f"{self.value:.{decimals}f} ({self.feature_net}, n={self.n_fake}{note})"
-
 
 def fid_from_moments(real: FeatureMoments, fake: FeatureMoments, feature_net: str) -> FIDResult:
     """FID from precomputed moments, labelled with the feature network's name."""
@@ -153,31 +119,3 @@ def fid_from_features(
 ) -> FIDResult:
     """FID between two feature sets ``(N, D)`` and ``(M, D)`` from the network named ``feature_net``."""
     return fid_from_moments(feature_moments(real), feature_moments(fake), feature_net)
-
-
-def fid_from_feature_batches(
-    real: Iterable[np.ndarray | torch.Tensor], fake: Iterable[np.ndarray | torch.Tensor], feature_net: str
-) -> FIDResult:
-    """FID from streams of feature batches (for test sets too large to keep in memory)."""
-    acc_real, acc_fake = MomentAccumulator(), MomentAccumulator()
-    for batch in real:
-        acc_real.update(batch)
-    for batch in fake:
-        acc_fake.update(batch)
-    return fid_from_moments(acc_real.moments(), acc_fake.moments(), feature_net)
-
-
-
-def fid_from_images(
-    net: FeatureNet,
-    real_hu: np.ndarray | torch.Tensor | Iterable[np.ndarray | torch.Tensor],
-    fake_hu: np.ndarray | torch.Tensor | Iterable[np.ndarray | torch.Tensor],
-    batch_size: int = 16,
-    device: torch.device | str | None = None,
-) -> FIDResult:
-    """FID between two sets of HU images (slices or patches) through ``net``; labelled ``net.name``."""
-    from vagan.evaluation.feature_nets import extract_features
-
-    real = extract_features(net, real_hu, batch_size, device)
-    fake = extract_features(net, fake_hu, batch_size, device)
-    return fid_from_features(real, fake, net.name)

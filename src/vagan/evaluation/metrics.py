@@ -25,12 +25,10 @@ images; cropping its full map by 5 px gives our value (checked in the tests).
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal, NamedTuple
 
 import numpy as np
@@ -38,7 +36,6 @@ import torch
 
 from vagan.config_schema import Section, bounded
 from vagan.errors import ConfigError
-from vagan.io.atomic import atomic_file
 from vagan.io.windowing import BODY_THRESHOLD_HU, DISPLAY_RANGE, NETWORK_RANGE, HURange
 
 log = logging.getLogger(__name__)
@@ -384,18 +381,3 @@ class MetricAccumulator:
     def rows(self) -> list[dict[str, object]]:
         """One row per (method, image): method, image_index and each metric (patch metrics averaged)."""
         return list(self._rows)
-
-    def write_csv(self, path: Path, overwrite: bool = False) -> Path:
-        """Write :meth:`rows` as CSV (atomically) and return the path."""
-        path = Path(path)
-        with atomic_file(path, overwrite=overwrite) as tmp, tmp.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["method", "image_index", *METRICS])
-            writer.writeheader()
-            for row in self._rows:
-                writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        return path
-
-
-def summary_to_dict(summary: Mapping[str, Mapping[str, MetricSummary]]) -> dict[str, dict[str, dict[str, float]]]:
-    """JSON-friendly form of :meth:`MetricAccumulator.summary`."""
-    return {m: {k: s._asdict() for k, s in per.items()} for m, per in summary.items()}

@@ -31,7 +31,6 @@ import torch
 from vagan.devices import resolve_device
 from vagan.errors import ConfigError
 from vagan.evaluation.eval_config import EvaluationConfig
-from vagan.evaluation.evaluation_figures import figure_indices, write_figures
 from vagan.evaluation.fid import FIDResult
 from vagan.evaluation.inputs import (
     build_fid_net,
@@ -50,6 +49,7 @@ from vagan.evaluation.report import (
     report_metadata,
     write_report,
 )
+from vagan.evaluation.report_figures import figure_indices, write_figures
 from vagan.evaluation.report_sections import (
     describe_device,
     method_sections,

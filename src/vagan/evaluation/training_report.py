@@ -7,8 +7,8 @@ import csv
 from pathlib import Path
 
 from vagan.errors import InputDataError
-from vagan.evaluation.figures import training_curves_figure
 from vagan.evaluation.metrics import SSIM_DESCRIPTION
+from vagan.evaluation.plots import training_curves_figure
 from vagan.evaluation.report import (
     ReportFigure,
     ReportPaths,

@@ -201,9 +201,6 @@ class DataSplit(Section):
         return {subset: list(v) if isinstance(v, tuple) else v for subset in SUBSETS
                 for v in [getattr(self, subset)]}
 
-    def assign(self, patients: Sequence[str], seed: int = 0) -> dict[str, list[str]]:
-        """Subsets of ``patients`` (see :func:`split_patients`)."""
-        return split_patients(patients, self, seed=seed)
 
 
 def _counts(n: int, fractions: dict[str, float]) -> dict[str, int]:

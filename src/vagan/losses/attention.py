@@ -7,8 +7,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-PAPER_ATTENTION_WEIGHTS: tuple[float, ...] = (0.125, 0.25, 0.5, 1.0)
-
 
 def _mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.mean((a.float() - b.float()) ** 2)

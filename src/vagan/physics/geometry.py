@@ -116,10 +116,6 @@ class FanBeamGeometry:
         last = first + (self.n_detectors - 1) * self.angular_spacing_rad
         return self.source_isocenter_mm * math.sin(min(abs(first), abs(last)))
 
-    @property
-    def magnification(self) -> float:
-        return self.source_detector_mm / self.source_isocenter_mm
-
     def view_angles(self, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         """Source angles beta of the views (rad), ``n_views`` equally spaced over 2 pi."""
         start = math.radians(self.start_angle_deg)

@@ -1,6 +1,6 @@
 """The figures of an evaluation run (Fig. 2-4 and training curves), placed in a report folder.
 
-Thin glue over :mod:`vagan.evaluation.figures`: it chooses which test slices to show, where
+Thin glue over :mod:`vagan.evaluation.plots`: it chooses which test slices to show, where
 to zoom, names the PNG files and writes the captions. Images are HU arrays ``(H, W)``.
 """
 
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vagan.errors import ConfigError
-from vagan.evaluation.figures import (
+from vagan.evaluation.plots import (
     Box,
     attention_figure,
     comparison_figure,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from vagan.errors import InputDataError, OutputExistsError
-from vagan.evaluation.figures import (
+from vagan.evaluation.plots import (
     attention_figure,
     comparison_figure,
     noise_figure,
