@@ -96,17 +96,17 @@ def load_demo_config(path: Path | None = None, overrides: list[str] | None = Non
     return build_dataclass(DemoConfig, merge(data, parse_overrides(overrides or [])), "")
 
 
-def _perceptual_override() -> str:
+def _perceptual() -> str:
     """Pretrained VGG19 when its weights are on this machine; otherwise an explicitly random one."""
     from vagan.models.vgg import load_vgg19_weights
 
     try:
         load_vgg19_weights(None)
-        return "train.perceptual=vgg19"
+        return "vgg19"
     except (MissingResourceError, CheckpointError) as err:  # absent or unusable: the demo runs anyway, and says why
         log.warning("VGG19 ImageNet weights unavailable (%s): the demo's L_Pcep uses a randomly initialised VGG19",
                     str(err).split(";")[0])
-        return "train.perceptual=vgg19_random"
+        return "vgg19_random"
 
 
 def simulation_check(data_root: Path, out_dir: Path, dose: float):
@@ -172,12 +172,12 @@ def run_demo(out: Path, config: DemoConfig, overwrite: bool = False, device: str
     checks.mkdir(parents=True, exist_ok=True)
     extra_sections, extra_tables, extra_figures = simulation_check(data_root, checks, spec.dose)
 
-    perceptual = _perceptual_override()
+    perceptual = _perceptual()
     runs = {}
     for i, preset in enumerate(config.presets, start=1):
-        cfg = load_config(preset, [*config.train_overrides, perceptual])
+        cfg = load_config(preset, list(config.train_overrides))
         values: dict[str, Any] = {"data.root": str(data_root), "data.split": config.split,
-                                  "train.device": str(torch_device)}
+                                  "train.device": str(torch_device), "train.perceptual": perceptual}
         values.update({f"stages.{j}.max_steps": config.steps.get(f"{preset}.{s.name}", config.steps.get(s.name, 100))
                        for j, s in enumerate(cfg.stages)})
         cfg = with_values(cfg, values)

@@ -59,7 +59,7 @@ from vagan.evaluation.report_sections import (
 )
 from vagan.evaluation.running import run_methods
 from vagan.evaluation.table import table_ii
-from vagan.io.atomic import atomic_dir, check_no_overlap, check_output
+from vagan.io.atomic import check_no_overlap, check_output, staged_dir
 from vagan.precision import resolve_precision
 
 log = logging.getLogger(__name__)
@@ -119,7 +119,7 @@ def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, prog
         table = dataclasses.replace(table, columns=columns)
     metadata = report_metadata(describe_device(device), f"{test.root} [{test.subset}]: {len(test.pairs)} slices",
                                {"torch threads": str(torch.get_num_threads())})
-    with atomic_dir(out_dir, "evaluation", overwrite=overwrite) as folder:
+    with staged_dir(out_dir, overwrite, "evaluation") as folder:  # checked above, before any work
         metrics_csv = write_metrics_csv(folder / "metrics.csv", collected, test)
         (folder / "summary.json").write_text(
             json.dumps(summary_record(cfg, methods, test, collected, device, precision, notes), indent=2, allow_nan=False) + "\n",
