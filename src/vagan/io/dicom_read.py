@@ -24,6 +24,13 @@ from pydicom.uid import (
 )
 
 from vagan.errors import InputDataError
+from vagan.io.dicom_header import (
+    check_ct_image,
+    declared_sop_class,
+    image_orientation,
+    image_position,
+    is_image_object,
+)
 from vagan.io.volume import CTVolume
 
 log = logging.getLogger(__name__)
@@ -83,120 +90,6 @@ def _parse(path: Path) -> Dataset | None:
     return ds
 
 
-def _declared_sop_class(ds: Dataset) -> str:
-    """The SOP class of the dataset, else the one its file meta declares (a truncated file keeps only that)."""
-    meta = getattr(ds, "file_meta", None)
-    return str(ds.get("SOPClassUID") or (meta.get("MediaStorageSOPClassUID") if meta is not None else "") or "")
-
-
-def _is_image_object(ds: Dataset) -> bool:
-    sop_class = _declared_sop_class(ds)
-    name = UID(sop_class).name if sop_class else ""
-    return "PixelData" in ds or "Image Storage" in name or ds.get("Modality") == "CT"
-
-
-def _position(ds: Dataset) -> list[float] | None:
-    """ImagePositionPatient as three numbers (checked by :func:`_check_numbers`), or None when absent."""
-    value = ds.get("ImagePositionPatient")
-    return [float(v) for v in value] if value not in (None, "") else None
-
-
-def _orientation(ds: Dataset) -> np.ndarray | None:
-    value = ds.get("ImageOrientationPatient")
-    return np.asarray([float(v) for v in value], dtype=np.float64) if value not in (None, "") else None
-
-
-def _check_ct_image(path: Path, ds: Dataset) -> None:
-    """The per-file checks: pixel data present, CT, one frame, grey, rescale tags present."""
-    if "PixelData" not in ds:
-        declared = UID(_declared_sop_class(ds)).name or "an image"
-        raise InputDataError(f"{path}: declares {declared} but holds no pixel data; the file is truncated or corrupt "
-                             "(restore it or remove it from the series: no slice is dropped silently)")
-    _check_integers(path, ds)
-    modality = ds.get("Modality")
-    if modality != "CT":
-        raise InputDataError(
-            f"{path}: Modality is {modality!r}, expected 'CT'; only CT series can be read as HU"
-        )
-    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
-        raise InputDataError(
-            f"{path}: multi-frame (enhanced) CT with {ds.NumberOfFrames} frames is not supported; "
-            "convert it to single-frame slices first (e.g. dcmtk's or dicom3tools' converters)"
-        )
-    if int(ds.get("SamplesPerPixel") or 1) != 1:
-        raise InputDataError(f"{path}: {ds.SamplesPerPixel} samples per pixel; a CT slice must be greyscale")
-    missing = [k for k in ("RescaleIntercept", "RescaleSlope") if ds.get(k) in (None, "")]
-    if missing:
-        raise InputDataError(
-            f"{path}: missing {' and '.join(missing)}; CT images must carry RescaleIntercept (0028,1052) and "
-            "RescaleSlope (0028,1053) to give HU"
-        )
-    if ds.get("PixelSpacing") in (None, ""):
-        raise InputDataError(f"{path}: missing PixelSpacing, which a CT image needs")
-    _check_numbers(path, ds)
-
-
-MAX_SIDE = 8192
-"""Largest Rows/Columns accepted (checked before any pixel array is allocated)."""
-_INTEGER_TAGS: tuple[tuple[str, bool], ...] = (
-    ("Rows", True), ("Columns", True), ("BitsAllocated", True), ("SamplesPerPixel", False), ("NumberOfFrames", False),
-    ("BitsStored", False), ("PixelRepresentation", False), ("InstanceNumber", False),
-)
-"""(keyword, required): tags read as one integer."""
-
-
-def _check_integers(path: Path, ds: Dataset) -> None:
-    """Every integer tag the reader uses holds one integer (a required one is present)."""
-    for key, required in _INTEGER_TAGS:
-        raw = ds.get(key)
-        if raw in (None, ""):
-            if required:
-                raise InputDataError(f"{path}: missing {key}, which a CT image needs")
-            continue
-        try:
-            value = int(raw) if isinstance(raw, (int, str, bytes)) else None
-        except ValueError:
-            value = None
-        if value is None:
-            raise InputDataError(f"{path}: {key} is {str(raw)!r}; expected one integer")
-
-
-_NUMERIC_TAGS: tuple[tuple[str, int, bool], ...] = (
-    ("RescaleSlope", 1, True), ("RescaleIntercept", 1, True), ("PixelSpacing", 2, True),
-    ("ImagePositionPatient", 3, False), ("ImageOrientationPatient", 6, False), ("SliceThickness", 1, False),
-)
-"""(keyword, number of values, required): tags whose values are turned into numbers."""
-
-
-def _check_numbers(path: Path, ds: Dataset) -> None:
-    """Every numeric tag the reader uses parses to finite numbers of the right count; sizes are sane."""
-    for key, count, required in _NUMERIC_TAGS:
-        raw = ds.get(key)
-        if raw in (None, "") and not required:
-            continue
-        values = [raw] if isinstance(raw, (str, bytes)) or not hasattr(raw, "__iter__") else list(raw)
-        try:
-            numbers = [float(v) for v in values]
-        except (TypeError, ValueError):
-            numbers = []
-        if len(numbers) != count or not all(np.isfinite(numbers)):
-            shown = "\\".join(str(v) for v in values)
-            raise InputDataError(f"{path}: {key} is {shown!r}; expected {count} finite number(s)")
-    cos = _orientation(ds)
-    if cos is not None and (abs(np.linalg.norm(cos[:3]) - 1) > 1e-2 or abs(np.linalg.norm(cos[3:]) - 1) > 1e-2
-                            or abs(float(np.dot(cos[:3], cos[3:]))) > 1e-2):
-        raise InputDataError(f"{path}: ImageOrientationPatient {cos.tolist()} is not two orthogonal unit vectors")
-    slope = float(ds.RescaleSlope)
-    spacing = [float(v) for v in ds.PixelSpacing]
-    if slope == 0 or min(spacing) <= 0:
-        raise InputDataError(f"{path}: RescaleSlope {slope:g} and PixelSpacing {spacing} must be non-zero and "
-                             "positive respectively")
-    rows, cols = int(ds.Rows), int(ds.Columns)
-    if not (1 <= rows <= MAX_SIDE and 1 <= cols <= MAX_SIDE):
-        raise InputDataError(f"{path}: image of {rows}x{cols} pixels; vagan reads CT slices of 1 to {MAX_SIDE} pixels "
-                             "a side")
-
-
 def _localizer_reason(ds: Dataset) -> str | None:
     image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
     return f"localizer (ImageType {'/'.join(image_type)})" if "LOCALIZER" in image_type else None
@@ -209,7 +102,7 @@ def _drop_off_orientation(kept: list[tuple[Path, Dataset]], skipped: list[tuple[
     single-series check names the mix."""
     groups: list[tuple[np.ndarray | None, list[tuple[Path, Dataset]]]] = []
     for item in kept:
-        cos = _orientation(item[1])
+        cos = image_orientation(item[1])
         for ref, members in groups:
             if (ref is None and cos is None) or (
                 ref is not None and cos is not None and np.abs(ref - cos).max() <= ORIENTATION_TOL
@@ -261,7 +154,7 @@ def _check_single_series(folder: Path, files: list[tuple[Path, Dataset]]) -> Non
 
 def _check_consistent(files: list[tuple[Path, Dataset]]) -> None:
     ref_path, ref = files[0]
-    ref_cos = _orientation(ref)
+    ref_cos = image_orientation(ref)
     for path, ds in files[1:]:
         for key in ("Rows", "Columns"):
             if int(ds[key].value) != int(ref[key].value):
@@ -275,7 +168,7 @@ def _check_consistent(files: list[tuple[Path, Dataset]]) -> None:
                 f"{path}: PixelSpacing {sp} differs from {ref_sp} in {ref_path.name}; "
                 "all slices of a series must have the same spacing"
             )
-        cos = _orientation(ds)
+        cos = image_orientation(ds)
         if (cos is None) != (ref_cos is None) or (cos is not None and np.abs(cos - ref_cos).max() > ORIENTATION_TOL):
             raise InputDataError(
                 f"{path}: ImageOrientationPatient {None if cos is None else cos.tolist()} differs from "
@@ -287,11 +180,11 @@ def _sort_slices(files: list[tuple[Path, Dataset]]) -> list[tuple[Path, Dataset]
     """Sort along the slice normal (ImagePositionPatient), else by InstanceNumber, else by name."""
     if len(files) == 1:
         return files
-    cos = _orientation(files[0][1])
-    has_pos = all(_position(ds) is not None for _, ds in files)
+    cos = image_orientation(files[0][1])
+    has_pos = all(image_position(ds) is not None for _, ds in files)
     if cos is not None and has_pos:
         normal = np.cross(cos[:3], cos[3:])
-        along = [float(np.dot(_position(ds), normal)) for _, ds in files]
+        along = [float(np.dot(image_position(ds), normal)) for _, ds in files]
         order = np.argsort(along, kind="stable")
         for a, b in zip(order[:-1], order[1:]):
             if abs(along[b] - along[a]) < POSITION_TOL_MM:
@@ -362,8 +255,8 @@ def read_dicom_series(folder: Path, skip_localizers: bool = True) -> CTVolume:
             log.info("%s: not DICOM, ignored", path)
             skipped.append((path, "not DICOM"))
             continue
-        if not _is_image_object(ds):
-            reason = f"not an image ({UID(_declared_sop_class(ds)).name or 'no SOP class'})"
+        if not is_image_object(ds):
+            reason = f"not an image ({UID(declared_sop_class(ds)).name or 'no SOP class'})"
             log.warning("%s: %s, ignored", path, reason)
             skipped.append((path, reason))
             continue
@@ -372,7 +265,7 @@ def read_dicom_series(folder: Path, skip_localizers: bool = True) -> CTVolume:
             log.warning("%s: skipping %s", path, reason)
             skipped.append((path, reason))
             continue
-        _check_ct_image(path, ds)
+        check_ct_image(path, ds)
         files.append((path, ds))
     if not files:
         raise InputDataError(f"{folder}: no DICOM CT images found (localizers skipped); expected a folder holding one CT series")
@@ -389,10 +282,10 @@ def read_dicom_series(folder: Path, skip_localizers: bool = True) -> CTVolume:
         del ds.PixelData
         headers.append(ds)
     first = files[0][1]
-    cos = _orientation(first)
+    cos = image_orientation(first)
     positions = None
-    if all(_position(ds) is not None for _, ds in files):
-        positions = np.asarray([_position(ds) for _, ds in files], dtype=np.float64)
+    if all(image_position(ds) is not None for _, ds in files):
+        positions = np.asarray([image_position(ds) for _, ds in files], dtype=np.float64)
     thickness = first.get("SliceThickness")
     volume = CTVolume(
         hu=hu,
