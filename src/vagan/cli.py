@@ -206,6 +206,10 @@ def _denoiser(method: MethodSpec, batch_size: int | None, device: str, precision
     if method.kind == "bm3d":
         from vagan.inference.bm3d_denoiser import BM3DDenoiser
 
+        if method.sigma_hu is None:
+            logging.getLogger(__name__).warning(
+                "BM3D sigma is estimated per slice by a white-noise estimator, which reads CT noise too low; for a "
+                "fair BM3D give --model bm3d:SIGMA_HU with the sigma `vagan evaluate` calibrated on your pairs")
         return BM3DDenoiser(sigma_hu=method.sigma_hu)
     from vagan.devices import resolve_device
     from vagan.inference.denoise import NetworkDenoiser

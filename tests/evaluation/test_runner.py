@@ -116,9 +116,23 @@ def test_bm3d_denoises_and_estimates_the_noise_level(evaluated):
     assert s["BM3D"]["psnr_slice"].mean > s["LDCT"]["psnr_slice"].mean + 3.0
     assert s["BM3D"]["rmse_hu"].mean < s["LDCT"]["rmse_hu"].mean
     summary = json.loads(evaluated.summary_json.read_text())
-    sigma = summary["methods"]["BM3D"]["bm3d_sigma_hu"]
-    assert sigma["n"] == 4 and 40.0 < sigma["mean"] < 80.0  # the data carry 60 HU of white noise
-    assert "mean" in evaluated.report.markdown.read_text().split("## Methods")[1].split("##")[0]
+    calibration = summary["methods"]["BM3D"]["bm3d_calibration"]
+    assert 45.0 < calibration["diff_std_hu"] < 75.0  # the data carry 60 HU of white noise
+    assert 40.0 < calibration["sigma_hu"] < 80.0 and len(calibration["grid"]) >= 5
+    assert "T002" not in calibration["patients"]  # calibrated on non-test patients only
+    assert min(e for _, e in calibration["grid"]) == dict(map(tuple, calibration["grid"]))[calibration["sigma_hu"]]
+    assert summary["methods"]["BM3D"]["bm3d_sigma_hu"]["mean"] == calibration["sigma_hu"]
+    assert "calibrated on" in evaluated.report.markdown.read_text().split("## Methods")[1].split("##")[0]
+
+
+def test_bm3d_without_pairs_outside_the_test_set_falls_back_to_the_estimator_and_says_so(tmp_path, runs):
+    _, root = runs
+    result = evaluate(_cheap(root, methods=["bm3d"], subset="all", split=None, max_slices=2), tmp_path / "out",
+                      progress=False)
+    assert any("no LDCT/NDCT pairs outside the test set" in n for n in result.notes)
+    summary = json.loads(result.summary_json.read_text())
+    assert "bm3d_calibration" not in summary["methods"]["BM3D"]
+    assert 40.0 < summary["methods"]["BM3D"]["bm3d_sigma_hu"]["mean"] < 80.0  # estimated per slice
 
 
 def test_timing_for_every_computing_method(evaluated):

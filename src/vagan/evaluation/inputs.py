@@ -18,6 +18,7 @@ from vagan.precision import Precision
 from vagan.training.config import DataConfig
 
 if TYPE_CHECKING:
+    from vagan.evaluation.bm3d_calibration import BM3DCalibration
     from vagan.evaluation.feature_nets import FeatureNet
     from vagan.inference.denoise import Denoiser
     from vagan.inference.model_loading import TrainedModel
@@ -34,6 +35,7 @@ class Method:
     denoiser: Denoiser | None = None
     model: TrainedModel | None = None  # networks only
     run_dir: Path | None = None  # the run folder of a model, when it has one
+    calibration: BM3DCalibration | None = None  # how a plain ``bm3d`` got its sigma
 
     @property
     def has_attention(self) -> bool:
@@ -131,6 +133,50 @@ def load_test_set(cfg: EvaluationConfig, models: Sequence[TrainedModel]) -> Eval
         raise InputDataError(f"{root}: patients {patients} hold no slice pairs of thickness {thickness}")
     log.info("test set: %d slices of %d patient(s) from %s", len(pairs), len(patients), root)
     return EvaluationData(pairs, root, cfg.subset, tuple(patients), split_used, seed, thickness, source)
+
+
+CALIBRATION_PATIENTS = 4  # at most this many non-test patients ...
+CALIBRATION_SLICES_PER_PATIENT = 2  # ... and this many slices of each calibrate BM3D
+
+
+def calibration_pairs(test: EvaluationData) -> list[SlicePair]:
+    """A few LDCT/NDCT slices of patients outside the test subset (validation first, then training),
+    for :func:`~vagan.evaluation.bm3d_calibration.calibrate_bm3d`; empty when the split has none."""
+    from vagan.data.paired import load_slice_pairs, patient_split
+    from vagan.evaluation.bm3d_calibration import spread_slices
+
+    if test.split is None:
+        return []
+    subsets = patient_split(test.root, test.split, test.split_seed, test.thickness)
+    others = [p for p in (*subsets.get("val", []), *subsets.get("train", [])) if p not in test.patients]
+    chosen: list[SlicePair] = []
+    for patient in others[:CALIBRATION_PATIENTS]:  # one series in memory at a time
+        pairs = spread_slices(load_slice_pairs(test.root, [patient], test.thickness), CALIBRATION_SLICES_PER_PATIENT)
+        chosen.extend(SlicePair(p.ldct.copy(), p.ndct.copy(), p.patient, p.index) for p in pairs)
+    return chosen
+
+
+def calibrate_bm3d_methods(methods: Sequence[Method], test: EvaluationData) -> list[str]:
+    """Give every plain ``bm3d`` method a sigma calibrated on non-test pairs; notes for the report."""
+    from vagan.evaluation.bm3d_calibration import calibrate_bm3d
+    from vagan.inference.bm3d_denoiser import BM3DDenoiser
+
+    plain = [m for m in methods if m.spec.kind == "bm3d" and m.spec.sigma_hu is None]
+    if not plain:
+        return []
+    pairs = calibration_pairs(test)
+    if not pairs:
+        note = ("BM3D: no LDCT/NDCT pairs outside the test set to calibrate its sigma on, so sigma is estimated per "
+                "slice by a white-noise wavelet estimator, which reads CT noise too low (BM3D is then too weak); "
+                "give a split with training or validation patients, or bm3d:SIGMA_HU.")
+        log.warning("%s", note)
+        return [note]
+    calibration = calibrate_bm3d(pairs)
+    log.info("BM3D: %s", calibration.describe())
+    for method in plain:
+        method.denoiser = BM3DDenoiser(sigma_hu=calibration.sigma_hu)
+        method.calibration = calibration
+    return []
 
 
 def leakage_notes(test: EvaluationData, models: Sequence[TrainedModel]) -> list[str]:

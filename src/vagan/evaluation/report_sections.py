@@ -40,7 +40,9 @@ def _bm3d_text(collected: Collected, methods: Sequence[Method]) -> str:
         if m.spec.kind != "bm3d":
             continue
         sig = collected.bm3d_sigmas.get(m.name, [])
-        if m.spec.sigma_hu is not None:
+        if m.calibration is not None:
+            lines.append(f"- {m.name}: {m.calibration.describe()}.")
+        elif m.spec.sigma_hu is not None:
             lines.append(f"- {m.name}: fixed sigma {m.spec.sigma_hu:g} HU.")
         elif sig:
             s = summarize(sig)
@@ -165,6 +167,8 @@ def summary_record(cfg: EvaluationConfig, methods: Sequence[Method], test: Evalu
                          has_attention=m.has_attention, precision=m.denoiser.precision.name)
         if m.name in collected.attention_mse:
             entry["attention_mse"] = {k: s._asdict() for k, s in collected.attention_mse[m.name].items()}
+        if m.calibration is not None:
+            entry["bm3d_calibration"] = dataclasses.asdict(m.calibration)
         if m.name in collected.bm3d_sigmas:
             entry["bm3d_sigma_hu"] = summarize(collected.bm3d_sigmas[m.name])._asdict()
         per_method[m.name] = entry

@@ -34,6 +34,7 @@ from vagan.evaluation.eval_config import EvaluationConfig
 from vagan.evaluation.fid import FIDResult
 from vagan.evaluation.inputs import (
     build_fid_net,
+    calibrate_bm3d_methods,
     leakage_notes,
     load_methods,
     load_test_set,
@@ -108,7 +109,7 @@ def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, prog
                                     for h, w in test.shapes):
         raise ConfigError(f"zoom {cfg.zoom} (row, col, height, width) does not fit the test slices {test.shapes}")
     fid_net = build_fid_net(cfg)
-    notes = leakage_notes(test, models)
+    notes = [*leakage_notes(test, models), *calibrate_bm3d_methods(methods, test)]
     keep = figure_indices(len(test.pairs), cfg.figure_slices)
     collected = run_methods(cfg, methods, test, device, fid_net, keep, progress)
     notes = [*notes, *collected.notes]

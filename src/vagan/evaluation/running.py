@@ -145,7 +145,7 @@ def run_methods(cfg: EvaluationConfig, methods: Sequence[Method], test: Evaluati
                 hu, attention = _apply(method, ldct, ndct)
                 if not np.isfinite(hu).all():
                     raise MethodOutputError(f"method {method.name} produced NaN/inf on test slices {a}-{b - 1}; "
-                                     "check the checkpoint")
+                                            "check the checkpoint")
                 acc.update(method.name, hu, ndct, image_index=a)
                 if fid_net is not None:
                     feats.append(extract_features(fid_net, hu, cfg.batch_size))
