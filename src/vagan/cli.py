@@ -291,6 +291,26 @@ def demo(
 
 
 @app.command()
+def study(
+    config: Path = typer.Argument(..., metavar="CONFIG", help="Study YAML: dataset, presets, seeds, budget, evaluation."),
+    out: Path = typer.Argument(..., metavar="OUT", help="Study folder; a folder holding this study is resumed."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start again: replace OUT (a study vagan wrote)."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a study YAML value, e.g. --set "
+                                             "budget.patches=20000 or --set seeds=[0,1] (repeatable)."),
+) -> None:
+    """Train presets x seeds with equal budgets, evaluate them together and report intervals and the paper's orderings."""
+    from vagan.study.config import load_study_config
+    from vagan.study.runner import run_study
+
+    result = run_study(load_study_config(config, list(set_ or [])), out, overwrite=overwrite, device=device,
+                       inputs=(config,))
+    for ordering in result.orderings:
+        typer.echo(f"{ordering.verdict:>12}: {ordering.claim}")
+    typer.echo(f"study report: {result.report.markdown} (and {result.report.html.name}); numbers in {result.study_json}")
+
+
+@app.command()
 def export(
     output_path: Path = typer.Argument(..., metavar="OUTPUT", help="The .onnx file to write."),
     model: Path = typer.Option(..., "--model", "-m", help="Checkpoint or run folder of a trained model."),

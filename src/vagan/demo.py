@@ -29,14 +29,13 @@ from vagan.config_schema import (
 )
 from vagan.data.simulated import DatasetSpec
 from vagan.errors import CheckpointError, ConfigError, MissingResourceError
-from vagan.evaluation.eval_config import EvaluationConfig, MethodSpec
+from vagan.evaluation.eval_config import REFERENCE_METHODS, EvaluationConfig, MethodSpec
 from vagan.io.atomic import prepare_growing_dir
 from vagan.io.mayo import DataSplit
 from vagan.io.windowing import BODY_THRESHOLD_HU
 
 log = logging.getLogger(__name__)
 
-DEFAULT_METHODS = ("ldct", "bm3d")
 DEMO_ENTRIES = ("simulation/*.png",)
 """What the demo writes into its folder besides data/, runs/* and report/, which carry markers of their own."""
 
@@ -56,7 +55,7 @@ class DemoConfig(Section):
     steps: dict[str, int] = field(default_factory=lambda: {"psnr": 200, "gan": 50})
     train_overrides: tuple[str, ...] = ()
     evaluation: EvaluationConfig = field(default_factory=lambda: EvaluationConfig.from_dict(
-        {"methods": DEFAULT_METHODS}))
+        {"methods": REFERENCE_METHODS}))
 
     def check(self) -> None:
         """Every ``steps`` key names a stage (``psnr``) or a preset's stage (``vagan.gan``) of the demo."""
@@ -86,7 +85,7 @@ class DemoConfig(Section):
                     flat[key] = value
             data["steps"] = flat
         if isinstance(data.get("evaluation"), dict):
-            data["evaluation"] = {"methods": DEFAULT_METHODS, **data["evaluation"]}
+            data["evaluation"] = {"methods": REFERENCE_METHODS, **data["evaluation"]}
         return data
 
 

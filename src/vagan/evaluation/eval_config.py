@@ -28,6 +28,7 @@ from vagan.io.mayo import DataSplit
 from vagan.precision import PrecisionName
 
 KEYWORDS: tuple[str, ...] = ("ldct", "ndct", "bm3d", "bm3d:SIGMA_HU")
+REFERENCE_METHODS: tuple[str, ...] = ("ldct", "bm3d")  # what the demo and a study compare the networks with
 FidNet = FeatureKind | Literal["none"]
 RESERVED_NAMES = {"LDCT": "ldct", "NDCT": "ndct"}  # the fixed panels of the comparison figure
 MethodKind = Literal["ldct", "ndct", "bm3d", "model"]

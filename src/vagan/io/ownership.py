@@ -24,7 +24,8 @@ from typing import Any, Literal
 from vagan.errors import OutputExistsError
 
 MARKER = ".vagan-output.json"
-OutputKind = Literal["dicom-series", "attention-maps", "dataset", "evaluation", "training-report", "run", "demo"]
+OutputKind = Literal["dicom-series", "attention-maps", "dataset", "evaluation", "training-report", "run", "demo", "study",
+                     "study-report"]
 
 _DESCRIBE = {
     "dicom-series": "denoised or simulated DICOM series",
@@ -34,6 +35,8 @@ _DESCRIBE = {
     "training-report": "training report",
     "run": "training run",
     "demo": "demo folder",
+    "study": "study folder",
+    "study-report": "study report",
 }
 
 

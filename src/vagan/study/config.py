@@ -1,0 +1,121 @@
+"""What ``vagan study`` trains and how it compares (a YAML file, validated once; docs/study.md).
+
+Every preset gets the same budget: the number of training patches it sees, all stages together.
+A preset with a PSNR-oriented and an adversarial stage spends ``gan_fraction`` of it in the
+adversarial stage; a preset with one stage (g_psnr, ga_psnr, red_cnn, wgan_vgg) spends all of it
+there.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from vagan.config_schema import (
+    Section,
+    bounded,
+    build_dataclass,
+    did_you_mean,
+    merge,
+    parse_overrides,
+    read_yaml_mapping,
+)
+from vagan.errors import ConfigError
+from vagan.evaluation.eval_config import REFERENCE_METHODS, EvaluationConfig
+from vagan.io.mayo import DataSplit
+from vagan.training.config import PRESETS, ExperimentConfig, StageConfig
+
+
+@dataclass(frozen=True)
+class Budget(Section):
+    """Training patches per preset, every stage together, and the adversarial stage's share."""
+
+    patches: int = bounded(64_000, ge=1)
+    gan_fraction: float = bounded(0.2, gt=0, lt=1)
+
+
+@dataclass(frozen=True)
+class Statistics(Section):
+    """Bootstrap intervals: how many resamples, what confidence, which seed."""
+
+    resamples: int = bounded(2000, ge=100)
+    confidence: float = bounded(0.95, gt=0, lt=1)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class StudyConfig(Section):
+    """Presets x seeds on one dataset (``data_root`` in the Mayo layout, split by patient)."""
+
+    title: str = "vagan study"
+    data_root: str = ""
+    split: DataSplit = field(default_factory=DataSplit)
+    split_seed: int = 0
+    thickness: str = "1mm"
+    presets: tuple[str, ...] = PRESETS
+    seeds: tuple[int, ...] = (0,)
+    budget: Budget = field(default_factory=Budget)
+    train_overrides: tuple[str, ...] = ()  # `--set` text for every preset, e.g. model.generator_features=32
+    evaluation: EvaluationConfig = field(default_factory=lambda: EvaluationConfig.from_dict(
+        {"methods": REFERENCE_METHODS}))
+    statistics: Statistics = field(default_factory=Statistics)
+
+    def check(self) -> None:
+        if not self.data_root:
+            raise ConfigError("data_root: not set; give the dataset folder (Mayo layout, e.g. from `vagan simulate`)")
+        if not self.presets:
+            raise ConfigError("presets: empty; give at least one of " + ", ".join(PRESETS))
+        for name in self.presets:
+            if name not in PRESETS:
+                raise ConfigError(f"presets: unknown preset {name!r}" + did_you_mean(name, list(PRESETS)))
+        for key, values in (("presets", self.presets), ("seeds", self.seeds)):
+            twice = sorted({str(v) for v in values if values.count(v) > 1})
+            if twice:
+                raise ConfigError(f"{key}: {twice} given twice")
+        if not self.seeds:
+            raise ConfigError("seeds: empty; give at least one seed")
+        models = [m for m in self.evaluation.methods if m.kind == "model"]
+        if models:
+            raise ConfigError(f"evaluation.methods: the study adds its own runs; list only references "
+                              f"(ldct, ndct, bm3d, bm3d:SIGMA_HU), not {models[0].spec!r}")
+
+    @classmethod
+    def prepare(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
+        """``evaluation.methods`` defaults to the references LDCT and BM3D."""
+        if isinstance(data.get("evaluation"), dict):
+            data["evaluation"] = {"methods": REFERENCE_METHODS, **data["evaluation"]}
+        return data
+
+    def run_name(self, preset: str, seed: int) -> str:
+        """The run folder (and table label) of one preset and seed."""
+        return f"{preset}-seed{seed}"
+
+
+def load_study_config(path: str, overrides: list[str] | None = None) -> StudyConfig:
+    """A study YAML plus ``--set`` overrides, validated before anything runs."""
+    return build_dataclass(StudyConfig, merge(read_yaml_mapping(path), parse_overrides(overrides or [])), "")
+
+
+def stage_patches(stages: tuple[StageConfig, ...], budget: Budget) -> list[int]:
+    """Patches per stage under ``budget``: adversarial stages share ``gan_fraction`` of it and the
+    others the rest, when a preset has both; a preset of one kind of stage spends all of it."""
+    adversarial = [s.adversarial != "none" for s in stages]
+    if all(adversarial) or not any(adversarial):
+        shares = [1.0 / len(stages)] * len(stages)
+    else:
+        n_adv = sum(adversarial)
+        shares = [budget.gan_fraction / n_adv if a else (1 - budget.gan_fraction) / (len(stages) - n_adv)
+                  for a in adversarial]
+    return [max(1, round(budget.patches * share)) for share in shares]
+
+
+def budgeted(cfg: ExperimentConfig, budget: Budget) -> dict[str, int]:
+    """``stages.i.max_steps`` and ``stages.i.epochs`` that make ``cfg`` see the budget's patches:
+    steps = ceil(patches / batch size); epochs high enough never to end a stage first."""
+    values = {}
+    for i, (stage, patches) in enumerate(zip(cfg.stages, stage_patches(cfg.stages, budget))):
+        steps = math.ceil(patches / stage.batch_size)
+        values[f"stages.{i}.max_steps"] = steps
+        values[f"stages.{i}.epochs"] = steps  # every epoch has at least one batch
+    return values

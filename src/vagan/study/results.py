@@ -1,0 +1,168 @@
+"""A study's results from its evaluation: per-slice values grouped by preset (seeds averaged per
+slice), Table II with per-patient intervals, paired differences, the paper's orderings, curves."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vagan.errors import InputDataError
+from vagan.evaluation.metrics import METRIC_LABELS
+from vagan.evaluation.report import ReportTable
+from vagan.study.config import Statistics
+from vagan.study.stats import (
+    Interval,
+    PairedDifference,
+    lowest,
+    paired_difference,
+    patient_interval,
+)
+
+TABLE_METRICS = ("psnr_patch", "ssim_patch", "psnr_window", "ssim_window", "rmse_hu")
+DECIMALS = {"psnr_patch": 2, "ssim_patch": 4, "psnr_window": 2, "ssim_window": 4, "rmse_hu": 1}
+PAIRED_METRIC = "psnr_patch"  # the paper's Table II convention
+GANS = ("g_gan", "ga_gan", "vagan", "wgan_vgg")
+
+
+@dataclass(frozen=True)
+class PerSlice:
+    """One group's values on the test slices (seeds averaged slice by slice), in test-slice order."""
+
+    values: dict[str, np.ndarray]  # metric -> (n_slices,)
+    patients: tuple[str, ...]  # the patient of each slice
+    runs: tuple[str, ...]  # the evaluated methods averaged into this group
+
+
+def read_per_slice(metrics_csv: Path, groups: Mapping[str, Sequence[str]]) -> dict[str, PerSlice]:
+    """``groups`` (a label -> the method names of its runs) from an evaluation's ``metrics.csv``."""
+    rows: dict[str, dict[int, dict[str, str]]] = {}
+    with Path(metrics_csv).open(newline="") as handle:
+        for row in csv.DictReader(handle):
+            rows.setdefault(row["method"], {})[int(row["image_index"])] = row
+    out = {}
+    for label, methods in groups.items():
+        missing = [m for m in methods if m not in rows]
+        if missing:
+            raise InputDataError(f"{metrics_csv}: no rows for {missing}; evaluate the study again")
+        index = sorted(rows[methods[0]])
+        patients = tuple(rows[methods[0]][i]["patient"] for i in index)
+        values = {k: np.mean([[float(rows[m][i][k]) for i in index] for m in methods], axis=0) for k in TABLE_METRICS}
+        out[label] = PerSlice(values, patients, tuple(methods))
+    return out
+
+
+def fid_by_group(summary_json: Path, groups: Mapping[str, Sequence[str]]) -> dict[str, float]:
+    """Mean FID over a group's runs (groups without FID are left out)."""
+    methods = json.loads(Path(summary_json).read_text(encoding="utf-8"))["methods"]
+    out = {}
+    for label, names in groups.items():
+        values = [methods[n]["fid"]["value"] for n in names if isinstance(methods.get(n, {}).get("fid"), dict)]
+        if len(values) == len(names):
+            out[label] = float(np.mean(values))
+    return out
+
+
+def intervals(per_slice: Mapping[str, PerSlice], stats: Statistics) -> dict[str, dict[str, Interval]]:
+    """Per group and metric: mean of per-patient means with its bootstrap interval over patients."""
+    return {label: {k: patient_interval(g.values[k], g.patients, stats.resamples, stats.confidence, stats.seed)
+                    for k in TABLE_METRICS} for label, g in per_slice.items()}
+
+
+def paired(per_slice: Mapping[str, PerSlice], reference: str, stats: Statistics) -> dict[str, PairedDifference]:
+    """``group - reference`` in :data:`PAIRED_METRIC` over the test slices, for every other group."""
+    if reference not in per_slice:
+        return {}
+    ref = per_slice[reference].values[PAIRED_METRIC]
+    return {label: paired_difference(g.values[PAIRED_METRIC], ref, stats.resamples, stats.confidence, stats.seed)
+            for label, g in per_slice.items() if label != reference}
+
+
+@dataclass(frozen=True)
+class Ordering:
+    claim: str
+    verdict: str
+    evidence: str
+
+
+def orderings(per_slice: Mapping[str, PerSlice], fid: Mapping[str, float], presets: Sequence[str],
+              stats: Statistics) -> list[Ordering]:
+    """The paper's orderings that this study can test, each held / reversed / not resolved / not testable."""
+    out = []
+    if "ga_psnr" in per_slice and "g_psnr" in per_slice:
+        d = paired(per_slice, "g_psnr", stats)["ga_psnr"]
+        out.append(Ordering("GA_PSNR > G_PSNR in PSNR (attention helps the PSNR-oriented generator)", d.verdict,
+                            f"ga_psnr - g_psnr = {d.difference.format(3)} dB, Wilcoxon p = {d.p_value:.2g}"))
+    gans = {g: fid[g] for g in GANS if g in presets and g in fid}
+    if "vagan" in gans and len(gans) > 1:
+        ranked = ", ".join(f"{g} {v:.4g}" for g, v in sorted(gans.items(), key=lambda kv: kv[1]))
+        out.append(Ordering("VAGAN has the best FID among the GANs", lowest(gans, "vagan"), f"FID: {ranked}"))
+    if "LDCT" in per_slice:
+        against = paired(per_slice, "LDCT", stats)
+        learned = [p for p in presets if p in against]
+        held = [p for p in learned if against[p].verdict == "held"]
+        verdict = "held" if len(held) == len(learned) else ("reversed" if any(
+            against[p].verdict == "reversed" for p in learned) else "not resolved")
+        lows = ", ".join(f"{p} {against[p].difference.low:+.2f}" for p in learned)
+        out.append(Ordering("Every learned method beats LDCT in PSNR", verdict,
+                            f"{len(held)}/{len(learned)} with the interval above 0 (lower bounds, dB: {lows})"))
+    return out
+
+
+def table_ii(ints: Mapping[str, Mapping[str, Interval]], fid: Mapping[str, float], runs: Mapping[str, int],
+             confidence: float) -> ReportTable:
+    """Table II with intervals: one row per group (references and presets)."""
+    columns = ["Method", "runs", *[METRIC_LABELS.get(k, k) for k in TABLE_METRICS], "FID"]
+    rows = [[label, str(runs.get(label, 1)), *[ints[label][k].format(DECIMALS[k]) for k in TABLE_METRICS],
+             f"{fid[label]:.4g}" if label in fid else "–"] for label in ints]
+    n = next(iter(next(iter(ints.values())).values())).n if ints else 0
+    return ReportTable(
+        f"Table II with {confidence:.0%} intervals", columns, rows,
+        f"Mean of per-patient means over {n} test patient(s) [bootstrap interval over patients]; a preset's value "
+        "per slice is the mean over its seeds. FID: mean over seeds (one value per run, no interval).")
+
+
+def paired_table(diffs: Mapping[str, PairedDifference], reference: str, confidence: float) -> ReportTable:
+    rows = [[label, d.difference.format(3), f"{d.p_value:.2g}", f"{d.wins}/{d.losses}", d.verdict]
+            for label, d in diffs.items()]
+    return ReportTable(
+        f"Paired differences against {reference}: {METRIC_LABELS.get(PAIRED_METRIC, PAIRED_METRIC)}",
+        ["Method", f"difference [dB] [{confidence:.0%} interval]", "Wilcoxon p", "better/worse slices",
+         "interval"], rows,
+        "Over the same test slices. Slices of one patient are correlated, so the slice-level interval and p-value "
+        "are optimistic; the per-patient intervals of Table II are the conservative view.")
+
+
+def curves_figure(curves: Mapping[str, Mapping[int, list[tuple[float, float]]]], path: Path) -> Path | None:
+    """Validation PSNR against patches seen: one panel per preset, one line per seed (``None``: nothing logged)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from vagan.io.atomic import atomic_file
+
+    presets = [p for p in curves if any(curves[p].values())]
+    if not presets:
+        return None
+    cols = min(3, len(presets))
+    rows = -(-len(presets) // cols)
+    fig = Figure(figsize=(4.2 * cols, 2.9 * rows), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, preset in enumerate(presets):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        for seed, points in sorted(curves[preset].items()):
+            if points:
+                x, y = zip(*points)
+                ax.plot(x, y, marker=".", lw=1, label=f"seed {seed}")
+        ax.set_title(preset, fontsize=9)
+        ax.set_xlabel("training patches seen", fontsize=8)
+        ax.set_ylabel("val PSNR [dB]", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    with atomic_file(path, overwrite=True) as tmp:
+        fig.savefig(tmp, format="png")
+    return path

@@ -1,0 +1,215 @@
+"""``vagan study``: train presets x seeds with equal budgets on one dataset, evaluate them together
+and write the study report. Everything lands in one folder that an interrupted study resumes::
+
+    OUT/study.yaml            the study's config as validated
+    OUT/runs/<preset>-seed<k>/ one ordinary run folder per preset and seed
+    OUT/evaluation/           vagan evaluate of every run and the references (Table II per run)
+    OUT/report/               the study report: Table II with intervals, paired differences,
+                              the paper's orderings, validation curves, study.json
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vagan.errors import ConfigError
+from vagan.evaluation.eval_config import MethodSpec
+from vagan.evaluation.report import (
+    ReportFigure,
+    ReportPaths,
+    ReportSection,
+    report_metadata,
+    write_report,
+)
+from vagan.io.atomic import atomic_dir, atomic_file, prepare_growing_dir
+from vagan.io.ownership import read_marker
+from vagan.study import results
+from vagan.study.config import StudyConfig, budgeted
+from vagan.training.config import ExperimentConfig, load_config, with_values
+from vagan.training.run_folder import FINAL, METRICS_CSV, stage_dir
+
+log = logging.getLogger(__name__)
+
+CONFIG_FILE = "study.yaml"
+STUDY_ENTRIES = (CONFIG_FILE,)
+"""What the study writes into its folder besides runs/*, evaluation/ and report/, which carry markers of their own."""
+MUST_MATCH = ("data_root", "split", "split_seed", "thickness", "budget", "train_overrides")
+"""Keys a resumed study may not change (they decide what its finished runs were trained on)."""
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    out_dir: Path
+    report: ReportPaths
+    study_json: Path
+    orderings: tuple[results.Ordering, ...]
+
+
+def run_configs(config: StudyConfig, device: str) -> dict[str, tuple[str, int, ExperimentConfig]]:
+    """Every run's training config, built and validated before anything trains: run name -> (preset, seed, cfg)."""
+    out = {}
+    for preset in config.presets:
+        base = load_config(preset, list(config.train_overrides))
+        for seed in config.seeds:
+            values: dict[str, Any] = {"data.root": config.data_root, "data.split": config.split,
+                                      "data.split_seed": config.split_seed, "data.thickness": config.thickness,
+                                      "train.seed": seed, "train.device": device, **budgeted(base, config.budget)}
+            out[config.run_name(preset, seed)] = (preset, seed, with_values(base, values))
+    return out
+
+
+def _check_weights(configs: dict[str, tuple[str, int, ExperimentConfig]]) -> None:
+    """A missing VGG19 file fails now, not after the first runs have trained for hours."""
+    from vagan.training.build import check_feature_net, needs_feature_net
+
+    checked = set()
+    for _, _, cfg in configs.values():
+        if any(needs_feature_net(s) for s in cfg.stages) and cfg.train not in checked:
+            check_feature_net(cfg.train)
+            checked.add(cfg.train)
+
+
+def _open_folder(out: Path, config: StudyConfig, overwrite: bool, inputs: tuple[Path, ...]) -> bool:
+    """Create ``out`` (or replace it with ``overwrite``), or resume the study in it; True when resuming."""
+    saved = out / CONFIG_FILE
+    marker = read_marker(out) if out.is_dir() else None
+    if not overwrite and marker is not None and marker.get("kind") == "study" and saved.is_file():
+        previous = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+        current = _plain(config)
+        changed = [k for k in MUST_MATCH if previous.get(k) != current.get(k)]
+        if changed:
+            raise ConfigError(f"{out} holds a study trained with other {', '.join(changed)}; give another folder or "
+                              "--overwrite to start again")
+        log.info("resuming the study in %s", out)
+        _write_config(out, config)
+        return True
+    prepare_growing_dir(out, "study", STUDY_ENTRIES, overwrite=overwrite, inputs=(Path(config.data_root), *inputs))
+    _write_config(out, config)
+    return False
+
+
+def _plain(config: StudyConfig) -> dict[str, Any]:
+    data = dataclasses.asdict(config)
+    data["split"] = config.split.to_dict()
+    data["evaluation"] = config.evaluation.to_dict()
+    return yaml.safe_load(yaml.safe_dump(data))  # tuples -> lists, as read back
+
+
+def _write_config(out: Path, config: StudyConfig) -> None:
+    with atomic_file(out / CONFIG_FILE, overwrite=True) as tmp:
+        tmp.write_text(yaml.safe_dump(_plain(config), sort_keys=False), encoding="utf-8")
+
+
+def _train_all(out: Path, configs: dict[str, tuple[str, int, ExperimentConfig]]) -> None:
+    from vagan.training.trainer import train
+
+    for i, (name, (_, _, cfg)) in enumerate(configs.items(), start=1):
+        run_dir = out / "runs" / name
+        if (stage_dir(run_dir, cfg.stages[-1].name) / FINAL).is_dir():
+            log.info("run %d/%d %s: finished earlier", i, len(configs), name)
+            continue
+        resume = run_dir.is_dir() and any(run_dir.iterdir())
+        log.info("run %d/%d %s: %s", i, len(configs), name, "resuming" if resume else
+                 ", ".join(f"{s.name} {s.max_steps} steps of {s.batch_size}" for s in cfg.stages))
+        train(cfg, run_dir, resume=resume)
+
+
+def _curves(out: Path, configs: dict[str, tuple[str, int, ExperimentConfig]]
+            ) -> dict[str, dict[int, list[tuple[float, float]]]]:
+    """Validation PSNR per preset and seed against the training patches seen, stages joined."""
+    from vagan.evaluation.plots import read_curves_csv
+
+    curves: dict[str, dict[int, list[tuple[float, float]]]] = {}
+    for name, (preset, seed, cfg) in configs.items():
+        series = read_curves_csv(out / "runs" / name / METRICS_CSV)
+        points, offset = [], 0.0
+        for stage in cfg.stages:
+            points += [(offset + step * stage.batch_size, v) for step, v in series.get(f"{stage.name}/val_psnr", [])]
+            offset += (stage.max_steps or 0) * stage.batch_size
+        curves.setdefault(preset, {})[seed] = points
+    return curves
+
+
+def run_study(config: StudyConfig, out: Path, overwrite: bool = False, device: str = "auto",
+              progress: bool = True, inputs: tuple[Path, ...] = ()) -> StudyResult:
+    """Train, evaluate and report the study of ``config`` in ``out`` (resumed when it holds this study).
+
+    ``inputs`` (the study's config file) may not lie in ``out``. The runs' configs, the VGG19
+    weights they need and the dataset's split are all checked before the folder is created.
+    """
+    from vagan.data.paired import patient_split
+    from vagan.devices import resolve_device
+    from vagan.evaluation.runner import evaluate
+
+    out = Path(out)
+    torch_device = str(resolve_device(device))
+    configs = run_configs(config, torch_device)  # every config is valid before anything runs
+    _check_weights(configs)
+    subsets = patient_split(Path(config.data_root), config.split, config.split_seed, config.thickness)
+    empty = [s for s in ("train", "test") if not subsets.get(s)]
+    if empty:
+        raise ConfigError(f"split: the {' and '.join(empty)} subset of {config.data_root} is empty ({subsets}); "
+                          "a study trains on train patients and reports on test patients")
+    _open_folder(out, config, overwrite, inputs)
+    _train_all(out, configs)
+
+    groups: dict[str, list[str]] = {}
+    for name, (preset, _, _) in configs.items():
+        groups.setdefault(preset, []).append(name)
+    methods = (*config.evaluation.methods, *[MethodSpec(name, str(out / "runs" / name)) for name in configs])
+    eval_cfg = dataclasses.replace(config.evaluation, methods=methods, data_root=config.data_root,
+                                   split=config.split, split_seed=config.split_seed, thickness=config.thickness,
+                                   device=torch_device, title=f"{config.title}: every run")
+    evaluation = evaluate(eval_cfg, out / "evaluation", overwrite=(out / "evaluation").exists(), progress=progress)
+    references = {m.name or m.default_name(): [m.name or m.default_name()] for m in config.evaluation.methods}
+    everything = {**references, **groups}
+    per_slice = results.read_per_slice(evaluation.metrics_csv, everything)
+    fid = results.fid_by_group(evaluation.summary_json, everything)
+    stats = config.statistics
+    ints = results.intervals(per_slice, stats)
+    vs = {ref: results.paired(per_slice, ref, stats) for ref in ("g_psnr", "BM3D") if ref in per_slice}
+    ordered = results.orderings(per_slice, fid, config.presets, stats)
+    return _write(out, config, evaluation, ints, fid, groups, vs, ordered, _curves(out, configs))
+
+
+def _write(out: Path, config: StudyConfig, evaluation, ints, fid, groups, vs, ordered, curves) -> StudyResult:
+    stats = config.statistics
+    runs = {label: len(names) for label, names in groups.items()}
+    tables = [results.table_ii(ints, fid, runs, stats.confidence),
+              *[results.paired_table(diffs, ref, stats.confidence) for ref, diffs in vs.items()]]
+    verdicts = "\n".join(f"- **{o.verdict}**: {o.claim}. {o.evidence}." for o in ordered) or "- none testable"
+    budget = config.budget
+    sections = [
+        ReportSection("Study", (
+            f"{len(config.presets)} preset(s) x {len(config.seeds)} seed(s) on {config.data_root} (split "
+            f"{config.split.to_dict()}, seed {config.split_seed}). Every preset saw {budget.patches} training "
+            f"patches; presets with an adversarial stage spent {budget.gan_fraction:.0%} of them there. "
+            f"Per-run Table II, figures and the BM3D calibration: {out / 'evaluation' / 'report.md'}.")),
+        ReportSection("The paper's orderings", verdicts + (
+            "\n\nheld: the interval lies on the paper's side; reversed: on the other side; not resolved: it "
+            "contains 0.")),
+    ]
+    record = {"config": _plain(config), "orderings": [dataclasses.asdict(o) for o in ordered],
+              "table_ii": {g: {k: dataclasses.asdict(v) for k, v in m.items()} for g, m in ints.items()},
+              "fid": fid, "paired": {ref: {g: {"difference": dataclasses.asdict(d.difference), "p_value": d.p_value,
+                                               "wins": d.wins, "losses": d.losses, "verdict": d.verdict}
+                                           for g, d in diffs.items()} for ref, diffs in vs.items()}}
+    with atomic_dir(out / "report", "study-report", overwrite=(out / "report").exists()) as tmp:
+        figure = results.curves_figure(curves, tmp / "figures" / "validation_curves.png")
+        figures = [ReportFigure(figure, "Validation PSNR (whole slices, network units) against the training patches "
+                                "seen; one line per seed", title="Training curves")] if figure else []
+        if figure is None:
+            sections.append(ReportSection("Training curves", "No validation values were logged (the split has no "
+                                          "validation patients, or data.val_slices is 0)."))
+        paths = write_report(tmp, config.title, sections, tables, figures, report_metadata(None, config.data_root))
+        (tmp / "study.json").write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    report = ReportPaths(out / "report" / paths.markdown.name, out / "report" / paths.html.name,
+                         tuple(out / "report" / "figures" / p.name for p in paths.figures))
+    return StudyResult(out, report, out / "report" / "study.json", tuple(ordered))

@@ -1,0 +1,95 @@
+"""vagan study end to end on a tiny dataset: equal budgets, one evaluation, intervals, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from support import TINY, write_tiny_dataset
+from typer.testing import CliRunner
+
+from vagan.cli import app
+from vagan.errors import ConfigError
+from vagan.study.config import Budget, load_study_config, stage_patches
+from vagan.study.runner import run_study
+from vagan.training.config import load_config
+
+runner = CliRunner()
+
+
+def _config_file(tmp_path: Path, root: Path, **changes) -> Path:
+    data = {"title": "tiny study", "data_root": str(root), "split": {"train": ["T000"], "val": ["T001"], "test": ["T002"]},
+            "presets": ["g_psnr", "ga_psnr"], "seeds": [0, 1], "budget": {"patches": 16},
+            "train_overrides": [*TINY, "data.patches_per_slice=2", "data.val_slices=1"],
+            "evaluation": {"fid_net": "none", "timing_slices": 0, "figure_slices": 1,
+                           "patches": {"size": 32}},
+            "statistics": {"resamples": 200}}
+    data.update(changes)
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    base = tmp_path_factory.mktemp("study")
+    root = write_tiny_dataset(base / "data")
+    config = load_study_config(_config_file(base, root))
+    return base, root, config, run_study(config, base / "out", progress=False)
+
+
+def test_every_preset_sees_the_same_budget() -> None:
+    budget = Budget(patches=1000, gan_fraction=0.25)
+    for preset, expected in (("g_psnr", [1000]), ("vagan", [750, 250]), ("wgan_vgg", [1000]), ("red_cnn", [1000])):
+        assert stage_patches(load_config(preset).stages, budget) == expected
+
+
+def test_study_trains_each_run_and_reports_intervals_and_orderings(study) -> None:
+    base, _, config, result = study
+    out = base / "out"
+    runs = sorted(p.name for p in (out / "runs").iterdir())
+    assert runs == ["g_psnr-seed0", "g_psnr-seed1", "ga_psnr-seed0", "ga_psnr-seed1"]
+    trained = yaml.safe_load((out / "runs" / "g_psnr-seed1" / "config.yaml").read_text())
+    assert trained["stages"][0]["max_steps"] == 4 and trained["train"]["seed"] == 1  # 16 patches / batch 4
+    record = json.loads(result.study_json.read_text())
+    table = record["table_ii"]
+    assert set(table) == {"LDCT", "BM3D", "g_psnr", "ga_psnr"}
+    for group in table.values():
+        psnr = group["psnr_patch"]
+        assert psnr["low"] <= psnr["estimate"] <= psnr["high"] and psnr["n"] == 1  # one test patient
+    assert {o["claim"].split(" (")[0] for o in record["orderings"]} == {
+        "GA_PSNR > G_PSNR in PSNR", "Every learned method beats LDCT in PSNR"}
+    assert set(record["paired"]) == {"g_psnr", "BM3D"}
+    md = result.report.markdown.read_text()
+    assert "Table II with 95% intervals" in md and "Paired differences against BM3D" in md
+    assert (out / "report" / "figures" / "validation_curves.png").is_file()
+
+
+def test_a_second_call_resumes_without_training_again(study, caplog) -> None:
+    base, _, config, _ = study
+    before = {p: p.stat().st_mtime_ns for p in (base / "out" / "runs").rglob("weights.safetensors")}
+    with caplog.at_level("INFO"):
+        run_study(config, base / "out", progress=False)
+    assert "finished earlier" in caplog.text
+    assert {p: p.stat().st_mtime_ns for p in (base / "out" / "runs").rglob("weights.safetensors")} == before
+
+
+def test_a_changed_budget_is_refused_on_resume(study, tmp_path) -> None:
+    base, root, _, _ = study
+    changed = load_study_config(_config_file(tmp_path, root, budget={"patches": 32}))
+    with pytest.raises(ConfigError, match="budget"):
+        run_study(changed, base / "out", progress=False)
+
+
+def test_bad_study_configs_are_refused_before_anything_runs(tmp_path) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    for changes, message in (({"presets": ["vagn"]}, "did you mean 'vagan'"),
+                             ({"budget": {"patches": 0}}, "budget.patches: must be >= 1"),
+                             ({"seeds": []}, "seeds: empty"),
+                             ({"evaluation": {"methods": [str(root)]}}, "adds its own runs")):
+        result = runner.invoke(app, ["study", str(_config_file(tmp_path, root, **changes)), str(tmp_path / "out")])
+        assert result.exit_code == 2 and message in result.output, (changes, result.output)
+        assert not (tmp_path / "out").exists()
