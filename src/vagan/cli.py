@@ -6,6 +6,7 @@ stderr and a non-zero exit code, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import signal
 import warnings
@@ -186,7 +187,10 @@ def denoise(
     from vagan.evaluation.eval_config import MethodSpec
     from vagan.inference.files import DenoiseJob, denoise_path
 
-    method = MethodSpec.parse(model, "--model")
+    try:
+        method = MethodSpec(spec=model)
+    except ConfigError as err:
+        raise ConfigError(f"--model {model}: {str(err).removeprefix('spec: ')}") from None
     if method.kind in ("ldct", "ndct"):
         raise ConfigError(f"--model {model}: {method.kind} is an evaluation reference, not a denoiser; give a "
                           "checkpoint or run folder, bm3d or bm3d:SIGMA_HU")
@@ -247,13 +251,11 @@ def evaluate(
     raw = _read_yaml(config) if config else {}
     if methods:
         raw["methods"] = list(methods)
-    for key, value in (("data_root", data), ("subset", subset), ("fid_net", fid_net), ("device", device),
-                       ("precision", _legacy_amp(amp, precision))):
-        if value is not None:
-            raw[key] = str(value)
-    if compile_ is not None:
-        raw["compile"] = compile_
-    result = run_evaluation(EvaluationConfig.from_dict(raw, list(set_ or [])), out, overwrite=overwrite)
+    cfg = EvaluationConfig.from_dict(raw, list(set_ or []))
+    typed = {"data_root": str(data) if data is not None else None, "subset": subset, "fid_net": fid_net,
+             "device": device, "precision": _legacy_amp(amp, precision), "compile": compile_}
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in typed.items() if v is not None})  # typed options win, as in train
+    result = run_evaluation(cfg, out, overwrite=overwrite)
     typer.echo(" | ".join(result.table.columns))
     for row in result.table.rows:
         typer.echo(" | ".join(str(cell) for cell in row))

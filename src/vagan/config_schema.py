@@ -59,13 +59,19 @@ def bounded(default: Any = dataclasses.MISSING, *, ge: float | None = None, gt: 
 
 
 class Section:
-    """Base of every config section (a frozen dataclass): validated on creation, built by :func:`build_dataclass`."""
+    """Base of every config section (a frozen dataclass): validated on creation, built by :func:`build_dataclass`.
+
+    Values given in Python are converted as YAML's are (a list to a tuple, an int to a float, a
+    mapping to its nested section): this is the one place where a frozen section is written after
+    creation, so that ``DataConfig(split={"train": 0.8, ...}).split`` is a :class:`DataSplit`.
+    """
 
     def __post_init__(self) -> None:
         hints = _type_hints(type(self))
         for f in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
-            coerce(value, hints[f.name], f.name)
+            value = coerce(getattr(self, f.name), hints[f.name], f.name)
+            if value is not getattr(self, f.name):
+                object.__setattr__(self, f.name, value)
             bounds = f.metadata.get("bounds")
             if bounds is not None:
                 bounds.check(value, f.name)
@@ -78,6 +84,11 @@ class Section:
     def prepare(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
         """Raw (YAML) data tidied before it is built: shorthands expanded, old key names renamed."""
         return data
+
+    @classmethod
+    def from_value(cls, value: Any, where: str) -> Section:
+        """The section from a value that is not a mapping (a shorthand such as ``"name=spec"``)."""
+        raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
 
 
 @functools.cache
@@ -98,6 +109,8 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
         if isinstance(value, hint):
             return value
         if not isinstance(value, dict):
+            if isinstance(hint, type) and issubclass(hint, Section):
+                return hint.from_value(value, where)
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
         return build_dataclass(hint, value, where)
     if origin in (typing.Union, types.UnionType):

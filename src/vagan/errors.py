@@ -1,6 +1,11 @@
 """User-facing errors: the CLI prints their message on one line and exits non-zero."""
 
 
+MACHINE_FAULTS = (PermissionError, MemoryError)
+"""Failures of the machine, not of a file's content: re-raised before any broad ``except`` that reports
+damaged input, so that they are never called corrupt data."""
+
+
 class VaganError(Exception):
     """A problem with the user's input, files or configuration (not a bug in vagan).
 

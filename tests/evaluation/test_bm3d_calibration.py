@@ -7,7 +7,11 @@ import pytest
 
 from vagan.data.patches import SlicePair
 from vagan.errors import InputDataError
-from vagan.evaluation.bm3d_calibration import body_noise_std_hu, calibrate_bm3d, spread_slices
+from vagan.evaluation.bm3d_calibration import (
+    body_noise_std_hu,
+    calibrate_bm3d,
+    spread_slices,
+)
 
 
 def _phantom(size: int = 64) -> np.ndarray:

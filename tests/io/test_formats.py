@@ -122,9 +122,9 @@ def test_read_write_volume_dispatch(random_hu, tmp_path: Path, ct_small: Path) -
         read_volume(tmp_path / "missing.nii")
 
 
-def test_write_volume_like_keeps_dicom_tags(ct_small: Path, tmp_path: Path) -> None:
+def test_write_volume_of_a_derived_volume_keeps_dicom_tags(ct_small: Path, tmp_path: Path) -> None:
     src = read_volume(ct_small)
-    path = write_volume(tmp_path / "den", src.hu - 10.0, like=src, series_description="denoised by m")
+    path = write_volume(tmp_path / "den", src.with_hu(src.hu - 10.0), series_description="denoised by m")
     out = read_volume(path)
     assert np.abs(out.hu - (src.hu - 10.0)).max() <= 0.5
     assert out.headers[0].PatientID == src.headers[0].PatientID

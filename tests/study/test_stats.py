@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vagan.study.stats import bootstrap_mean, group_means, lowest, paired_difference, patient_interval
+from vagan.study.stats import (
+    bootstrap_mean,
+    group_means,
+    lowest,
+    paired_difference,
+    patient_interval,
+)
 
 
 def test_bootstrap_of_a_constant_is_the_constant() -> None:

@@ -7,12 +7,12 @@ The mean is taken per image (over the last two axes).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
 AttentionMode = Literal["signed", "abs"]
-ATTENTION_MODES: tuple[str, ...] = ("signed", "abs")
+ATTENTION_MODES: tuple[str, ...] = get_args(AttentionMode)
 
 
 def attention_target(ldct: torch.Tensor, ndct: torch.Tensor, mode: AttentionMode = "signed") -> torch.Tensor:

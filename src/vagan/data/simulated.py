@@ -47,7 +47,7 @@ class DatasetSpec(Section):
     slice_thickness_mm: float = bounded(1.0, gt=0)
     dose: float = bounded(0.25, gt=0, le=1)  # fraction of the full dose
     write_truth: bool = False
-    seed: int = 0
+    seed: int = bounded(0, ge=0)  # numpy seeds are non-negative
     batch_size: int = bounded(4, ge=1)
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
 

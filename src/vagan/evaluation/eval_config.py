@@ -67,21 +67,17 @@ class MethodSpec(Section):
             raise ConfigError(f"name: {self.name!r} is reserved for the {reserved!r} method; rename it")
 
     @classmethod
-    def parse(cls, item: Any, where: str) -> MethodSpec:
-        """One method from ``spec``, ``"name=spec"``, ``[name, spec]`` or ``{name:, spec:}``."""
-        if isinstance(item, MethodSpec):
-            return item
-        if isinstance(item, str):
-            name, sep, spec = item.partition("=")
-            data = {"name": name.strip(), "spec": spec.strip()} if sep else {"spec": item}
-        elif isinstance(item, (list, tuple)) and len(item) == 2:
-            data = {"name": str(item[0]), "spec": str(item[1])}
-        elif isinstance(item, Mapping) and "spec" in item:
-            data = dict(item)
-        else:
-            raise ConfigError(f"{where}: expected 'spec', 'name=spec', [name, spec] or {{name: ..., spec: ...}}, "
-                              f"got {item!r}")
-        return build_dataclass(cls, data, where)
+    def from_value(cls, value: Any, where: str) -> MethodSpec:
+        """One method from ``spec``, ``"name=spec"`` or ``[name, spec]`` (an existing path is a spec, ``=`` or not)."""
+        if isinstance(value, str):
+            name, sep, spec = value.partition("=")
+            plain = not sep or Path(value).expanduser().exists()
+            return build_dataclass(cls, {"spec": value} if plain else {"name": name.strip(), "spec": spec.strip()},
+                                   where)
+        if isinstance(value, (list, tuple)) and len(value) == 2:
+            return build_dataclass(cls, {"name": str(value[0]), "spec": str(value[1])}, where)
+        raise ConfigError(f"{where}: expected 'spec', 'name=spec', [name, spec] or {{name: ..., spec: ...}}, "
+                          f"got {value!r}")
 
     @property
     def kind(self) -> MethodKind:
@@ -127,12 +123,12 @@ class EvaluationConfig(Section):
     data_root: str | None = None
     subset: str = "test"
     split: DataSplit | None = None
-    split_seed: int | None = None
+    split_seed: int | None = bounded(None, ge=0)
     thickness: str | None = None
     max_slices: int | None = bounded(None, ge=1)
     fid_net: FidNet = "random-ct"
     fid_weights: str | None = None
-    fid_seed: int = 0
+    fid_seed: int = bounded(0, ge=0)  # numpy seeds are non-negative
     fid_vgg_layer: str = "conv5_4"
     device: str = "cpu"
     precision: PrecisionName = "auto"
@@ -168,17 +164,16 @@ class EvaluationConfig(Section):
 
     @classmethod
     def prepare(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
-        """Methods given as ``{name: spec}`` or a list of shorthands (:meth:`MethodSpec.parse`); ``amp``
+        """Methods given as ``{name: spec}`` or a list of shorthands (:meth:`MethodSpec.from_value`); ``amp``
         (before the precision policy) becomes ``precision``: false = fp32, true = auto."""
         if "amp" in data:
             data.setdefault("precision", "auto" if data.pop("amp") else "fp32")
         raw = data.get("methods")
-        if isinstance(raw, Mapping):
-            data["methods"] = tuple(MethodSpec.parse([str(k), str(v)], f"methods.{k}") for k, v in raw.items())
-        elif isinstance(raw, (list, tuple)):
-            data["methods"] = tuple(MethodSpec.parse(item, f"methods[{i}]") for i, item in enumerate(raw))
-        elif raw is not None:
-            raise ConfigError(f"methods: expected a list or a mapping name -> spec, got {raw!r}")
+        if isinstance(raw, Mapping):  # {name: spec}
+            data["methods"] = [[str(k), str(v)] for k, v in raw.items()]
+        elif raw is not None and not isinstance(raw, (list, tuple)):
+            raise ConfigError(f"{where + '.' if where else ''}methods: expected a list or a mapping name -> spec, "
+                              f"got {raw!r}")
         return data
 
     def to_dict(self) -> dict[str, Any]:

@@ -21,7 +21,7 @@ import difflib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from vagan.errors import ConfigError, MissingResourceError
 from vagan.io.windowing import DISPLAY_RANGE, HURange
 
 FeatureKind = Literal["inception", "vgg19", "random-ct"]
-FEATURE_KINDS: tuple[str, ...] = ("inception", "vgg19", "random-ct")
+FEATURE_KINDS: tuple[str, ...] = get_args(FeatureKind)
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 
 

@@ -34,6 +34,7 @@ class Method:
     spec: MethodSpec
     denoiser: Denoiser | None = None
     model: TrainedModel | None = None  # networks only
+    precision: Precision | None = None  # the precision a network runs in
     run_dir: Path | None = None  # the run folder of a model, when it has one
     calibration: BM3DCalibration | None = None  # how a plain ``bm3d`` got its sigma
 
@@ -77,7 +78,8 @@ def load_methods(cfg: EvaluationConfig, device: torch.device, precision: Precisi
             model = load_trained_model(spec.path, device)
             name = spec.name or model.name
             denoiser = NetworkDenoiser(model, cfg.batch_size, precision=precision, compile=cfg.compile, name=name)
-            methods.append(Method(name, spec, denoiser, model, run_of_checkpoint(model.checkpoint)))
+            methods.append(Method(name, spec, denoiser, model, precision=denoiser.precision,
+                                  run_dir=run_of_checkpoint(model.checkpoint)))
         elif spec.kind == "bm3d":
             methods.append(Method(spec.name or spec.default_name(), spec, BM3DDenoiser(spec.sigma_hu)))
         else:

@@ -219,7 +219,7 @@ class PatchSpec(Section):
     per_image: int = bounded(4, ge=1)
     mode: PatchMode = "body-quadrants"
     body_hu: float = BODY_THRESHOLD_HU
-    seed: int = 0
+    seed: int = bounded(0, ge=0)  # numpy seeds are non-negative
 
     def check(self) -> None:
         if self.mode != "random-body" and self.per_image != 4:

@@ -23,7 +23,7 @@ from vagan.evaluation.plots import (
     training_curves_figure,
 )
 from vagan.evaluation.report import ReportFigure
-from vagan.io.windowing import BODY_THRESHOLD_HU
+from vagan.io.windowing import BODY_THRESHOLD_HU, DISPLAY_WINDOW_TEXT
 from vagan.training.run_folder import METRICS_CSV
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def write_comparison_figures(
         r, c, h, w = box
         figures.append(ReportFigure(
             path, title=f"Fig. 2/3-style comparison {k}: {label}",
-            caption=(f"{label}: LDCT, NDCT and every method in the display window [-160, 240] HU; the red box "
+            caption=(f"{label}: LDCT, NDCT and every method in the display window {DISPLAY_WINDOW_TEXT}; the red box "
                      f"(rows {r}-{r + h - 1}, cols {c}-{c + w - 1}) is zoomed below. Titles: whole-slice "
                      "PSNR [dB] / SSIM against NDCT, field convention.")))
     return figures

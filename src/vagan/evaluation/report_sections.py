@@ -23,6 +23,7 @@ from vagan.evaluation.report import (
 )
 from vagan.evaluation.running import Collected
 from vagan.evaluation.table import format_summary, table_ii
+from vagan.io.windowing import DISPLAY_WINDOW_TEXT
 from vagan.precision import Precision
 
 log = logging.getLogger(__name__)
@@ -74,7 +75,7 @@ def method_sections(cfg: EvaluationConfig, methods: Sequence[Method], test: Eval
         fid = "FID was not computed (fid_net: none" + (", or fewer than 2 test slices)." if len(test.pairs) < 2 else ").")
     else:
         fid = (f"FID per method between the NDCT slices (real) and the method's outputs (fake), whole slices mapped "
-               f"through the display window [-160, 240] HU to [0, 1], features from {fid_name}. "
+               f"through the display window {DISPLAY_WINDOW_TEXT} to [0, 1], features from {fid_name}. "
                f"n = {len(test.pairs)} slices per set: far fewer than the 2048 needed for an unbiased estimate, so "
                "values are biased upwards and only the ranking of methods on the same test set means anything.")
         if fid_name.startswith("random-ct"):
@@ -96,7 +97,7 @@ def method_sections(cfg: EvaluationConfig, methods: Sequence[Method], test: Eval
             described.append(f"- {m.name}: preset {c.preset}, stage {m.model.stage}, generator {c.model.generator} "
                              f"({c.model.generator_features} features), checkpoint {m.model.checkpoint}; "
                              f"HU range [{c.data.hu_min:g}, {c.data.hu_max:g}], attention target mode "
-                             f"{c.data.attention_mode}; inference in {m.denoiser.precision.describe()}.")
+                             f"{c.data.attention_mode}; inference in {m.precision.describe() if m.precision else 'fp32'}.")
         else:
             described.append(f"- {m.name}: {m.spec.spec}.")
     sections = [
@@ -147,7 +148,9 @@ def _jsonable(value: Any) -> Any:
 
 def _compiled(methods: Sequence[Method]) -> bool:
     """Whether the networks really ran compiled (``--compile`` falls back to eager where it fails)."""
-    return any(getattr(m.denoiser, "compile", False) for m in methods if m.model is not None)
+    from vagan.inference.denoise import NetworkDenoiser
+
+    return any(isinstance(m.denoiser, NetworkDenoiser) and m.denoiser.compile for m in methods)
 
 
 def summary_record(cfg: EvaluationConfig, methods: Sequence[Method], test: EvaluationData, collected: Collected,
@@ -164,7 +167,7 @@ def summary_record(cfg: EvaluationConfig, methods: Sequence[Method], test: Evalu
         }
         if m.model is not None:
             entry.update(checkpoint=m.model.checkpoint, preset=m.model.config.preset, stage=m.model.stage,
-                         has_attention=m.has_attention, precision=m.denoiser.precision.name)
+                         has_attention=m.has_attention, precision=m.precision.name if m.precision else None)
         if m.name in collected.attention_mse:
             entry["attention_mse"] = {k: s._asdict() for k, s in collected.attention_mse[m.name].items()}
         if m.calibration is not None:

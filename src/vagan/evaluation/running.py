@@ -115,6 +115,7 @@ def run_methods(cfg: EvaluationConfig, methods: Sequence[Method], test: Evaluati
     from tqdm.auto import tqdm
 
     from vagan.evaluation.feature_nets import extract_features
+    from vagan.inference.bm3d_denoiser import BM3DDenoiser
 
     pairs = test.pairs
     chunks = _chunks(pairs, cfg.batch_size)
@@ -149,7 +150,7 @@ def run_methods(cfg: EvaluationConfig, methods: Sequence[Method], test: Evaluati
                 acc.update(method.name, hu, ndct, image_index=a)
                 if fid_net is not None:
                     feats.append(extract_features(fid_net, hu, cfg.batch_size))
-                if method.spec.kind == "bm3d":
+                if isinstance(method.denoiser, BM3DDenoiser):
                     sigmas.extend(method.denoiser.last_sigmas_hu)
                 if attention is not None:
                     for mode, values in _attention_mse(ldct, ndct, attention, method.model).items():

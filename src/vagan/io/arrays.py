@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vagan.errors import InputDataError
+from vagan.errors import MACHINE_FAULTS, InputDataError
 from vagan.io.atomic import atomic_file
 from vagan.io.volume import DEFAULT_SPACING_MM, CTVolume
 
@@ -30,6 +30,8 @@ def read_npy(
         raise InputDataError(f"{path}: NumPy file does not exist")
     try:
         data = np.load(path, allow_pickle=False)
+    except MACHINE_FAULTS:
+        raise
     except Exception as err:  # ValueError for pickles/bad headers, EOFError for truncation
         raise InputDataError(f"{path}: corrupt or unreadable .npy ({err.__class__.__name__}: {err})") from None
     if not (np.issubdtype(data.dtype, np.floating) or np.issubdtype(data.dtype, np.integer)):

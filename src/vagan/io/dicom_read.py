@@ -23,7 +23,7 @@ from pydicom.uid import (
     ImplicitVRLittleEndian,
 )
 
-from vagan.errors import InputDataError
+from vagan.errors import MACHINE_FAULTS, InputDataError
 from vagan.io.dicom_header import (
     check_ct_image,
     declared_sop_class,
@@ -72,6 +72,8 @@ def _parse(path: Path) -> Dataset | None:
         for part in (getattr(ds, "file_meta", None), ds):  # pydicom converts elements lazily: damage surfaces
             if part is not None:                          # here, not at the first access somewhere later
                 part.walk(lambda _ds, _elem: None)
+    except MACHINE_FAULTS:
+        raise
     except Exception as err:  # pydicom raises many types on damaged input
         if not claimed:
             return None
@@ -210,6 +212,8 @@ def _decode_hu(path: Path, ds: Dataset) -> np.ndarray:
     syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
         stored = ds.pixel_array
+    except MACHINE_FAULTS:
+        raise
     except Exception as err:
         try:
             compressed = UID(str(syntax)).is_compressed and UID(str(syntax)).is_transfer_syntax

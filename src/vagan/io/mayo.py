@@ -239,7 +239,7 @@ def split_patients(
                 if name not in known:
                     close = difflib.get_close_matches(name, known, n=1)
                     hint = f"; did you mean {close[0]!r}?" if close else f"; known patients: {known}"
-                    raise ConfigError(f"data.split.{subset}: unknown patient {name!r}{hint}")
+                    raise ConfigError(f"the split's {subset!r} subset names an unknown patient {name!r}{hint}")
         unused = sorted(set(known) - {n for names in out.values() for n in names})
         if unused:
             log.warning("patients in no subset of the split (left out): %s", ", ".join(unused))

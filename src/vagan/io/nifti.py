@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vagan.errors import InputDataError
+from vagan.errors import MACHINE_FAULTS, InputDataError
 from vagan.io.atomic import atomic_file
 from vagan.io.volume import CTVolume
 
@@ -36,6 +36,8 @@ def read_nifti(path: Path) -> CTVolume:
     try:
         img = nib.load(str(path))
         data = np.asarray(img.get_fdata(dtype=np.float32))
+    except MACHINE_FAULTS:
+        raise
     except Exception as err:  # nibabel raises several types on damaged files
         raise InputDataError(f"{path}: corrupt or unreadable NIfTI ({err.__class__.__name__}: {err})") from None
     while data.ndim > 3 and data.shape[-1] == 1:

@@ -59,16 +59,15 @@ def write_volume(
     path: Path,
     volume: CTVolume | np.ndarray,
     *,
-    like: CTVolume | None = None,
     series_description: str = "vagan output",
     overwrite: bool = False,
     derivation_description: str | None = None,
 ) -> Path:
     """Write HU to ``path`` in the kind its name asks for (a suffix-less path is a DICOM folder).
 
-    Geometry comes from ``volume`` when it is a :class:`CTVolume`, else from ``like`` (same shape),
-    else defaults (1 mm). For DICOM, ``like`` (or ``volume``) with DICOM headers is the template
-    whose patient/study/geometry tags are kept (see :func:`write_dicom_series`).
+    Geometry comes from ``volume`` when it is a :class:`CTVolume` (e.g. ``read.with_hu(denoised)``),
+    else defaults (1 mm). For DICOM, a ``volume`` with DICOM headers is the template whose
+    patient/study/geometry tags are kept (see :func:`write_dicom_series`).
     """
     path = Path(path)
     if path.suffix.lower() in DICOM_SUFFIXES and not path.is_dir():
@@ -80,11 +79,10 @@ def write_volume(
     hu = volume.hu if isinstance(volume, CTVolume) else np.asarray(volume, dtype=np.float32)
     if hu.ndim == 2:
         hu = hu[None]
-    geometry = volume if isinstance(volume, CTVolume) else like
+    geometry = volume if isinstance(volume, CTVolume) else None
     if kind == "dicom":
-        template = like if like is not None else geometry
         return write_dicom_series(
-            hu, path, template=template, series_description=series_description,
+            hu, path, template=geometry, series_description=series_description,
             overwrite=overwrite, derivation_description=derivation_description,
         )
     out = CTVolume(hu=hu.astype(np.float32, copy=False), source=path) if geometry is None \

@@ -49,3 +49,4 @@ class HURange:
 
 NETWORK_RANGE = HURange(HU_MIN, HU_MAX)
 DISPLAY_RANGE = HURange(*DISPLAY_WINDOW)
+DISPLAY_WINDOW_TEXT = f"[{DISPLAY_WINDOW[0]:g}, {DISPLAY_WINDOW[1]:g}] HU"  # for captions and report text

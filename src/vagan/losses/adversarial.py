@@ -7,14 +7,14 @@ Discriminators return logits ``l``; ``D = sigmoid(l)`` and the logs are computed
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 GanMode = Literal["paper", "nonsaturating"]
-GAN_MODES: tuple[str, ...] = ("paper", "nonsaturating")
+GAN_MODES: tuple[str, ...] = get_args(GanMode)
 
 
 def generator_adversarial_loss(fake_logit: torch.Tensor, mode: GanMode = "paper") -> torch.Tensor:

@@ -17,7 +17,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vagan.errors import CheckpointError, ConfigError, MissingResourceError
+from vagan.errors import (
+    MACHINE_FAULTS,
+    CheckpointError,
+    ConfigError,
+    MissingResourceError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +127,8 @@ def load_vgg19_weights(path: Path | str | None = None) -> dict[str, torch.Tensor
             raw = load_file(str(path))
         else:
             raw = torch.load(path, map_location="cpu", weights_only=True)
+    except MACHINE_FAULTS:
+        raise
     except Exception as exc:  # corrupt file, or a pickle that would need code execution
         raise CheckpointError(f"cannot read VGG19 weights from {path}: {_load_failure(exc)}; expected torchvision's "
                               f"{VGG19_FILENAME} (a state_dict of tensors) or a .safetensors file") from None

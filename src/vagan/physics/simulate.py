@@ -81,11 +81,11 @@ class SimulationConfig(Section):
     """
 
     geometry: Literal["fan", "parallel"] = "fan"
-    n_views: int = SCANNER_VIEWS
-    n_detectors: int = SCANNER_CHANNELS
-    detector_spacing_mm: float = SCANNER_CHANNEL_MM
-    source_isocenter_mm: float = SCANNER_SOURCE_ISOCENTER_MM
-    source_detector_mm: float = SCANNER_SOURCE_DETECTOR_MM
+    n_views: int = bounded(SCANNER_VIEWS, ge=1)
+    n_detectors: int = bounded(SCANNER_CHANNELS, ge=1)
+    detector_spacing_mm: float = bounded(SCANNER_CHANNEL_MM, gt=0)
+    source_isocenter_mm: float = bounded(SCANNER_SOURCE_ISOCENTER_MM, gt=0)
+    source_detector_mm: float = bounded(SCANNER_SOURCE_DETECTOR_MM, gt=0)
     detector_offset_mm: float = 0.0
     i0: float = bounded(DEFAULT_I0, gt=0)
     electronic_noise_var: float = bounded(DEFAULT_ELECTRONIC_NOISE_VAR, ge=0)  # counts^2

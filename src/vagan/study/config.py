@@ -41,7 +41,7 @@ class Statistics(Section):
 
     resamples: int = bounded(2000, ge=100)
     confidence: float = bounded(0.95, gt=0, lt=1)
-    seed: int = 0
+    seed: int = bounded(0, ge=0)  # numpy seeds are non-negative
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,10 @@ class StudyConfig(Section):
     title: str = "vagan study"
     data_root: str = ""
     split: DataSplit = field(default_factory=DataSplit)
-    split_seed: int = 0
+    split_seed: int = bounded(0, ge=0)  # numpy seeds are non-negative
     thickness: str = "1mm"
     presets: tuple[str, ...] = PRESETS
-    seeds: tuple[int, ...] = (0,)
+    seeds: tuple[int, ...] = bounded((0,), ge=0)
     budget: Budget = field(default_factory=Budget)
     train_overrides: tuple[str, ...] = ()  # `--set` text for every preset, e.g. model.generator_features=32
     evaluation: EvaluationConfig = field(default_factory=lambda: EvaluationConfig.from_dict(

@@ -21,7 +21,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from vagan import __version__
-from vagan.errors import CheckpointError
+from vagan.errors import MACHINE_FAULTS, CheckpointError
 from vagan.io.atomic import staged_dir
 
 FORMAT = "vagan-checkpoint"
@@ -104,6 +104,8 @@ def load_checkpoint(path: Path, with_state: bool = False, expect_preset: str | N
             state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
         except FileNotFoundError:
             raise CheckpointError(f"{path}: {STATE_FILE} is missing, so training cannot resume from it") from None
+        except MACHINE_FAULTS:
+            raise
         except Exception as err:  # torch raises many types for a bad pickle
             raise CheckpointError(f"{path / STATE_FILE} is corrupt or holds more than tensors ({type(err).__name__})") from None
     return Checkpoint(meta=meta, weights=weights, state=state, path=path)

@@ -17,9 +17,11 @@ from vagan.config_schema import Section, bounded, parse_overrides, read_yaml_map
 from vagan.config_schema import build_dataclass as _build
 from vagan.config_schema import did_you_mean as _did_you_mean
 from vagan.config_schema import merge as _merge
+from vagan.data.attention_target import AttentionMode
 from vagan.errors import ConfigError
 from vagan.io.mayo import DataSplit
 from vagan.io.windowing import HU_MAX, HU_MIN, HURange
+from vagan.losses.adversarial import GanMode
 from vagan.models.registry import DiscriminatorKind, GeneratorKind
 from vagan.precision import PrecisionName
 
@@ -45,11 +47,11 @@ class DataConfig(Section):
     root: str | None = None
     thickness: str = "1mm"
     split: DataSplit = field(default_factory=DataSplit)
-    split_seed: int = 0
+    split_seed: int = bounded(0, ge=0)  # numpy seeds are non-negative
     patch_size: int = bounded(64, ge=16)  # and a multiple of 4 (checked with the other rules)
     patches_per_slice: int = bounded(35, ge=1)  # the paper: 140,000 patches from 4,000 slices
     augment: bool = True
-    attention_mode: Literal["signed", "abs"] = "signed"
+    attention_mode: AttentionMode = "signed"
     hu_min: float = HU_MIN  # the HU mapped to 0 and 1 of the network's units
     hu_max: float = HU_MAX
     val_slices: int = bounded(16, ge=0)  # 0: no validation
@@ -95,7 +97,7 @@ class StageConfig(Section):
     betas: tuple[float, float] = bounded((0.9, 0.999), ge=0, lt=1)  # Adam's
     batch_size: int = bounded(32, ge=1)
     init_from: str | None = None
-    gan_mode: Literal["paper", "nonsaturating"] = "paper"
+    gan_mode: GanMode = "paper"
     critic_steps: int = bounded(1, ge=1)
     losses: LossWeights = field(default_factory=LossWeights)
 
@@ -104,7 +106,7 @@ class StageConfig(Section):
 class TrainConfig(Section):
     """Everything outside the model and data: seeds, devices, logging, checkpoints."""
 
-    seed: int = 0
+    seed: int = bounded(0, ge=0)  # numpy seeds are non-negative
     device: str = "auto"
     precision: PrecisionName = "auto"  # see vagan.precision
     num_workers: int = bounded(1, ge=0)  # 0: load batches in the training process

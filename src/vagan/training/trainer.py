@@ -179,6 +179,8 @@ class _Stage:
                 self.scaler.load_state_dict(ckpt.state["scaler"])
             p = ckpt.meta["progress"]
             self.progress = Progress(epoch=int(p["epoch"]), batch=int(p["batch"]), step=int(p["step"]))
+        except torch.OutOfMemoryError:
+            raise
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise CheckpointError(f"{ckpt.path}: cannot resume from it, its training state is incomplete ({err})") from None
         log.info("stage %s: resumed at step %d from %s", self.stage.name, self.progress.step, ckpt.path)

@@ -1,6 +1,7 @@
-"""Validation on whole slices after each epoch: PSNR and SSIM in network units (data range 1),
-computed by the same functions as ``vagan evaluate`` (:mod:`vagan.evaluation.metrics`), so a run's
-validation SSIM and the evaluation's field-convention slice SSIM are one measure."""
+"""Validation on whole slices after each epoch: PSNR and SSIM in the run's network units (data range 1),
+computed by the same functions as ``vagan evaluate`` (:mod:`vagan.evaluation.metrics`). With the
+default HU range ([-1024, 3072]) a run's validation values are the evaluation's field-convention
+slice values; a run with another ``data.hu_min``/``hu_max`` measures in its own units."""
 
 from __future__ import annotations
 
