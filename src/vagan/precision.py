@@ -24,7 +24,7 @@ import logging
 import time
 import typing
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -39,6 +39,16 @@ AUTO_MIN_SPEEDUP = 1.1
 """``auto`` takes bf16 on a CPU only when the probe conv is at least this much faster in bf16."""
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def upgrade_amp(section: dict[str, Any]) -> dict[str, Any]:
+    """A config section written before this policy had ``amp`` (bf16 autocast on a GPU): ``amp: false``
+    becomes ``precision: fp32``, ``amp: true`` ``precision: auto`` (a ``precision`` given wins)."""
+    if "amp" not in section:
+        return section
+    upgraded = {k: v for k, v in section.items() if k != "amp"}
+    upgraded.setdefault("precision", "auto" if section["amp"] else "fp32")
+    return upgraded
 
 
 @dataclass(frozen=True)

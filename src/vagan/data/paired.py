@@ -11,12 +11,18 @@ from pathlib import Path
 
 from vagan.data.patches import SlicePair
 from vagan.errors import ConfigError, InputDataError
-from vagan.io.mayo import DataSplit, list_mayo_patients, load_mayo_pair, split_patients
+from vagan.io.mayo import (
+    DEFAULT_THICKNESS,
+    DataSplit,
+    list_mayo_patients,
+    load_mayo_pair,
+    split_patients,
+)
 
 log = logging.getLogger(__name__)
 
 
-def patient_split(root: Path, split: DataSplit, seed: int, thickness: str = "1mm") -> dict[str, list[str]]:
+def patient_split(root: Path, split: DataSplit, seed: int, thickness: str = DEFAULT_THICKNESS) -> dict[str, list[str]]:
     """Patients of each subset of ``root`` under ``split`` (names or fractions)."""
     root = Path(root)
     if not root.is_dir():
@@ -27,7 +33,7 @@ def patient_split(root: Path, split: DataSplit, seed: int, thickness: str = "1mm
     return split_patients(patients, split, seed=seed)
 
 
-def load_slice_pairs(root: Path, patients: list[str], thickness: str = "1mm", max_slices: int | None = None) -> list[SlicePair]:
+def load_slice_pairs(root: Path, patients: list[str], thickness: str = DEFAULT_THICKNESS, max_slices: int | None = None) -> list[SlicePair]:
     """All LDCT/NDCT slice pairs of ``patients`` (in order), at most ``max_slices`` of them."""
     pairs: list[SlicePair] = []
     for patient in patients:
@@ -39,7 +45,7 @@ def load_slice_pairs(root: Path, patients: list[str], thickness: str = "1mm", ma
     return pairs
 
 
-def load_split(root: Path, split: DataSplit, seed: int, subset: str, thickness: str = "1mm", max_slices: int | None = None) -> list[SlicePair]:
+def load_split(root: Path, split: DataSplit, seed: int, subset: str, thickness: str = DEFAULT_THICKNESS, max_slices: int | None = None) -> list[SlicePair]:
     """Slice pairs of one subset (e.g. ``"train"``) of a dataset root."""
     subsets = patient_split(root, split, seed, thickness)
     if subset not in subsets:

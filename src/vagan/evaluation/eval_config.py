@@ -25,7 +25,7 @@ from vagan.errors import ConfigError
 from vagan.evaluation.feature_nets import FeatureKind
 from vagan.evaluation.metrics import PatchSpec
 from vagan.io.mayo import DataSplit
-from vagan.precision import PrecisionName
+from vagan.precision import PrecisionName, upgrade_amp
 
 KEYWORDS: tuple[str, ...] = ("ldct", "ndct", "bm3d", "bm3d:SIGMA_HU")
 REFERENCE_METHODS: tuple[str, ...] = ("ldct", "bm3d")  # what the demo and a study compare the networks with
@@ -166,8 +166,7 @@ class EvaluationConfig(Section):
     def prepare(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
         """Methods given as ``{name: spec}`` or a list of shorthands (:meth:`MethodSpec.from_value`); ``amp``
         (before the precision policy) becomes ``precision``: false = fp32, true = auto."""
-        if "amp" in data:
-            data.setdefault("precision", "auto" if data.pop("amp") else "fp32")
+        data = upgrade_amp(data)
         raw = data.get("methods")
         if isinstance(raw, Mapping):  # {name: spec}
             data["methods"] = [[str(k), str(v)] for k, v in raw.items()]

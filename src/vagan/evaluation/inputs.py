@@ -13,7 +13,7 @@ import torch
 from vagan.data.patches import SlicePair
 from vagan.errors import ConfigError, InputDataError
 from vagan.evaluation.eval_config import EvaluationConfig, MethodSpec
-from vagan.io.mayo import DataSplit
+from vagan.io.mayo import DEFAULT_THICKNESS, DataSplit
 from vagan.precision import Precision
 from vagan.training.config import DataConfig
 
@@ -108,7 +108,7 @@ def load_test_set(cfg: EvaluationConfig, models: Sequence[TrainedModel]) -> Eval
     if root is None:
         raise ConfigError("data_root is not set and no model names its dataset; give data_root (a dataset in the "
                           "Mayo layout, e.g. written by `vagan simulate`)")
-    thickness = cfg.thickness or (first.thickness if first else "1mm")
+    thickness = cfg.thickness or (first.thickness if first else DEFAULT_THICKNESS)
     split = cfg.split if cfg.split is not None else (first.split if first else DataConfig().split)
     seed = cfg.split_seed if cfg.split_seed is not None else (first.split_seed if first else 0)
     if cfg.split is not None:

@@ -24,8 +24,7 @@ from vagan.training.run_folder import (
     is_run_folder,
     read_run_config,
 )
-
-VALIDATION = ("val_psnr", "val_ssim", "val_psnr_ldct")
+from vagan.training.validation import VALIDATION_KEYS
 
 
 def _last_values(csv_path: Path) -> dict[str, dict[str, tuple[int, float]]]:
@@ -76,7 +75,7 @@ def write_training_report(runs: list[Path], out_dir: Path, overwrite: bool = Fal
             for stage, values in _last_values(log_csv).items():
                 if "val_psnr" in values:
                     step = values["val_psnr"][0]
-                    rows.append([label, stage, str(step)] + [f"{values[k][1]:.4g}" if k in values else "–" for k in VALIDATION])
+                    rows.append([label, stage, str(step)] + [f"{values[k][1]:.4g}" if k in values else "–" for k in VALIDATION_KEYS])
             figure = training_curves_figure(log_csv, tmp / "figures" / f"curves_{label}.png", smoothing=0.6)
             figures.append(ReportFigure(figure, f"Logged values of {label} against the training step "
                                                 "(faint: raw, solid: smoothed)", title=f"Training curves: {label}"))

@@ -8,6 +8,7 @@ atomically with vagan's ownership marker.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import logging
 from pathlib import Path
@@ -203,7 +204,7 @@ def write_dicom_series(
     if hu.ndim != 3:
         raise ValueError(f"HU array for {folder} must be (Z, H, W) or (H, W), got shape {hu.shape}")
     volume = _target_geometry(hu.astype(np.float32, copy=False), template, pixel_spacing_mm, slice_thickness_mm)
-    CTVolume(hu=volume.hu, pixel_spacing_mm=volume.pixel_spacing_mm, source=folder).validate(check_scale=False)
+    dataclasses.replace(volume, source=folder).validate(check_scale=False)
     inputs = (template.source,) if template is not None and template.source is not None else ()
 
     date, time = _now()

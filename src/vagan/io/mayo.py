@@ -30,6 +30,7 @@ from vagan.io.volume import CTVolume
 log = logging.getLogger(__name__)
 
 SUBSETS = ("train", "val", "test")
+DEFAULT_THICKNESS = "1mm"  # the Mayo 2016 slices the paper used
 Z_TOLERANCE_MM = 0.1  # slices of the two doses closer than this along the normal are one pair
 
 
@@ -47,7 +48,7 @@ class PairedVolume:
     ndct: CTVolume
 
 
-def list_mayo_patients(root: Path, thickness: str = "1mm") -> list[str]:
+def list_mayo_patients(root: Path, thickness: str = DEFAULT_THICKNESS) -> list[str]:
     """Sorted names of the patient folders under ``root`` holding both dose folders."""
     root = Path(root)
     if not root.is_dir():
@@ -103,7 +104,7 @@ def _fmt(values: list[float], limit: int = 6) -> str:
 
 
 def load_mayo_pair(
-    root: Path, patient: str, thickness: str = "1mm", z_tolerance_mm: float = Z_TOLERANCE_MM
+    root: Path, patient: str, thickness: str = DEFAULT_THICKNESS, z_tolerance_mm: float = Z_TOLERANCE_MM
 ) -> PairedVolume:
     """Read one patient's quarter- and full-dose series and check that they pair slice by slice.
 

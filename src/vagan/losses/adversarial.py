@@ -15,6 +15,7 @@ from torch import nn
 
 GanMode = Literal["paper", "nonsaturating"]
 GAN_MODES: tuple[str, ...] = get_args(GanMode)
+PAPER_GAMMA = 0.05  # gamma of eq. (10), the weight of the attentive discriminator's L_A
 
 
 def generator_adversarial_loss(fake_logit: torch.Tensor, mode: GanMode = "paper") -> torch.Tensor:
@@ -34,7 +35,7 @@ def generator_adversarial_loss(fake_logit: torch.Tensor, mode: GanMode = "paper"
 
 
 def discriminator_loss(real_logit: torch.Tensor, fake_logit: torch.Tensor,
-                       attention_loss: torch.Tensor | None = None, gamma: float = 0.05) -> torch.Tensor:
+                       attention_loss: torch.Tensor | None = None, gamma: float = PAPER_GAMMA) -> torch.Tensor:
     """L_D of eq. (10): ``mean(-log D(y)) + mean(-log(1 - D(G(x)))) + gamma * L_A``.
 
     ``attention_loss`` is L_A (eq. 11, :func:`vagan.losses.attention.discriminator_attention_loss`)

@@ -23,7 +23,7 @@ from vagan.config_schema import (
 )
 from vagan.errors import ConfigError
 from vagan.evaluation.eval_config import REFERENCE_METHODS, EvaluationConfig
-from vagan.io.mayo import DataSplit
+from vagan.io.mayo import DEFAULT_THICKNESS, DataSplit
 from vagan.training.config import PRESETS, ExperimentConfig, StageConfig
 
 
@@ -52,7 +52,7 @@ class StudyConfig(Section):
     data_root: str = ""
     split: DataSplit = field(default_factory=DataSplit)
     split_seed: int = bounded(0, ge=0)  # numpy seeds are non-negative
-    thickness: str = "1mm"
+    thickness: str = DEFAULT_THICKNESS
     presets: tuple[str, ...] = PRESETS
     seeds: tuple[int, ...] = bounded((0,), ge=0)
     budget: Budget = field(default_factory=Budget)

@@ -33,7 +33,7 @@ from vagan.io.ownership import read_marker
 from vagan.study import results
 from vagan.study.config import StudyConfig, budgeted
 from vagan.training.config import ExperimentConfig, load_config, with_values
-from vagan.training.run_folder import FINAL, METRICS_CSV, stage_dir
+from vagan.training.run_folder import METRICS_CSV, final_dir
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def _train_all(out: Path, configs: dict[str, tuple[str, int, ExperimentConfig]])
 
     for i, (name, (_, _, cfg)) in enumerate(configs.items(), start=1):
         run_dir = out / "runs" / name
-        if (stage_dir(run_dir, cfg.stages[-1].name) / FINAL).is_dir():
+        if final_dir(run_dir, cfg.stages[-1].name).is_dir():
             log.info("run %d/%d %s: finished earlier", i, len(configs), name)
             continue
         resume = run_dir.is_dir() and any(run_dir.iterdir())

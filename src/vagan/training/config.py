@@ -19,11 +19,12 @@ from vagan.config_schema import did_you_mean as _did_you_mean
 from vagan.config_schema import merge as _merge
 from vagan.data.attention_target import AttentionMode
 from vagan.errors import ConfigError
-from vagan.io.mayo import DataSplit
+from vagan.io.mayo import DEFAULT_THICKNESS, DataSplit
 from vagan.io.windowing import HU_MAX, HU_MIN, HURange
-from vagan.losses.adversarial import GanMode
+from vagan.losses.adversarial import PAPER_GAMMA, GanMode
+from vagan.losses.multiscale import PAPER_MULTISCALE_WEIGHTS
 from vagan.models.registry import DiscriminatorKind, GeneratorKind
-from vagan.precision import PrecisionName
+from vagan.precision import PrecisionName, upgrade_amp
 
 PRESETS: tuple[str, ...] = ("g_psnr", "ga_psnr", "g_gan", "ga_gan", "vagan", "red_cnn", "wgan_vgg")
 
@@ -45,7 +46,7 @@ class DataConfig(Section):
     """Paired LDCT/NDCT data in the Mayo 2016 layout and how patches are drawn from it."""
 
     root: str | None = None
-    thickness: str = "1mm"
+    thickness: str = DEFAULT_THICKNESS
     split: DataSplit = field(default_factory=DataSplit)
     split_seed: int = bounded(0, ge=0)  # numpy seeds are non-negative
     patch_size: int = bounded(64, ge=16)  # and a multiple of 4 (checked with the other rules)
@@ -78,9 +79,9 @@ class LossWeights(Section):
     ab: float = bounded(0.0, ge=0)  # L_AB, eq. (6)
     gan: float = bounded(0.0, ge=0)  # L_GAN, eqs. (4) and (7)
     pcep: float = bounded(0.0, ge=0)  # L_Pcep, eq. (9)
-    d_attention: float = bounded(0.05, ge=0)  # gamma of eq. (10), weight of L_A (eq. 11)
+    d_attention: float = bounded(PAPER_GAMMA, ge=0)  # gamma of eq. (10), weight of L_A (eq. 11)
     gradient_penalty: float = bounded(10.0, ge=0)  # WGAN-GP lambda
-    ms_scales: tuple[float, float, float] = bounded((0.25, 0.5, 1.0), ge=0)  # lambda_i of eq. (8), scales 1/4, 1/2, 1
+    ms_scales: tuple[float, float, float] = bounded(PAPER_MULTISCALE_WEIGHTS, ge=0)  # lambda_i of eq. (8), scales 1/4, 1/2, 1
     ab_steps: tuple[float, ...] | None = bounded(None, ge=0)  # theta_t of eq. (6); None: 0.5^(T-t) = (0.125, 0.25, 0.5, 1) for T=4
 
 
@@ -159,11 +160,8 @@ class ExperimentConfig(Section):
     def prepare(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
         """Configs written before the precision policy had ``train.amp`` (bf16 autocast on a GPU):
         ``amp: false`` becomes ``precision: fp32``, ``amp: true`` ``precision: auto``."""
-        train = data.get("train")
-        if isinstance(train, dict) and "amp" in train:
-            upgraded = {k: v for k, v in train.items() if k != "amp"}
-            upgraded.setdefault("precision", "auto" if train["amp"] else "fp32")
-            data = {**data, "train": upgraded}
+        if isinstance(data.get("train"), dict):
+            data = {**data, "train": upgrade_amp(data["train"])}
         return data
 
 

@@ -65,6 +65,11 @@ def stage_dir(run_dir: Path, stage: str) -> Path:
     return Path(run_dir) / CHECKPOINTS / stage
 
 
+def final_dir(run_dir: Path, stage: str) -> Path:
+    """The checkpoint of ``stage`` once it has finished."""
+    return stage_dir(run_dir, stage) / FINAL
+
+
 # ------------------------------------------------------------------------------------------ reading a run
 
 
@@ -98,7 +103,7 @@ def final_checkpoint(path: Path) -> Path:
     stages = read_run_config(path).get("stages")
     if not isinstance(stages, list) or not all(isinstance(s, dict) and "name" in s for s in stages):
         raise CheckpointError(f"{path / CONFIG_FILE} is corrupt: it should list the run's stages")
-    finals = [stage_dir(path, s["name"]) / FINAL for s in stages if (stage_dir(path, s["name"]) / FINAL).is_dir()]
+    finals = [final_dir(path, s["name"]) for s in stages if final_dir(path, s["name"]).is_dir()]
     if not finals:
         raise CheckpointError(f"run folder {path} has no finished stage (no {CHECKPOINTS}/<stage>/{FINAL}); "
                               "train it first")

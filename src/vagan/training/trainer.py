@@ -49,6 +49,7 @@ from vagan.training.run_folder import (
     METRICS_CSV,
     TENSORBOARD,
     check_run_folder,
+    final_dir,
     open_run_folder,
     stage_dir,
 )
@@ -310,7 +311,7 @@ def _check_stage_sources(cfg: ExperimentConfig, wanted: list[str], run_dir: Path
             continue
         if resume and any((stage_dir(run_dir, name) / saved).exists() for saved in (LAST, FINAL)):
             continue  # it continues from its own checkpoint
-        source = stage_dir(run_dir, stage.init_from) / FINAL
+        source = final_dir(run_dir, stage.init_from)
         if overwrite or not source.exists():
             raise CheckpointError(f"stage {name} starts from stage {stage.init_from}, but {source} does not exist"
                              f"{' after --overwrite' if overwrite else ''}; run stage {stage.init_from} first")
@@ -348,20 +349,20 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
             for index, stage in enumerate(cfg.stages):
                 if stage.name not in wanted:
                     continue
-                final_dir = stage_dir(run_dir, stage.name) / FINAL
+                finished = final_dir(run_dir, stage.name)
                 saved = _most_advanced(stage_dir(run_dir, stage.name)) if resume else None
                 stage_precision = _resumed_precision(saved, precision, cfg, device)
                 runner = _Stage(cfg, stage, index, run_dir, data, device, stage_precision, world, training_log)
-                if saved is not None and saved.meta["progress"]["step"] >= runner.total_steps and final_dir.exists():
-                    log.info("stage %s already complete (%s)", stage.name, final_dir)
-                    final = final_dir
+                if saved is not None and saved.meta["progress"]["step"] >= runner.total_steps and finished.exists():
+                    log.info("stage %s already complete (%s)", stage.name, finished)
+                    final = finished
                     continue
                 if saved is not None:
                     runner.resume_from(saved)
                 elif stage.init_from:
-                    source = stage_dir(run_dir, stage.init_from) / FINAL  # checked by _check_stage_sources
+                    source = final_dir(run_dir, stage.init_from)  # checked by _check_stage_sources
                     runner.initialise_from(load_checkpoint(source, expect_preset=cfg.preset))
-                final = runner.run() or final_dir
+                final = runner.run() or finished
         finally:
             if training_log is not None:
                 training_log.close()

@@ -14,6 +14,9 @@ from torch.utils.data import Dataset
 from vagan.evaluation.metrics import psnr as psnr_of
 from vagan.evaluation.metrics import ssim as ssim_of
 
+VALIDATION_KEYS = ("val_psnr", "val_ssim", "val_psnr_ldct")
+"""What :func:`validate` logs: the output's PSNR and SSIM against NDCT, and the LDCT's PSNR."""
+
 
 @torch.no_grad()
 def validate(generator: torch.nn.Module, slices: Dataset, device: torch.device,
@@ -35,4 +38,4 @@ def validate(generator: torch.nn.Module, slices: Dataset, device: torch.device,
     finally:
         generator.train(was_training)
     n = max(len(psnr), 1)
-    return {"val_psnr": sum(psnr) / n, "val_ssim": sum(ssim) / n, "val_psnr_ldct": sum(psnr_in) / n}
+    return dict(zip(VALIDATION_KEYS, (sum(psnr) / n, sum(ssim) / n, sum(psnr_in) / n), strict=True))
