@@ -22,7 +22,7 @@ from vagan.training.run_folder import (
     CONFIG_FILE,
     METRICS_CSV,
     is_run_folder,
-    read_run_config,
+    load_run_config,
 )
 from vagan.training.validation import VALIDATION_KEYS
 
@@ -37,13 +37,12 @@ def _last_values(csv_path: Path) -> dict[str, dict[str, tuple[int, float]]]:
 
 
 def _describe(run: Path) -> str:
-    config = read_run_config(run)
-    stages = ", ".join(f"{s['name']} (lr {s['lr']:g}, batch {s['batch_size']}, "
-                       f"{s.get('max_steps') or str(s['epochs']) + ' epochs'}{' steps' if s.get('max_steps') else ''})"
-                       for s in config.get("stages", []))
-    model = config.get("model", {})
-    text = (f"Preset `{config.get('preset')}`: generator {model.get('generator')} ({model.get('generator_features')} "
-            f"features), discriminator {model.get('discriminator')}; stages: {stages}. Data: {config.get('data', {}).get('root')}.")
+    cfg = load_run_config(run)
+    stages = ", ".join(f"{s.name} (lr {s.lr:g}, batch {s.batch_size}, "
+                       + (f"{s.max_steps} steps)" if s.max_steps else f"{s.epochs} epochs)") for s in cfg.stages)
+    m = cfg.model
+    text = (f"Preset `{cfg.preset}`: generator {m.generator} ({m.generator_features} features), discriminator "
+            f"{m.discriminator}; stages: {stages}. Data: {cfg.data.root}.")
     return text
 
 

@@ -92,6 +92,14 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     return raw
 
 
+def load_run_config(run_dir: Path) -> ExperimentConfig:
+    """The run's config under today's schema; :class:`CheckpointError` naming the file when it is not valid."""
+    try:
+        return config_from_dict(read_run_config(run_dir))
+    except ConfigError as err:
+        raise CheckpointError(f"{Path(run_dir) / CONFIG_FILE} is not a valid vagan config ({err})") from None
+
+
 def final_checkpoint(path: Path) -> Path:
     """A checkpoint folder itself, or for a run folder the final checkpoint of its last finished stage."""
     path = Path(path)
