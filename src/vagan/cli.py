@@ -197,6 +197,11 @@ def denoise(
     model_inputs = [method.path] if method.path is not None else []
     job = DenoiseJob.checked(input_path, output_path, attention_out, overwrite, model_inputs)  # before loading anything
     denoiser = _denoiser(method, batch_size, device, _legacy_amp(amp, precision) or "auto", compile_)
+    from vagan.inference.denoise import NetworkDenoiser
+
+    if isinstance(denoiser, NetworkDenoiser) and denoiser.model.notice:
+        job = dataclasses.replace(job, notice=denoiser.model.notice)
+        typer.echo(f"note: {model} was {denoiser.model.notice}")
     report = denoise_path(denoiser, job)
     typer.echo(f"wrote {report.slices} slice(s) of {report.shape[0]}x{report.shape[1]} to {report.output}")
     if report.skipped:
@@ -310,6 +315,23 @@ def study(
     for ordering in result.orderings:
         typer.echo(f"{ordering.verdict:>12}: {ordering.claim}")
     typer.echo(f"study report: {result.report.markdown} (and {result.report.html.name}); numbers in {result.study_json}")
+
+
+@app.command()
+def models() -> None:
+    """The pretrained models shipped with vagan: name, preset, training data, dose, budget, test metrics."""
+    from vagan.inference.pretrained import shipped_models
+
+    shipped = shipped_models()
+    if not shipped:
+        typer.echo("no pretrained models are shipped with this version of vagan; train one with `vagan train`")
+        return
+    typer.echo("name | preset | training data | dose | budget | test metrics | weights")
+    for m in shipped.values():
+        metrics = ", ".join(f"{k} {v:.4g}" for k, v in m.test_metrics.items())
+        typer.echo(f"{m.name} | {m.preset} | {m.training_data} | {m.dose:g} | {m.budget} | {metrics} | {m.storage}")
+    typer.echo(f"use a name wherever a run folder is accepted, e.g. `vagan denoise --model NAME IN OUT`; every model "
+               f"was {next(iter(shipped.values())).notice} (docs/model-card.md)")
 
 
 @app.command()

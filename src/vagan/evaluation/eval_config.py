@@ -24,6 +24,7 @@ from vagan.config_schema import (
 from vagan.errors import ConfigError
 from vagan.evaluation.feature_nets import FeatureKind
 from vagan.evaluation.metrics import PatchSpec
+from vagan.inference.pretrained import resolve_model, shipped_models
 from vagan.io.mayo import DataSplit
 from vagan.precision import PrecisionName, upgrade_amp
 
@@ -57,10 +58,13 @@ class MethodSpec(Section):
                 raise ConfigError(f"spec: {spec!r} is not bm3d:SIGMA_HU with a number, e.g. bm3d:25") from None
             if not (math.isfinite(sigma) and sigma > 0):
                 raise ConfigError(f"spec: BM3D sigma must be a positive number of HU, got {spec!r}")
-        elif low not in ("ldct", "ndct", "bm3d") and not Path(spec).expanduser().exists():
-            close = difflib.get_close_matches(low, ["ldct", "ndct", "bm3d"], n=1)
+        elif low not in ("ldct", "ndct", "bm3d") and not Path(spec).expanduser().exists() \
+                and spec not in shipped_models():
+            shipped = sorted(shipped_models())
+            close = difflib.get_close_matches(spec, [*KEYWORDS[:3], *shipped], n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"spec: unknown method spec {spec!r}: not one of {list(KEYWORDS)} and no such "
+            raise ConfigError(f"spec: unknown method spec {spec!r}: not one of {list(KEYWORDS)}, no shipped model "
+                              f"({', '.join(shipped) or 'none in this version'}; see `vagan models`) and no such "
                               f"checkpoint or run folder{hint}")
         reserved = RESERVED_NAMES.get(self.name)
         if reserved is not None and low != reserved:
@@ -94,7 +98,10 @@ class MethodSpec(Section):
 
     @property
     def path(self) -> Path | None:
-        return Path(self.spec.strip()).expanduser() if self.kind == "model" else None
+        """The checkpoint or run folder of a model: a shipped model's (checksums verified) or the path given."""
+        if self.kind != "model":
+            return None
+        return resolve_model(self.spec.strip()) or Path(self.spec.strip()).expanduser()
 
     def default_name(self) -> str:
         """The automatic name of a non-model method (models are named after their checkpoint)."""

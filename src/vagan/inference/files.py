@@ -69,6 +69,7 @@ class DenoiseJob:
     attention_dir: Path | None = None
     overwrite: bool = False
     inputs: tuple[Path, ...] = ()  # further paths the command reads (the model), which no output may overlap
+    notice: str = ""  # written into the output's DerivationDescription (a shipped model's "not for diagnostic use")
 
     @classmethod
     def checked(cls, input_path: Path, output_path: Path, attention_dir: Path | None = None, overwrite: bool = False,
@@ -102,7 +103,8 @@ def denoise_path(denoiser: Denoiser, job: DenoiseJob, progress: bool = True) -> 
             raise InputDataError(f"{job.input_path}: {err}") from None
     write_volume(job.output_path, volume.with_hu(result.hu), series_description=f"vagan {denoiser.name} denoised",
                  overwrite=job.overwrite,
-                 derivation_description=f"Denoised by vagan ({denoiser.name}) from {job.input_path.name}")
+                 derivation_description=f"Denoised by vagan ({denoiser.name}) from {job.input_path.name}"
+                 + (f"; {job.notice}" if job.notice else ""))
     written_attention = None
     if job.attention_dir is not None and result.attention is not None:
         written_attention = write_attention_maps(result.attention, job.attention_dir, job.overwrite)

@@ -24,6 +24,7 @@ class TrainedModel:
     config: ExperimentConfig
     checkpoint: Path
     stage: str
+    notice: str = ""  # e.g. a shipped model's "trained on simulated data; not for diagnostic use"
 
     @property
     def name(self) -> str:
@@ -55,4 +56,5 @@ def load_trained_model(path: Path, device: torch.device | str = "cpu") -> Traine
     generator = build_generator(config.model)
     load_module_state(generator, ckpt, "generator")
     generator.to(device).eval()
-    return TrainedModel(generator=generator, config=config, checkpoint=ckpt_path, stage=str(ckpt.meta.get("stage")))
+    return TrainedModel(generator=generator, config=config, checkpoint=ckpt_path, stage=str(ckpt.meta.get("stage")),
+                        notice=str(ckpt.meta.get("notice", "")))
