@@ -129,3 +129,21 @@ def dataclasses_frozen_error() -> type[Exception]:
     import dataclasses
 
     return dataclasses.FrozenInstanceError
+
+
+def test_any_thickness_takes_each_patient_s_one_pair(tmp_path) -> None:
+    from vagan.io.mayo import ANY_THICKNESS
+
+    hu = np.zeros((2, 16, 16), np.float32) - 1000.0
+    hu[:, 4:12, 4:12] = 40.0
+    for patient, label in (("A", "1mm"), ("B", "5mm")):
+        for dose in ("full", "quarter"):
+            write_dicom_series(hu, tmp_path / patient / f"{dose}_{label}", series_description=dose, patient_id=patient,
+                               slice_thickness_mm=float(label[:-2]))
+    assert list_mayo_patients(tmp_path, "1mm") == ["A"]
+    assert list_mayo_patients(tmp_path, ANY_THICKNESS) == ["A", "B"]
+    assert load_mayo_pair(tmp_path, "B", ANY_THICKNESS).ndct.slice_thickness_mm == 5.0
+    for dose in ("full", "quarter"):
+        write_dicom_series(hu, tmp_path / "B" / f"{dose}_1mm", series_description=dose, patient_id="B")
+    with pytest.raises(InputDataError, match="dose folders at 1mm, 5mm; give the thickness"):
+        list_mayo_patients(tmp_path, ANY_THICKNESS)

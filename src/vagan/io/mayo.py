@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 SUBSETS = ("train", "val", "test")
 DEFAULT_THICKNESS = "1mm"  # the Mayo 2016 slices the paper used
+ANY_THICKNESS = "any"  # each patient's one pair of dose folders, whatever its thickness (e.g. `simulate --from` data)
 Z_TOLERANCE_MM = 0.1  # slices of the two doses closer than this along the normal are one pair
 
 
@@ -48,20 +49,32 @@ class PairedVolume:
     ndct: CTVolume
 
 
+def patient_thickness(folder: Path, thickness: str) -> str | None:
+    """The thickness label whose two dose folders ``folder`` holds, or ``None`` (the patient is skipped).
+
+    ``thickness`` names it (``"1mm"``), or is :data:`ANY_THICKNESS`: the patient's one pair, whatever
+    its label; a patient with pairs at several thicknesses is then an :class:`InputDataError`.
+    """
+    if thickness != ANY_THICKNESS:
+        have = [(folder / name).is_dir() for name in dose_folders(thickness)]
+        if any(have) and not all(have):
+            log.warning("%s: has only %s; patient skipped", folder, dose_folders(thickness)[0 if have[0] else 1])
+        return thickness if all(have) else None
+    labels = sorted(p.name.removeprefix("full_") for p in folder.glob("full_*") if p.is_dir()
+                    and (folder / dose_folders(p.name.removeprefix("full_"))[0]).is_dir())
+    if len(labels) > 1:
+        raise InputDataError(f"{folder}: dose folders at {', '.join(labels)}; give the thickness to use instead of "
+                             f"{ANY_THICKNESS!r}")
+    return labels[0] if labels else None
+
+
 def list_mayo_patients(root: Path, thickness: str = DEFAULT_THICKNESS) -> list[str]:
-    """Sorted names of the patient folders under ``root`` holding both dose folders."""
+    """Sorted names of the patient folders under ``root`` holding both dose folders of ``thickness``."""
     root = Path(root)
     if not root.is_dir():
         raise InputDataError(f"{root}: Mayo dataset folder does not exist; expected root/<patient>/full_{thickness}/")
-    low, full = dose_folders(thickness)
-    patients = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        have = [(folder / name).is_dir() for name in (low, full)]
-        if all(have):
-            patients.append(folder.name)
-        elif any(have):
-            log.warning("%s: has only %s; patient skipped", folder, low if have[0] else full)
-    return patients
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return [folder.name for folder in folders if patient_thickness(folder, thickness) is not None]
 
 
 def _along_normal(volume: CTVolume, normal: np.ndarray) -> np.ndarray | None:
@@ -111,10 +124,13 @@ def load_mayo_pair(
     Pairs are matched by position along the slice normal (within ``z_tolerance_mm``); different
     slice counts, unmatched positions or different geometry raise :class:`InputDataError`.
     """
-    low_name, full_name = dose_folders(thickness)
     folder = Path(root) / patient
     if not folder.is_dir():
         raise InputDataError(f"{folder}: patient folder does not exist under {root}")
+    label = patient_thickness(folder, thickness)
+    if label is None:
+        raise InputDataError(f"{folder}: no pair of dose folders ({', '.join(dose_folders(thickness))})")
+    low_name, full_name = dose_folders(label)
     ldct = read_dicom_series(folder / low_name)
     ndct = read_dicom_series(folder / full_name)
     _check_same_geometry(patient, ldct, ndct)
