@@ -112,7 +112,7 @@ def simulate(
     set_: Optional[list[str]] = Overrides,
 ) -> None:
     """Make a paired LDCT/NDCT dataset: phantom patients, or low-dose scans simulated from your NDCT."""
-    from vagan.config_schema import merge, parse_overrides
+    from vagan.config_schema import build_section
     from vagan.data.simulated import (
         DatasetSpec,
         write_dataset_from_series,
@@ -120,11 +120,9 @@ def simulate(
     )
     from vagan.devices import resolve_device
 
-    data = _read_yaml(config) if config else {}
-    data = merge(data, parse_overrides(list(set_ or [])))
-    if dose is not None:
-        data["dose"] = dose
-    spec = DatasetSpec.from_dict(data)
+    spec = build_section(DatasetSpec, path=config, overrides=list(set_ or []))
+    if dose is not None:  # typed options win over --set, as in every command
+        spec = dataclasses.replace(spec, dose=dose)
     torch_device = resolve_device(device)
     if from_ is None:
         path = write_phantom_dataset(out, spec, overwrite=overwrite, device=torch_device)
@@ -132,12 +130,6 @@ def simulate(
         path = write_dataset_from_series(from_, out, spec.dose, spec.simulation, seed=spec.seed,
                                          overwrite=overwrite, device=torch_device, batch_size=spec.batch_size)
     typer.echo(f"wrote paired dataset {path} (see {path / 'manifest.json'})")
-
-
-def _read_yaml(path: Path) -> dict:
-    from vagan.config_schema import read_yaml_mapping
-
-    return read_yaml_mapping(path)
 
 
 @app.command()
@@ -250,10 +242,11 @@ def evaluate(
     set_: Optional[list[str]] = Overrides,
 ) -> None:
     """Table II (PSNR, SSIM, RMSE, FID, ms/slice) for every method on a test set, with figures and a report."""
+    from vagan.config_schema import read_yaml_mapping
     from vagan.evaluation.eval_config import EvaluationConfig
     from vagan.evaluation.runner import evaluate as run_evaluation
 
-    raw = _read_yaml(config) if config else {}
+    raw = read_yaml_mapping(config) if config else {}
     if methods:
         raw["methods"] = list(methods)
     cfg = EvaluationConfig.from_dict(raw, list(set_ or []))

@@ -17,6 +17,7 @@ import math
 import re
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -196,6 +197,14 @@ def _at(where: str, message: str, fields: set[str]) -> str:
         return message
     head = re.match(r"(\w+)[.:\[ ]", message)
     return f"{where}.{message}" if head and head.group(1) in fields else f"{where}: {message}"
+
+
+def build_section(cls: type, data: dict[str, Any] | None = None, overrides: Sequence[str] = (),
+                  path: Path | str | None = None) -> Any:
+    """The section ``cls`` from plain data, or from the YAML file ``path``, with ``key=value`` overrides
+    (``--set``) merged in first: how every command reads its config file."""
+    raw = read_yaml_mapping(path) if path is not None else dict(data or {})
+    return build_dataclass(cls, merge(raw, parse_overrides(list(overrides))), "")
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:

@@ -21,11 +21,8 @@ import numpy as np
 
 from vagan.config_schema import (
     Section,
-    build_dataclass,
+    build_section,
     did_you_mean,
-    merge,
-    parse_overrides,
-    read_yaml_mapping,
 )
 from vagan.data.simulated import DatasetSpec
 from vagan.errors import CheckpointError, ConfigError, MissingResourceError
@@ -91,8 +88,7 @@ class DemoConfig(Section):
 
 def load_demo_config(path: Path | None = None, overrides: list[str] | None = None) -> DemoConfig:
     path = Path(path) if path else Path(str(resources.files("vagan") / "configs" / "demo.yaml"))
-    data = read_yaml_mapping(path)
-    return build_dataclass(DemoConfig, merge(data, parse_overrides(overrides or [])), "")
+    return build_section(DemoConfig, path=path, overrides=overrides or [])
 
 
 def _perceptual() -> str:

@@ -18,8 +18,7 @@ from vagan.config_schema import (
     Section,
     bounded,
     build_dataclass,
-    merge,
-    parse_overrides,
+    build_section,
 )
 from vagan.errors import ConfigError
 from vagan.evaluation.feature_nets import FeatureKind
@@ -166,8 +165,7 @@ class EvaluationConfig(Section):
         """Build from plain (YAML) data plus ``key=value`` overrides; unknown keys raise :class:`ConfigError`."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"evaluation config: expected a mapping, got {type(data).__name__}")
-        raw = merge(dict(data), parse_overrides(list(overrides))) if overrides else dict(data)
-        return build_dataclass(cls, raw, "")
+        return build_section(cls, dict(data), overrides)
 
     @classmethod
     def prepare(cls, data: dict[str, Any], where: str) -> dict[str, Any]:

@@ -15,11 +15,8 @@ from typing import Any
 from vagan.config_schema import (
     Section,
     bounded,
-    build_dataclass,
+    build_section,
     did_you_mean,
-    merge,
-    parse_overrides,
-    read_yaml_mapping,
 )
 from vagan.errors import ConfigError
 from vagan.evaluation.eval_config import REFERENCE_METHODS, EvaluationConfig
@@ -94,7 +91,7 @@ class StudyConfig(Section):
 
 def load_study_config(path: str, overrides: list[str] | None = None) -> StudyConfig:
     """A study YAML plus ``--set`` overrides, validated before anything runs."""
-    return build_dataclass(StudyConfig, merge(read_yaml_mapping(path), parse_overrides(overrides or [])), "")
+    return build_section(StudyConfig, path=path, overrides=overrides or [])
 
 
 def stage_patches(stages: tuple[StageConfig, ...], budget: Budget) -> list[int]:
