@@ -83,7 +83,8 @@ def _open_folder(out: Path, config: StudyConfig, overwrite: bool, inputs: tuple[
     if not overwrite and marker is not None and marker.get("kind") == "study" and saved.is_file():
         previous = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
         current = _plain(config)
-        changed = [k for k in MUST_MATCH if previous.get(k) != current.get(k)]
+        changed = [k for k in MUST_MATCH if previous.get(k) != current.get(k)
+                   and not (k == "data_root" and _same_path(previous.get(k), current.get(k)))]
         if changed:
             raise ConfigError(f"{out} holds a study trained with other {', '.join(changed)}; give another folder or "
                               "--overwrite to start again")
@@ -93,6 +94,10 @@ def _open_folder(out: Path, config: StudyConfig, overwrite: bool, inputs: tuple[
     prepare_growing_dir(out, "study", STUDY_ENTRIES, overwrite=overwrite, inputs=(Path(config.data_root), *inputs))
     _write_config(out, config)
     return False
+
+
+def _same_path(a: object, b: object) -> bool:
+    return isinstance(a, str) and isinstance(b, str) and Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
 
 def _plain(config: StudyConfig) -> dict[str, Any]:
