@@ -265,3 +265,17 @@ def test_figure_slices_and_zoom_box():
     image[40:60, 50:70] = 40.0  # the body sits in the lower right
     assert auto_zoom(image) == (50 - 8, 60 - 10, 16, 20)
     assert auto_zoom(np.full((64, 80), 40.0)) == (24, 30, 16, 20)
+
+
+def test_patches_larger_than_the_test_slices_are_refused_before_any_model_loads(tmp_path, runs, monkeypatch):
+    base, root = runs
+    import vagan.evaluation.runner as runner_module
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("a model was loaded before the patch size was checked")
+
+    monkeypatch.setattr(runner_module, "load_methods", must_not_load)
+    cfg = _cheap(root, methods=["ldct", str(base / "g")], patches=PatchSpec(size=64))
+    with pytest.raises(ConfigError, match=r"patches.size: 64 is larger than the test slices \(\[\(48, 48\)\]\)"):
+        evaluate(cfg, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()

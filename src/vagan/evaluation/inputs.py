@@ -97,13 +97,15 @@ def load_methods(cfg: EvaluationConfig, device: torch.device, precision: Precisi
     return methods
 
 
-def load_test_set(cfg: EvaluationConfig, models: Sequence[TrainedModel]) -> EvaluationData:
-    """The test slice pairs: ``cfg``'s dataset and split, or the first model's."""
+def load_test_set(cfg: EvaluationConfig) -> EvaluationData:
+    """The test slice pairs: ``cfg``'s dataset and split, or the first model's (read without its weights)."""
     from vagan.data.paired import load_slice_pairs, patient_split
+    from vagan.inference.model_loading import model_config
     from vagan.io.mayo import list_mayo_patients
 
-    first = models[0].config.data if models else None
-    source = f"model {models[0].name} ({models[0].checkpoint})" if models else "defaults"
+    first_spec = next((m for m in cfg.methods if m.kind == "model"), None)
+    first = model_config(first_spec.path).data if first_spec is not None else None
+    source = f"model {first_spec.name or first_spec.spec} ({first_spec.path})" if first_spec is not None else "defaults"
     root = cfg.data_root or (first.root if first else None)
     if root is None:
         raise ConfigError("data_root is not set and no model names its dataset; give data_root (a dataset in the "

@@ -33,6 +33,7 @@ from vagan.errors import ConfigError
 from vagan.evaluation.eval_config import EvaluationConfig
 from vagan.evaluation.fid import FIDResult
 from vagan.evaluation.inputs import (
+    EvaluationData,
     build_fid_net,
     calibrate_bm3d_methods,
     leakage_notes,
@@ -82,6 +83,17 @@ class EvaluationResult:
     notes: tuple[str, ...] = ()
 
 
+def _check_fits(cfg: EvaluationConfig, test: EvaluationData) -> None:
+    """The test patches and the figure zoom fit every test slice."""
+    side = min(min(shape) for shape in test.shapes)
+    if cfg.patches.size > side:
+        raise ConfigError(f"patches.size: {cfg.patches.size} is larger than the test slices ({test.shapes}); give a "
+                          f"size of at most {side}")
+    if cfg.zoom is not None and any(cfg.zoom[0] + cfg.zoom[2] > h or cfg.zoom[1] + cfg.zoom[3] > w
+                                    for h, w in test.shapes):
+        raise ConfigError(f"zoom {cfg.zoom} (row, col, height, width) does not fit the test slices {test.shapes}")
+
+
 def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, progress: bool = True,
              extra_sections: Sequence[ReportSection] = (), extra_tables: Sequence[ReportTable] = (),
              extra_figures: Sequence[ReportFigure] = ()) -> EvaluationResult:
@@ -101,13 +113,11 @@ def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, prog
     inputs += [Path(p) for p in (cfg.data_root, cfg.fid_weights) if p]
     check_output(out_dir, overwrite, inputs, kind="evaluation")
     precision = resolve_precision(cfg.precision, device)
+    test = load_test_set(cfg)
+    check_no_overlap(out_dir, [test.root])
+    _check_fits(cfg, test)  # before any model is loaded
     methods = load_methods(cfg, device, precision)
     models = [m.model for m in methods if m.model is not None]
-    test = load_test_set(cfg, models)
-    check_no_overlap(out_dir, [test.root])
-    if cfg.zoom is not None and any(cfg.zoom[0] + cfg.zoom[2] > h or cfg.zoom[1] + cfg.zoom[3] > w
-                                    for h, w in test.shapes):
-        raise ConfigError(f"zoom {cfg.zoom} (row, col, height, width) does not fit the test slices {test.shapes}")
     fid_net = build_fid_net(cfg)
     notes = [*leakage_notes(test, models), *calibrate_bm3d_methods(methods, test)]
     keep = figure_indices(len(test.pairs), cfg.figure_slices)

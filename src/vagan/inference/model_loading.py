@@ -11,7 +11,7 @@ from vagan.errors import CheckpointError, ConfigError
 from vagan.io.windowing import HURange
 from vagan.models.vagan_generator import AttentiveGenerator
 from vagan.training.build import build_generator
-from vagan.training.checkpoint import load_checkpoint, load_module_state
+from vagan.training.checkpoint import load_checkpoint, load_module_state, read_meta
 from vagan.training.config import ExperimentConfig, config_from_dict
 from vagan.training.run_folder import final_checkpoint
 
@@ -45,14 +45,24 @@ class TrainedModel:
         return next(self.generator.parameters()).device
 
 
+def _stored_config(ckpt_path: Path, meta: dict) -> ExperimentConfig:
+    try:
+        return config_from_dict(meta["config"])
+    except (KeyError, TypeError, ConfigError) as err:
+        raise CheckpointError(f"{ckpt_path}: the stored config is missing or invalid ({err})") from None
+
+
+def model_config(path: Path) -> ExperimentConfig:
+    """The config of a checkpoint or run folder's model, read without its weights."""
+    ckpt_path = final_checkpoint(path)
+    return _stored_config(ckpt_path, read_meta(ckpt_path))
+
+
 def load_trained_model(path: Path, device: torch.device | str = "cpu") -> TrainedModel:
     """Load the generator of a checkpoint or run folder, in eval mode on ``device``."""
     ckpt_path = final_checkpoint(path)
     ckpt = load_checkpoint(ckpt_path)
-    try:
-        config = config_from_dict(ckpt.meta["config"])
-    except (KeyError, ConfigError) as err:
-        raise CheckpointError(f"{ckpt_path}: the stored config is missing or invalid ({err})") from None
+    config = _stored_config(ckpt_path, ckpt.meta)
     generator = build_generator(config.model)
     load_module_state(generator, ckpt, "generator")
     generator.to(device).eval()

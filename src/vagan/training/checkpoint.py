@@ -71,8 +71,8 @@ def save_checkpoint(
     return Path(path)
 
 
-def load_checkpoint(path: Path, with_state: bool = False, expect_preset: str | None = None) -> Checkpoint:
-    """Read a checkpoint folder; every failure is a :class:`CheckpointError` naming the file."""
+def read_meta(path: Path, expect_preset: str | None = None) -> dict[str, Any]:
+    """A checkpoint folder's ``meta.json``, checked (format, version, preset) without reading any weights."""
     path = Path(path)
     if not path.is_dir():
         raise CheckpointError(f"checkpoint {path} not found (expected a folder with {WEIGHTS_FILE} and {META_FILE})")
@@ -92,6 +92,13 @@ def load_checkpoint(path: Path, with_state: bool = False, expect_preset: str | N
         )
     if expect_preset is not None and meta.get("preset") != expect_preset:
         raise CheckpointError(f"{path} holds preset {meta.get('preset')!r}, not {expect_preset!r}")
+    return meta
+
+
+def load_checkpoint(path: Path, with_state: bool = False, expect_preset: str | None = None) -> Checkpoint:
+    """Read a checkpoint folder; every failure is a :class:`CheckpointError` naming the file."""
+    path = Path(path)
+    meta = read_meta(path, expect_preset)
     try:
         weights = load_file(str(path / WEIGHTS_FILE))
     except FileNotFoundError:
