@@ -9,6 +9,7 @@ A file that fails its checksum is an error: nothing is ever downloaded or silent
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -23,13 +24,7 @@ from safetensors.torch import save_file
 
 from vagan.errors import CheckpointError, ConfigError, OutputExistsError
 from vagan.io.atomic import atomic_file, staged_dir
-from vagan.training.checkpoint import (
-    FORMAT,
-    FORMAT_VERSION,
-    META_FILE,
-    WEIGHTS_FILE,
-    load_checkpoint,
-)
+from vagan.training.checkpoint import META_FILE, WEIGHTS_FILE, read_meta
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +69,16 @@ def shipped_models(root: Path | None = None) -> dict[str, ShippedModel]:
 
 
 def _sha256(path: Path) -> str:
+    """The file's SHA-256, computed once per version of the file (a method's path is looked up several
+    times per command)."""
+    stat = path.stat()
+    return _sha256_of(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256_of(path: str, mtime_ns: int, size: int) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -122,8 +125,8 @@ def pack_model(source: Path, name: str, *, training_data: str, dose: float, budg
     if (root / name).exists() and name not in registered:
         raise OutputExistsError(f"{root / name} exists but is no shipped model of {root / REGISTRY}; not replacing it")
     model = load_trained_model(Path(source), "cpu")
-    ckpt = load_checkpoint(model.checkpoint)
-    generator = {k: v for k, v in ckpt.weights.items() if k.startswith("generator.")}
+    stored = read_meta(model.checkpoint)
+    generator = {f"generator.{k}": v.detach().clone() for k, v in model.generator.state_dict().items()}
     check = _check_slice()
     reference = NetworkDenoiser(model)(check).hu
     half = {k: v.half() if v.is_floating_point() else v for k, v in generator.items()}
@@ -131,9 +134,7 @@ def pack_model(source: Path, name: str, *, training_data: str, dose: float, budg
     rms = float(np.sqrt(np.mean((NetworkDenoiser(model)(check).hu - reference) ** 2)))
     storage = "fp16" if rms <= MAX_FP16_RMS_HU else "fp32"
     log.info("%s: fp16 weights change the check slice by %.3f HU RMS; stored in %s", name, rms, storage)
-    meta = {"format": FORMAT, "version": FORMAT_VERSION, **{k: v for k, v in ckpt.meta.items()
-                                                              if k not in ("format", "version")},
-            "shipped_as": name, "notice": NOTICE}
+    meta = {**stored, "shipped_as": name, "notice": NOTICE}
     with staged_dir(root / name, replace=(root / name).exists()) as tmp:
         save_file(half if storage == "fp16" else generator, str(tmp / WEIGHTS_FILE))
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
