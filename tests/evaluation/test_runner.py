@@ -279,3 +279,18 @@ def test_patches_larger_than_the_test_slices_are_refused_before_any_model_loads(
     with pytest.raises(ConfigError, match=r"patches.size: 64 is larger than the test slices \(\[\(48, 48\)\]\)"):
         evaluate(cfg, tmp_path / "out", progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_typed_evaluate_options_win_over_set_as_in_train(tmp_path, runs):
+    from typer.testing import CliRunner
+
+    from vagan.cli import app
+
+    _, root = runs
+    result = CliRunner().invoke(app, [
+        "evaluate", "ldct", "--out", str(tmp_path / "out"), "--data", str(root), "--fid-net", "none",
+        "--set", f"data_root={tmp_path / 'nowhere'}", "--set", "fid_net=vgg19", "--set", "timing_slices=0",
+        "--set", "figure_slices=1", "--set", "patches.size=32", "--set", "split={train: [T000], test: [T002]}"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["data"]["root"] == str(root) and summary["fid_net"] is None

@@ -139,3 +139,23 @@ def test_with_hu_keeps_geometry_and_headers_and_refuses_another_shape(ct_small: 
     assert np.array_equal(denoised.slice_positions_mm, volume.slice_positions_mm) and denoised.skipped == ()
     with pytest.raises(ValueError, match="cannot replace"):
         volume.with_hu(volume.hu[:, :-1])
+
+
+def test_a_machine_fault_while_reading_is_not_called_corrupt_data(tmp_path: Path, ct_small: Path, monkeypatch) -> None:
+    import vagan.io.arrays as arrays
+    import vagan.io.dicom_read as dicom_read
+
+    np.save(tmp_path / "a.npy", np.zeros((2, 4, 4), np.float32))
+
+    def out_of_memory(*args, **kwargs):
+        raise MemoryError("no room")
+
+    def not_allowed(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(args[0]))
+
+    monkeypatch.setattr(arrays.np, "load", out_of_memory)
+    with pytest.raises(MemoryError):  # the machine's fault: never "corrupt or unreadable .npy"
+        read_npy(tmp_path / "a.npy")
+    monkeypatch.setattr(dicom_read.pydicom, "dcmread", not_allowed)
+    with pytest.raises(PermissionError):  # the CLI reports OS errors as such (exit code 1)
+        read_dicom_series(ct_small)
