@@ -32,6 +32,7 @@ from vagan.io.atomic import atomic_dir, atomic_file, prepare_growing_dir
 from vagan.io.ownership import read_marker
 from vagan.study import results
 from vagan.study.config import StudyConfig, budgeted
+from vagan.study.stats import Interval, PairedDifference
 from vagan.training.config import ExperimentConfig, load_config, with_values
 from vagan.training.run_folder import METRICS_CSV, final_dir
 
@@ -181,10 +182,12 @@ def run_study(config: StudyConfig, out: Path, overwrite: bool = False, device: s
     ints = results.intervals(per_slice, stats)
     vs = {ref: results.paired(per_slice, ref, stats) for ref in ("g_psnr", "BM3D") if ref in per_slice}
     ordered = results.orderings(per_slice, fid, config.presets, stats)
-    return _write(out, config, evaluation, ints, fid, groups, vs, ordered, _curves(out, configs))
+    return _write(out, config, ints, fid, groups, vs, ordered, _curves(out, configs))
 
 
-def _write(out: Path, config: StudyConfig, evaluation, ints, fid, groups, vs, ordered, curves) -> StudyResult:
+def _write(out: Path, config: StudyConfig, ints: dict[str, dict[str, Interval]], fid: dict[str, float],
+           groups: dict[str, list[str]], vs: dict[str, dict[str, PairedDifference]],
+           ordered: list[results.Ordering], curves: dict[str, dict[int, list[tuple[float, float]]]]) -> StudyResult:
     stats = config.statistics
     runs = {label: len(names) for label, names in groups.items()}
     tables = [results.table_ii(ints, fid, runs, stats.confidence),
