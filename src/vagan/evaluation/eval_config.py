@@ -26,6 +26,7 @@ from vagan.evaluation.metrics import PatchSpec
 from vagan.inference.pretrained import resolve_model, shipped_models
 from vagan.io.mayo import DataSplit
 from vagan.precision import PrecisionName, upgrade_amp
+from vagan.quality.config import QualityConfig
 
 KEYWORDS: tuple[str, ...] = ("ldct", "ndct", "bm3d", "bm3d:SIGMA_HU")
 REFERENCE_METHODS: tuple[str, ...] = ("ldct", "bm3d")  # what the demo and a study compare the networks with
@@ -123,6 +124,8 @@ class EvaluationConfig(Section):
     ``timing_size``^2, one warm-up call, then one timed call per slice; 0 switches it off.
     Figures: ``figure_slices`` test slices in Fig. 2/3 and as rows of Fig. 4; ``zoom`` is
     ``(row, col, height, width)`` or ``None`` for a box of a quarter of the image centred on the body.
+    Task-based quality: ``quality`` (:class:`~vagan.quality.config.QualityConfig`, off by default;
+    ``--set quality.enabled=true``) scans the quality phantom and reports NPS, TTF, CT numbers and d'.
     """
 
     methods: tuple[MethodSpec, ...] = ()
@@ -145,6 +148,7 @@ class EvaluationConfig(Section):
     patches: PatchSpec = field(default_factory=PatchSpec)
     zoom: tuple[int, int, int, int] | None = None
     figure_slices: int = bounded(2, ge=0)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     title: str = "VAGAN evaluation"
 
     def check(self) -> None:

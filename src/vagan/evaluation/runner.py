@@ -43,6 +43,7 @@ from vagan.evaluation.inputs import (
 from vagan.evaluation.metrics import (
     MetricSummary,
 )
+from vagan.evaluation.quality_run import prepare_quality, run_quality
 from vagan.evaluation.report import (
     ReportFigure,
     ReportPaths,
@@ -52,6 +53,12 @@ from vagan.evaluation.report import (
     write_report,
 )
 from vagan.evaluation.report_figures import figure_indices, write_figures
+from vagan.evaluation.report_quality import (
+    quality_figures,
+    quality_record,
+    quality_section,
+    quality_tables,
+)
 from vagan.evaluation.report_sections import (
     describe_device,
     method_sections,
@@ -116,6 +123,7 @@ def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, prog
     test = load_test_set(cfg)
     check_no_overlap(out_dir, [test.root])
     _check_fits(cfg, test)  # before any model is loaded
+    quality_plan = prepare_quality(cfg.quality, test) if cfg.quality.enabled else None
     methods = load_methods(cfg, device, precision)
     models = [m.model for m in methods if m.model is not None]
     fid_net = build_fid_net(cfg)
@@ -123,6 +131,7 @@ def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, prog
     keep = figure_indices(len(test.pairs), cfg.figure_slices)
     collected = run_methods(cfg, methods, test, device, fid_net, keep, progress)
     notes = [*notes, *collected.notes]
+    quality = run_quality(cfg.quality, quality_plan, methods, device, progress) if quality_plan else None
     summary = collected.acc.summary()
     table = table_ii(summary, fid=collected.fid, timing_ms=collected.timing, methods=[m.name for m in methods])
     if cfg.timing_size != 512:  # table_ii labels the timing column for the paper's 512x512 slices
@@ -132,15 +141,21 @@ def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, prog
                                {"torch threads": str(torch.get_num_threads())})
     with staged_dir(out_dir, overwrite, "evaluation") as folder:  # checked above, before any work
         metrics_csv = write_metrics_csv(folder / "metrics.csv", collected, test)
-        (folder / "summary.json").write_text(
-            json.dumps(summary_record(cfg, methods, test, collected, device, precision, notes), indent=2, allow_nan=False) + "\n",
-            encoding="utf-8")
+        record = summary_record(cfg, methods, test, collected, device, precision, notes)
+        if quality is not None:
+            record["quality"] = quality_record(quality)
+        (folder / "summary.json").write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         figures = write_figures(folder / "figures", methods, test, collected.outputs, collected.attention, keep,
                                 cfg.zoom)
         fid_name = next((r.feature_net for r in collected.fid.values()), None)
         sections = method_sections(cfg, methods, test, collected, fid_name, device, precision, notes)
-        paths = write_report(folder, cfg.title, [*sections, *extra_sections],
-                             [table, *supplementary_tables(collected), *extra_tables], [*figures, *extra_figures], metadata)
+        tables = [table, *supplementary_tables(collected)]
+        if quality is not None:
+            sections.append(quality_section(quality))
+            tables += quality_tables(quality)
+            figures = [*figures, *quality_figures(quality, folder / "figures")]
+        paths = write_report(folder, cfg.title, [*sections, *extra_sections], [*tables, *extra_tables],
+                             [*figures, *extra_figures], metadata)
 
         def rel(path: Path) -> Path:  # where a file will be once the folder is renamed
             return out_dir / Path(path).relative_to(folder)

@@ -1,0 +1,179 @@
+"""The task-based section of an evaluation report: tables, figures, dose statements and the
+``quality`` record of summary.json (docs/quality.md)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from vagan.evaluation.quality_run import FULL_DOSE, QualityOutcome
+from vagan.evaluation.report import ReportFigure, ReportSection, ReportTable
+from vagan.io.atomic import atomic_file
+from vagan.quality.assessment import MethodQuality
+
+
+def _freq(value: float, nyquist: float) -> str:
+    return f"> {nyquist:.2f}" if math.isnan(value) else f"{value:.3f}"
+
+
+def quality_tables(outcome: QualityOutcome) -> list[ReportTable]:
+    """Noise and resolution, CT-number bias, and CHO / NPWE detectability."""
+    results = outcome.results
+    phantom = outcome.setup.phantom
+    nyquist = 0.5 / phantom.pixel_mm
+    rods = [r.name for r in phantom.of_kind("rod")]
+    noise = ReportTable(
+        "Noise and resolution on the quality phantom",
+        ["method", "noise std [HU]", "NPS f_av [1/mm]", "NPS f_peak [1/mm]", *[f"TTF f50 / f10, {r} [1/mm]" for r in rods]],
+        [[name, f"{q.noise_std_hu:.1f}", f"{q.nps.mean_frequency:.3f}", f"{q.nps.peak_frequency:.3f}",
+          *[f"{_freq(q.ttf[r].f50, nyquist)} / {_freq(q.ttf[r].f10, nyquist)}" for r in rods]]
+         for name, q in results.items()],
+        caption=(f"Noise: ensemble noise of {outcome.config.realisations} signal-absent scans in "
+                 f"{len(phantom.of_kind('lesion'))} uniform {phantom.roi_px}² ROIs; f_av is the NPS-weighted mean "
+                 "frequency (a lower f_av means blotchier noise). TTF from the rods' circular edges on the mean "
+                 f"of all scans; '> {nyquist:.2f}' means the TTF stays above that level up to the Nyquist frequency."),
+    )
+    tissues = [t.name for t in phantom.of_kind("tissue")]
+    bias = ReportTable(
+        "CT-number bias [HU] (95% interval over scans)",
+        ["method", *[f"{t} ({next(i.hu for i in phantom.of_kind('tissue') if i.name == t):g} HU)" for t in tissues]],
+        [[name, *[q.ct_bias_hu[t].format(1) for t in tissues]] for name, q in results.items()],
+        caption="Mean HU inside 60% of each insert's radius minus its true value.",
+    )
+    lesions = [t.name for t in phantom.lesion_types]
+    tables = [noise, bias]
+    for observer, label in (("cho", "CHO (Laguerre-Gauss channels)"), ("npwe", "NPW with eye filter")):
+        tables.append(ReportTable(
+            f"Low-contrast detectability: d' of the {label} (95% interval)",
+            ["lesion", *results],
+            [[lesion, *[q.detectability[lesion][observer].d_prime.format(2) for q in results.values()]]
+             for lesion in lesions],
+            caption=(f"Trained on the first half of the scans, tested on the second; the interval resamples the "
+                     f"test scores. {len(phantom.lesions_of(phantom.lesion_types[0]))} copies of each lesion per scan."),
+        ))
+    return tables
+
+
+def dose_statements(outcome: QualityOutcome) -> list[str]:
+    """Lesions for which a method at the test dose reaches the full-dose CHO d' (point estimates)."""
+    full = outcome.results[FULL_DOSE]
+    dose = outcome.setup.dose
+    lines = []
+    for name, q in outcome.results.items():
+        if name == FULL_DOSE:
+            continue
+        reached = [lesion for lesion, obs in q.detectability.items()
+                   if obs["cho"].d_prime.estimate >= full.detectability[lesion]["cho"].d_prime.estimate]
+        if reached:
+            lines.append(f"{name} at {100 * dose:g}% dose reaches the CHO d' of full dose for: {', '.join(reached)}.")
+    return lines or [f"No method at {100 * dose:g}% dose reaches the CHO d' of full dose for any lesion."]
+
+
+def quality_section(outcome: QualityOutcome) -> ReportSection:
+    setup = outcome.setup
+    text = (f"The quality phantom (docs/quality.md): {setup.realisations_note}, {outcome.config.realisations} "
+            "signal-present and as many signal-absent scans with fresh noise, every method run on the low-dose "
+            "scans, the full-dose scans as the reference row.\n\n" + "\n".join(f"- {s}" for s in dose_statements(outcome)))
+    return ReportSection("Task-based image quality", text)
+
+
+def quality_figures(outcome: QualityOutcome, folder: Path) -> list[ReportFigure]:
+    """NPS curves, TTF curves per rod and d' against lesion size per contrast."""
+    folder.mkdir(parents=True, exist_ok=True)
+    results = outcome.results
+    phantom = outcome.setup.phantom
+    figures = []
+
+    fig = Figure(figsize=(5.5, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for name, q in results.items():
+        ax.plot(q.nps.frequencies, q.nps.values, lw=1.2, label=name)
+    ax.set_xlabel("spatial frequency [1/mm]")
+    ax.set_ylabel("NPS [HU² mm²]")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    figures.append(ReportFigure(_save(fig, folder / "quality_nps.png"), "Radial noise power spectra.", "NPS"))
+
+    rods = phantom.of_kind("rod")
+    fig = Figure(figsize=(4.0 * len(rods), 3.4), dpi=100)
+    FigureCanvasAgg(fig)
+    for k, rod in enumerate(rods):
+        ax = fig.add_subplot(1, len(rods), k + 1)
+        for name, q in results.items():
+            ax.plot(q.ttf[rod.name].frequencies, q.ttf[rod.name].values, lw=1.2, label=name)
+        ax.set_title(rod.name, fontsize=9)
+        ax.set_xlabel("spatial frequency [1/mm]", fontsize=8)
+        ax.set_ylim(0, 1.1)
+        ax.tick_params(labelsize=7)
+    fig.axes[0].set_ylabel("TTF")
+    fig.axes[-1].legend(fontsize=7)
+    fig.tight_layout()
+    figures.append(ReportFigure(_save(fig, folder / "quality_ttf.png"), "Task transfer functions per rod contrast.",
+                                "TTF"))
+
+    contrasts = sorted({t.contrast_hu for t in phantom.lesion_types})
+    fig = Figure(figsize=(3.6 * len(contrasts), 3.4), dpi=100)
+    FigureCanvasAgg(fig)
+    for k, contrast in enumerate(contrasts):
+        ax = fig.add_subplot(1, len(contrasts), k + 1)
+        types = [t for t in phantom.lesion_types if t.contrast_hu == contrast]
+        for name, q in results.items():
+            d = [q.detectability[t.name]["cho"].d_prime for t in types]
+            ax.errorbar([t.diameter_mm for t in types], [i.estimate for i in d],
+                        yerr=[[i.estimate - i.low for i in d], [i.high - i.estimate for i in d]],
+                        marker="o", ms=3, lw=1, capsize=2, label=name)
+        ax.set_title(f"{contrast:g} HU", fontsize=9)
+        ax.set_xlabel("lesion diameter [mm]", fontsize=8)
+        ax.tick_params(labelsize=7)
+    fig.axes[0].set_ylabel("CHO d'")
+    fig.axes[-1].legend(fontsize=7)
+    fig.tight_layout()
+    figures.append(ReportFigure(_save(fig, folder / "quality_detectability.png"),
+                                "CHO d' against lesion diameter, one panel per contrast (95% intervals).",
+                                "Detectability"))
+    return figures
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    with atomic_file(path, overwrite=False) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
+def _finite(x: float) -> float | None:
+    """JSON has no NaN or infinity: an undefined or unbounded value is null."""
+    return x if math.isfinite(x) else None
+
+
+def _interval(i: Any) -> dict[str, float | None]:
+    return {"estimate": _finite(i.estimate), "low": _finite(i.low), "high": _finite(i.high)}
+
+
+def _method_record(q: MethodQuality) -> dict[str, Any]:
+    return {
+        "noise_std_hu": q.noise_std_hu,
+        "nps": {"mean_frequency": q.nps.mean_frequency, "peak_frequency": q.nps.peak_frequency,
+                "frequencies": q.nps.frequencies.tolist(), "values": q.nps.values.tolist()},
+        "ttf": {rod: {"f50": _finite(t.f50), "f10": _finite(t.f10), "contrast_hu": t.contrast_hu}
+                for rod, t in q.ttf.items()},
+        "ct_bias_hu": {tissue: _interval(i) for tissue, i in q.ct_bias_hu.items()},
+        "detectability": {lesion: {obs: {"auc": _interval(d.auc), "d_prime": _interval(d.d_prime),
+                                         "n_train": d.n_train, "n_test": d.n_test} for obs, d in per.items()}
+                          for lesion, per in q.detectability.items()},
+    }
+
+
+def quality_record(outcome: QualityOutcome) -> dict[str, Any]:
+    """The ``quality`` entry of summary.json."""
+    setup = outcome.setup
+    return {
+        "dose": setup.dose, "pixel_mm": setup.phantom.pixel_mm, "size": setup.phantom.size, "scan": setup.source,
+        "realisations": outcome.config.realisations, "channels": outcome.config.channels,
+        "statements": dose_statements(outcome),
+        "methods": {name: _method_record(q) for name, q in outcome.results.items()},
+    }

@@ -1,0 +1,85 @@
+"""`vagan evaluate` with the task-based quality section on: tables, figures, summary.json, checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from support import tiny_config, write_tiny_dataset
+
+from vagan.errors import ConfigError
+from vagan.evaluation.eval_config import EvaluationConfig
+from vagan.evaluation.metrics import PatchSpec
+from vagan.evaluation.quality_run import FULL_DOSE
+from vagan.evaluation.runner import evaluate
+from vagan.physics.simulate import SimulationConfig
+from vagan.training.trainer import train
+
+CHEAP_SCANNER = SimulationConfig(n_views=180)
+QUALITY = {"enabled": True, "realisations": 6, "lesion_diameters_mm": [5, 10], "lesion_contrasts_hu": [10, 40],
+           "rod_contrasts_hu": [100], "channels": 2, "size": 256}
+
+
+def _dataset(root: Path, manifest: bool = True) -> Path:
+    write_tiny_dataset(root)
+    if manifest:
+        (root / "manifest.json").write_text(json.dumps({
+            "kind": "vagan-paired-dataset", "source": "phantom", "spec": {"dose": 0.25},
+            "pixel_spacing_mm": 1.4, "simulation": CHEAP_SCANNER.to_dict()}))
+    return root
+
+
+def _config(root: Path, methods: list[str], **quality) -> EvaluationConfig:
+    return EvaluationConfig.from_dict({
+        "methods": methods, "data_root": str(root), "split": {"train": ["T000"], "test": ["T002"]},
+        "patches": PatchSpec(size=32), "fid_net": "none", "timing_slices": 0, "figure_slices": 0,
+        "quality": {**QUALITY, **quality}})
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    base = tmp_path_factory.mktemp("quality")
+    root = _dataset(base / "data")
+    train(tiny_config("g_psnr", "stages.*.max_steps=1", f"data.root={root}",
+                      "data.split={train: [T000], val: [T001], test: [T002]}", "data.val_slices=1"), base / "g")
+    return evaluate(_config(root, ["ldct", str(base / "g")]), base / "out", progress=False)
+
+
+def test_every_method_and_the_full_dose_reference_are_assessed(evaluated):
+    record = json.loads(evaluated.summary_json.read_text())["quality"]
+    assert list(record["methods"]) == [FULL_DOSE, "LDCT", "g_psnr/psnr"]
+    assert record["dose"] == 0.25 and record["pixel_mm"] == 1.4 and record["size"] == 256
+    full, low = record["methods"][FULL_DOSE], record["methods"]["LDCT"]
+    # noise std scales as 1/sqrt(dose): quarter dose doubles it
+    assert low["noise_std_hu"] / full["noise_std_hu"] == pytest.approx(2.0, rel=0.15)
+    # a stronger lesion is easier to see, and full dose beats quarter dose on it
+    strong, weak = "10 mm / 40 HU", "5 mm / 10 HU"
+    for method in (full, low):
+        assert method["detectability"][strong]["cho"]["d_prime"]["estimate"] > \
+            method["detectability"][weak]["cho"]["d_prime"]["estimate"]
+    assert full["detectability"][strong]["cho"]["d_prime"]["estimate"] > \
+        low["detectability"][strong]["cho"]["d_prime"]["estimate"]
+    assert set(low["ct_bias_hu"]) == {"fat", "muscle", "liver", "blood", "bone"}
+
+
+def test_the_report_has_the_quality_tables_and_figures(evaluated):
+    text = evaluated.report.markdown.read_text()
+    for title in ("Task-based image quality", "Noise and resolution", "CT-number bias", "d' of the CHO",
+                  "NPW with eye filter"):
+        assert title in text
+    names = {p.name for p in evaluated.figures}
+    assert {"quality_nps.png", "quality_ttf.png", "quality_detectability.png"} <= names
+
+
+def test_unknown_dose_or_pixel_size_and_too_few_realisations_are_refused_before_any_work(tmp_path):
+    root = _dataset(tmp_path / "data", manifest=False)
+    with pytest.raises(ConfigError, match="quality.dose"):
+        evaluate(_config(root, ["ldct"]), tmp_path / "out", progress=False)
+    with pytest.raises(ConfigError, match="quality.pixel_mm"):
+        evaluate(_config(root, ["ldct"], dose=0.25), tmp_path / "out", progress=False)
+    with pytest.raises(ConfigError, match="quality.realisations: 4 is too few.*give at least"):
+        evaluate(_config(root, ["ldct"], dose=0.25, pixel_mm=1.4, realisations=4, channels=10,
+                         lesion_diameters_mm=[3, 5, 7, 10], lesion_contrasts_hu=[5, 10, 20, 30]),
+                 tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
