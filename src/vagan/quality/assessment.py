@@ -94,7 +94,8 @@ def assess(images: QualityImages, phantom: QualityPhantom, *, channels: int = 5,
         found[lesion.name] = {
             "cho": detectability(present, absent, "cho", n_channels=channels, channel_width_px=width,
                                  resamples=resamples, seed=seed),
-            "npwe": detectability(present, absent, "npwe", pixel_mm=phantom.pixel_mm, resamples=resamples, seed=seed),
+            "npwe": detectability(present, absent, "npwe", pixel_mm=phantom.pixel_mm, disc_radius_px=width / 2,
+                                  resamples=resamples, seed=seed),
         }
     return MethodQuality(noise_std_hu=nps.noise_std, nps=nps.radial(), ttf=ttf,
                          ct_bias_hu=_ct_bias(both, phantom, resamples, seed), detectability=found)
