@@ -5,6 +5,8 @@ import pytest
 
 from vagan.physics.quality_phantom import (
     BACKGROUND_HU,
+    CELL_MM,
+    DENSE,
     TISSUE_HU,
     make_quality_phantom,
     roi_stack,
@@ -53,6 +55,16 @@ def test_rods_keep_their_ttf_reach_free_of_other_inserts(phantom):
         d = np.hypot(y - rod.row, x - rod.col) * 0.7
         ring = (d > rod.radius_mm + 1.5) & (d < 2 * rod.radius_mm)
         assert np.abs(absent[ring] - BACKGROUND_HU).max() < 1e-3
+
+
+def test_dense_inserts_keep_away_from_rods_and_lesions(phantom):
+    for dense in (i for i in phantom.of_kind("tissue") if i.name in DENSE):
+        for other in phantom.inserts:
+            gap_mm = np.hypot(dense.row - other.row, dense.col - other.col) * 0.7
+            if other.kind == "rod":
+                assert gap_mm > 2.5 * CELL_MM
+            elif other.kind == "lesion":
+                assert gap_mm > 1.5 * CELL_MM
 
 
 def test_a_coarse_or_small_field_is_refused_with_its_sizes():

@@ -105,6 +105,10 @@ def test_eye_filter_peaks_at_its_stated_frequency():
     peak_mm = abs(f_mm[int(np.argmax(eye[0]))])
     mm_per_degree = distance * math.tan(math.radians(1.0))
     assert peak_mm * mm_per_degree == pytest.approx(4.0, rel=0.05)
+    # Burgess's shape: E(f) = f^1.3 exp(-c f^2) with c = 1.3 / (2 * 4^2), f in cycles/degree
+    f_deg = np.abs(f_mm[1:60]) * mm_per_degree
+    shape = f_deg**1.3 * np.exp(-1.3 / 32 * f_deg**2)
+    np.testing.assert_allclose(eye[0, 1:60] / eye[0, 1:60].max(), shape / shape.max(), rtol=1e-9)
 
 
 def test_too_few_realisations_name_how_many_are_needed():

@@ -31,6 +31,16 @@ def test_gaussian_blurred_edge_gives_the_gaussian_ttf(contrast):
     assert ttf.frequencies[-1] <= 1 / (2 * pixel) + 1e-9
 
 
+@pytest.mark.parametrize("sigma_px", [1.5, 2.5, 3.5])
+def test_a_blurry_edge_of_a_small_rod_is_not_read_too_sharp(sigma_px):
+    # the phantom's rods: 7 mm = 10 px at 0.7 mm; the LSF window must keep a wide LSF's tails
+    pixel = 0.7
+    ttf = circular_edge_ttf(blurred_rod(96, (47.5, 47.5), 10.0, sigma_px, 100), (47.5, 47.5), 10.0, pixel)
+    s_mm = sigma_px * pixel
+    assert ttf.f50 == pytest.approx(math.sqrt(math.log(2) / (2 * math.pi**2)) / s_mm, rel=0.05)
+    assert ttf.f10 == pytest.approx(math.sqrt(math.log(10) / (2 * math.pi**2)) / s_mm, rel=0.05)
+
+
 def test_a_sharper_edge_has_a_higher_f50():
     soft = circular_edge_ttf(blurred_rod(128, (64, 64), 20, 2.5, 100), (64, 64), 20, 0.7)
     sharp = circular_edge_ttf(blurred_rod(128, (64, 64), 20, 1.0, 100), (64, 64), 20, 0.7)

@@ -14,10 +14,17 @@ from vagan.evaluation.quality_run import FULL_DOSE, QualityOutcome
 from vagan.evaluation.report import ReportFigure, ReportSection, ReportTable
 from vagan.io.atomic import atomic_file
 from vagan.quality.assessment import MethodQuality
+from vagan.quality.ttf import TaskTransferFunction
 
 
-def _freq(value: float, nyquist: float) -> str:
-    return f"> {nyquist:.2f}" if math.isnan(value) else f"{value:.3f}"
+def _num(value: float, decimals: int) -> str:
+    return f"{value:.{decimals}f}" if math.isfinite(value) else "n/a"
+
+
+def _ttf_cell(ttf: TaskTransferFunction | None, nyquist: float) -> str:
+    if ttf is None:
+        return "no edge left"
+    return " / ".join(f"> {nyquist:.2f}" if math.isnan(f) else f"{f:.3f}" for f in (ttf.f50, ttf.f10))
 
 
 def quality_tables(outcome: QualityOutcome) -> list[ReportTable]:
@@ -29,8 +36,8 @@ def quality_tables(outcome: QualityOutcome) -> list[ReportTable]:
     noise = ReportTable(
         "Noise and resolution on the quality phantom",
         ["method", "noise std [HU]", "NPS f_av [1/mm]", "NPS f_peak [1/mm]", *[f"TTF f50 / f10, {r} [1/mm]" for r in rods]],
-        [[name, f"{q.noise_std_hu:.1f}", f"{q.nps.mean_frequency:.3f}", f"{q.nps.peak_frequency:.3f}",
-          *[f"{_freq(q.ttf[r].f50, nyquist)} / {_freq(q.ttf[r].f10, nyquist)}" for r in rods]]
+        [[name, _num(q.noise_std_hu, 1), _num(q.nps.mean_frequency, 3), _num(q.nps.peak_frequency, 3),
+          *[_ttf_cell(q.ttf[r], nyquist) for r in rods]]
          for name, q in results.items()],
         caption=(f"Noise: ensemble noise of {outcome.config.realisations} signal-absent scans in "
                  f"{len(phantom.of_kind('lesion'))} uniform {phantom.roi_px}² ROIs; f_av is the NPS-weighted mean "
@@ -105,7 +112,9 @@ def quality_figures(outcome: QualityOutcome, folder: Path) -> list[ReportFigure]
     for k, rod in enumerate(rods):
         ax = fig.add_subplot(1, len(rods), k + 1)
         for name, q in results.items():
-            ax.plot(q.ttf[rod.name].frequencies, q.ttf[rod.name].values, lw=1.2, label=name)
+            ttf = q.ttf[rod.name]
+            if ttf is not None:
+                ax.plot(ttf.frequencies, ttf.values, lw=1.2, label=name)
         ax.set_title(rod.name, fontsize=9)
         ax.set_xlabel("spatial frequency [1/mm]", fontsize=8)
         ax.set_ylim(0, 1.1)
@@ -156,10 +165,11 @@ def _interval(i: Any) -> dict[str, float | None]:
 
 def _method_record(q: MethodQuality) -> dict[str, Any]:
     return {
-        "noise_std_hu": q.noise_std_hu,
-        "nps": {"mean_frequency": q.nps.mean_frequency, "peak_frequency": q.nps.peak_frequency,
-                "frequencies": q.nps.frequencies.tolist(), "values": q.nps.values.tolist()},
-        "ttf": {rod: {"f50": _finite(t.f50), "f10": _finite(t.f10), "contrast_hu": t.contrast_hu}
+        "noise_std_hu": _finite(q.noise_std_hu),
+        "nps": {"mean_frequency": _finite(q.nps.mean_frequency), "peak_frequency": _finite(q.nps.peak_frequency),
+                "frequencies": q.nps.frequencies.tolist(), "values": [_finite(float(v)) for v in q.nps.values]},
+        "ttf": {rod: None if t is None else {"f50": _finite(t.f50), "f10": _finite(t.f10),
+                                             "contrast_hu": _finite(t.contrast_hu)}
                 for rod, t in q.ttf.items()},
         "ct_bias_hu": {tissue: _interval(i) for tissue, i in q.ct_bias_hu.items()},
         "detectability": {lesion: {obs: {"auc": _interval(d.auc), "d_prime": _interval(d.d_prime),

@@ -5,6 +5,8 @@ data's) on a grid of 23 mm cells. Each cell holds one insert:
 
 * **rods** of known contrast for the task transfer function (TTF), 7 mm in radius;
 * **tissue inserts** (fat, muscle, liver, contrast-enhanced blood, cortical bone) for CT-number accuracy;
+  blood and bone sit in outer cells, at least 2.5 cells from any rod, with no lesion in the cells
+  next to them;
 * **low-contrast lesions** (discs of each size x contrast), as many copies of each as the body
   holds, for model observers.
 
@@ -29,6 +31,8 @@ ROD_RADIUS_MM = 7.0
 TISSUE_RADIUS_MM = 7.0
 TISSUE_HU = {"fat": -95.0, "muscle": 50.0, "liver": 60.0, "blood": 180.0, "bone": 1100.0}
 """Tissue inserts in HU (blood contrast-enhanced, bone cortical), as in the anatomical phantom."""
+DENSE = ("blood", "bone")  # inserts placed at the body's edge, away from the rods and lesions
+DENSE_GAP_CELLS = 2.5  # least distance of a dense insert from a rod, in cells
 
 
 @dataclass(frozen=True)
@@ -140,15 +144,27 @@ def make_quality_phantom(size: int, pixel_mm: float, lesion_diameters_mm: Sequen
         raise ValueError(f"pixels of {pixel_mm:g} mm are too coarse for the {ROD_RADIUS_MM:g} mm TTF rods "
                          f"(at least 3 pixels in radius needed)")
     cells = _cells(size, pixel_mm, axes)
-    fixed = [("rod", f"rod {c:+g} HU", ROD_RADIUS_MM, BACKGROUND_HU + float(c)) for c in rod_contrasts_hu]
-    fixed += [("tissue", name, TISSUE_RADIUS_MM, hu) for name, hu in TISSUE_HU.items()]
-    copies = (len(cells) - len(fixed)) // len(types)
-    if copies < 1:
+    near = [("rod", f"rod {c:+g} HU", ROD_RADIUS_MM, BACKGROUND_HU + float(c)) for c in rod_contrasts_hu]
+    near += [("tissue", name, TISSUE_RADIUS_MM, hu) for name, hu in TISSUE_HU.items() if name not in DENSE]
+    dense = [("tissue", name, TISSUE_RADIUS_MM, TISSUE_HU[name]) for name in DENSE]
+    inserts = [Insert(kind, name, row, col, radius, hu) for (kind, name, radius, hu), (row, col) in zip(near, cells)]
+    rest = cells[len(near):]
+    # dense inserts in the outermost free cells, far from the rods, with a ring of empty cells around them
+    # so that their blur or streaks reach neither a rod's edge profile nor a lesion's or noise ROI
+    gap = CELL_MM * DENSE_GAP_CELLS / pixel_mm
+    for kind, name, radius, hu in dense:
+        far = [c for c in rest if all(math.hypot(c[0] - i.row, c[1] - i.col) > gap for i in inserts if i.kind == "rod")]
+        if not far:
+            rest = []
+            break
+        row, col = far[-1]
+        inserts.append(Insert(kind, name, row, col, radius, hu))
+        rest = [c for c in rest if math.hypot(c[0] - row, c[1] - col) > CELL_MM * 1.5 / pixel_mm]
+    copies = len(rest) // len(types)
+    if copies < 1 or len(inserts) < len(near) + len(dense):
         raise ValueError(f"the {2 * axes[0]:.0f} x {2 * axes[1]:.0f} mm body holds {len(cells)} cells of {CELL_MM:g} mm: "
-                         f"too few for {len(fixed)} rods and tissue inserts and {len(types)} lesion types")
-    inserts = [Insert(kind, name, row, col, radius, hu) for (kind, name, radius, hu), (row, col) in zip(fixed, cells)]
-    lesion_cells = cells[len(fixed): len(fixed) + copies * len(types)]
-    for k, (row, col) in enumerate(lesion_cells):
+                         f"too few for {len(near) + len(dense)} rods and tissue inserts and {len(types)} lesion types")
+    for k, (row, col) in enumerate(rest[:copies * len(types)]):
         t = types[k % len(types)]
         inserts.append(Insert("lesion", t.name, row, col, t.diameter_mm / 2, BACKGROUND_HU + t.contrast_hu))
     return QualityPhantom(size, float(pixel_mm), axes, tuple(inserts), types)

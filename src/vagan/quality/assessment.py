@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vagan.physics.quality_phantom import QualityPhantom, roi_stack
+from vagan.physics.quality_phantom import Insert, QualityPhantom, roi_stack
 from vagan.physics.simulate import LowDoseSimulator, SimulationConfig
 from vagan.quality.nps import RadialNPS, ensemble_noise, noise_power_spectrum
 from vagan.quality.observers import Detectability, ObserverName, detectability
@@ -42,7 +42,7 @@ class MethodQuality:
 
     noise_std_hu: float
     nps: RadialNPS
-    ttf: dict[str, TaskTransferFunction]  # rod name -> TTF
+    ttf: dict[str, TaskTransferFunction | None]  # rod name -> TTF (None: the method erased the rod's edge)
     ct_bias_hu: dict[str, Interval]  # tissue -> mean HU minus the true HU, over realisations
     detectability: dict[str, dict[ObserverName, Detectability]]  # lesion type -> observer -> result
 
@@ -74,17 +74,27 @@ def _ct_bias(images: np.ndarray, phantom: QualityPhantom, resamples: int, seed: 
     return out
 
 
+def _rod_ttf(mean_image: np.ndarray, rod: Insert, pixel_mm: float) -> TaskTransferFunction | None:
+    try:
+        return circular_edge_ttf(mean_image, (rod.row, rod.col), rod.radius_mm / pixel_mm, pixel_mm)
+    except ValueError:  # no contrast left: the method erased the rod
+        return None
+
+
 def assess(images: QualityImages, phantom: QualityPhantom, *, channels: int = 5, resamples: int = 2000,
            seed: int = 0) -> MethodQuality:
-    """NPS, TTF, CT-number bias and detectability of one method's outputs on the phantom's realisations."""
+    """NPS, TTF, CT-number bias and detectability of one method's outputs on the phantom's realisations.
+
+    The observers train on the first half of the scans and test on the rest (ROIs of one scan
+    never straddle the split)."""
     roi = phantom.roi_px
     cells = phantom.of_kind("lesion")  # uniform background in the signal-absent images
     noise_rois = roi_stack(ensemble_noise(images.absent), cells, roi)
     nps = noise_power_spectrum(noise_rois, phantom.pixel_mm)
     both = np.concatenate([images.present, images.absent])
     mean_image = both.mean(axis=0)
-    ttf = {rod.name: circular_edge_ttf(mean_image, (rod.row, rod.col), rod.radius_mm / phantom.pixel_mm,
-                                       phantom.pixel_mm) for rod in phantom.of_kind("rod")}
+    ttf = {rod.name: _rod_ttf(mean_image, rod, phantom.pixel_mm) for rod in phantom.of_kind("rod")}
+    n_train = (len(images.present) // 2) * len(phantom.lesions_of(phantom.lesion_types[0]))  # whole scans per half
     found: dict[str, dict[ObserverName, Detectability]] = {}
     for lesion in phantom.lesion_types:
         sites = phantom.lesions_of(lesion)
@@ -93,9 +103,9 @@ def assess(images: QualityImages, phantom: QualityPhantom, *, channels: int = 5,
         width = max(2.0, lesion.diameter_mm / phantom.pixel_mm)  # LG width ~ the disc's diameter
         found[lesion.name] = {
             "cho": detectability(present, absent, "cho", n_channels=channels, channel_width_px=width,
-                                 resamples=resamples, seed=seed),
+                                 n_train=n_train, resamples=resamples, seed=seed),
             "npwe": detectability(present, absent, "npwe", pixel_mm=phantom.pixel_mm, disc_radius_px=width / 2,
-                                  resamples=resamples, seed=seed),
+                                  n_train=n_train, resamples=resamples, seed=seed),
         }
     return MethodQuality(noise_std_hu=nps.noise_std, nps=nps.radial(), ttf=ttf,
                          ct_bias_hu=_ct_bias(both, phantom, resamples, seed), detectability=found)

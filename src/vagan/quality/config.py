@@ -20,7 +20,7 @@ class QualityConfig(Section):
     """
 
     enabled: bool = False
-    realisations: int = bounded(24, ge=4, le=2000)
+    realisations: int = bounded(24, ge=4, le=400)
     lesion_diameters_mm: tuple[float, ...] = bounded((3.0, 5.0, 7.0, 10.0), gt=0)
     lesion_contrasts_hu: tuple[float, ...] = bounded((5.0, 10.0, 20.0, 30.0), gt=0, le=500)
     rod_contrasts_hu: tuple[float, ...] = bounded((50.0, 100.0, 300.0), gt=0, le=2000)

@@ -31,12 +31,15 @@ class RadialNPS:
 
     @property
     def mean_frequency(self) -> float:
-        """f_av = ∫ f NPS(f) df / ∫ NPS(f) df (TG-233): lower for smoother (blotchier) noise."""
-        return float(np.sum(self.frequencies * self.values) / np.sum(self.values))
+        """f_av = ∫ f NPS(f) df / ∫ NPS(f) df (TG-233): lower for smoother (blotchier) noise; NaN without noise."""
+        total = float(np.sum(self.values))
+        return float(np.sum(self.frequencies * self.values)) / total if total > 0 else math.nan
 
     @property
     def peak_frequency(self) -> float:
-        """f_peak: the frequency of the largest radial NPS value."""
+        """f_peak: the frequency of the largest radial NPS value; NaN without noise."""
+        if not np.any(self.values > 0):
+            return math.nan
         return float(self.frequencies[int(np.argmax(self.values))])
 
 

@@ -86,21 +86,20 @@ def d_prime(present: np.ndarray, absent: np.ndarray) -> float:
     return float(diff / math.sqrt(pooled))
 
 
-def _check_sets(present: np.ndarray, absent: np.ndarray, minimum: int, what: str) -> tuple[np.ndarray, np.ndarray]:
+def _check_sets(present: np.ndarray, absent: np.ndarray, n_train: int | None, minimum: int,
+                what: str) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """``((train_present, train_absent), (test_present, test_absent))``: the first ``n_train`` ROIs of
+    each class train (default: half), the rest test; each part must hold ``minimum`` ROIs."""
     p, a = np.asarray(present, np.float64), np.asarray(absent, np.float64)
     if p.ndim != 3 or a.ndim != 3 or p.shape[1:] != a.shape[1:] or p.shape[1] != p.shape[2]:
         raise ValueError(f"observer ROIs must be square stacks (K, N, N) of one size, got {p.shape} and {a.shape}")
-    have = min(p.shape[0], a.shape[0]) // 2
+    k = n_train if n_train is not None else min(p.shape[0], a.shape[0]) // 2
+    have = min(k, p.shape[0] - k, a.shape[0] - k)
     if have < minimum:
         raise ValueError(f"{what} needs at least {minimum} realisations per class in each half "
                          f"({2 * minimum} signal-present and {2 * minimum} signal-absent), got "
                          f"{p.shape[0]} and {a.shape[0]}")
-    return p, a
-
-
-def _halves(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    k = x.shape[0] // 2
-    return x[:k], x[k:2 * k]
+    return (p[:k], a[:k]), (p[k:], a[k:])
 
 
 def cho_template(present: np.ndarray, absent: np.ndarray, channels: np.ndarray) -> np.ndarray:
@@ -110,7 +109,7 @@ def cho_template(present: np.ndarray, absent: np.ndarray, channels: np.ndarray) 
     v0 = absent.reshape(absent.shape[0], -1) @ u.T
     s = 0.5 * (np.cov(v1, rowvar=False, ddof=1) + np.cov(v0, rowvar=False, ddof=1))
     s = np.atleast_2d(s)
-    w = np.linalg.solve(s, v1.mean(axis=0) - v0.mean(axis=0))
+    w = np.linalg.lstsq(s, v1.mean(axis=0) - v0.mean(axis=0), rcond=None)[0]  # a singular S (no noise) is no error
     return (w @ u).reshape(channels.shape[1:])
 
 
@@ -170,8 +169,11 @@ def _score(template: np.ndarray, rois: np.ndarray) -> np.ndarray:
 
 def detectability(present: np.ndarray, absent: np.ndarray, observer: ObserverName, *, pixel_mm: float = 1.0,
                   n_channels: int = 5, channel_width_px: float | None = None, eye: bool = True,
-                  disc_radius_px: float | None = None, resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> Detectability:
-    """Train ``observer`` on the first half of each class and score the second half.
+                  disc_radius_px: float | None = None, n_train: int | None = None, resamples: int = 2000,
+                  confidence: float = 0.95, seed: int = 0) -> Detectability:
+    """Train ``observer`` on the first ``n_train`` ROIs of each class (default: half) and score the rest.
+
+    ROIs of one scan must not straddle the split: pass ``n_train`` = (scans for training) x (ROIs per scan).
 
     ``disc_radius_px``: the lesions are discs of that radius; the NPWE's signal is a fitted blurred disc.
     The intervals come from resampling the test scores of each class (the template fixed), so they
@@ -179,20 +181,20 @@ def detectability(present: np.ndarray, absent: np.ndarray, observer: ObserverNam
     """
     if observer == "cho":
         minimum = MIN_PER_CLASS_PER_CHANNEL * n_channels
-        p, a = _check_sets(present, absent, minimum, f"a CHO with {n_channels} channels")
-        size = p.shape[1]
+        train, test = _check_sets(present, absent, n_train, minimum, f"a CHO with {n_channels} channels")
+        size = train[0].shape[1]
         width = channel_width_px if channel_width_px is not None else size / 4
-        template = cho_template(_halves(p)[0], _halves(a)[0], laguerre_gauss_channels(size, n_channels, width))
+        template = cho_template(*train, laguerre_gauss_channels(size, n_channels, width))
     elif observer == "npwe":
-        p, a = _check_sets(present, absent, 2, "an NPWE observer")
-        e = eye_filter(p.shape[1], pixel_mm) if eye else None
-        template = npwe_template(_halves(p)[0], _halves(a)[0], e, disc_radius_px)
+        train, test = _check_sets(present, absent, n_train, 2, "an NPWE observer")
+        e = eye_filter(train[0].shape[1], pixel_mm) if eye else None
+        template = npwe_template(*train, e, disc_radius_px)
     else:
         raise ValueError(f"observer must be 'cho' or 'npwe', got {observer!r}")
-    t1, t0 = _score(template, _halves(p)[1]), _score(template, _halves(a)[1])
+    t1, t0 = _score(template, test[0]), _score(template, test[1])
     auc_i = _bootstrap(auc, t1, t0, resamples, confidence, seed)
     d_i = _bootstrap(d_prime, t1, t0, resamples, confidence, seed)
-    return Detectability(observer, auc_i, d_i, n_train=_halves(p)[0].shape[0], n_test=t1.size)
+    return Detectability(observer, auc_i, d_i, n_train=train[0].shape[0], n_test=int(min(t1.size, t0.size)))
 
 
 def _bootstrap(stat: Callable[[np.ndarray, np.ndarray], float], t1: np.ndarray, t0: np.ndarray,

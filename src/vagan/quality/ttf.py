@@ -2,7 +2,7 @@
 circular edge of a rod of known contrast (Richard et al. 2012; AAPM TG-233 section 5; docs/quality.md).
 
 Pixels around the rod are binned by their distance to its centre into an oversampled edge spread
-function (ESF); its derivative, the line spread function (LSF), is Hann-windowed and Fourier
+function (ESF); its derivative, the line spread function (LSF), is windowed (flat near the edge, tapered at the ends) and Fourier
 transformed; the TTF is its modulus normalised to 1 at zero frequency. A denoiser's TTF depends on
 the contrast and the noise, so it is measured per rod contrast on the ensemble mean of repeated
 noise realisations.
@@ -43,6 +43,20 @@ class TaskTransferFunction:
     @property
     def f10(self) -> float:
         return self.frequency_at(0.1)
+
+
+TAPER = 0.3
+"""Fraction of the LSF window (each side) that tapers to zero; the central rest is flat, so a wide
+LSF (a blurry method) keeps its tails and its TTF is not read too sharp."""
+
+
+def _tukey(n: int, centre: int, half: int, taper: float) -> np.ndarray:
+    """A window of ``n`` samples: 1 within ``(1 - taper) * half`` of ``centre``, a cosine taper to 0 at
+    ``half``, 0 beyond."""
+    d = np.abs(np.arange(n) - centre) / max(half, 1)
+    flat = 1.0 - taper
+    out = np.where(d <= flat, 1.0, 0.5 * (1 + np.cos(np.pi * (d - flat) / taper)))
+    return np.where(d <= 1.0, out, 0.0)
 
 
 def edge_spread(image: np.ndarray, centre_px: tuple[float, float], radius_px: float, oversample: int = 10,
@@ -86,7 +100,7 @@ def circular_edge_ttf(image: np.ndarray, centre_px: tuple[float, float], radius_
     if not (2 * radius_px <= cy <= img.shape[0] - 1 - 2 * radius_px
             and 2 * radius_px <= cx <= img.shape[1] - 1 - 2 * radius_px):
         raise ValueError(f"rod at (row {cy:.1f}, col {cx:.1f}) with radius {radius_px:.1f} px needs a background "
-                         f"ring of its radius inside the {img.shape[0]}x{img.shape[1]} image")
+                         f"ring out to twice its radius inside the {img.shape[0]}x{img.shape[1]} image")
     r, esf = edge_spread(img, centre_px, radius_px, oversample)
     inside = esf[r < 0.5 * radius_px].mean()
     outside = esf[r > 1.5 * radius_px].mean()
@@ -96,9 +110,7 @@ def circular_edge_ttf(image: np.ndarray, centre_px: tuple[float, float], radius_
     lsf = -np.gradient(esf, r) / contrast  # positive peak at the edge, integral ~1
     edge = int(np.argmin(np.abs(r - radius_px)))
     half = min(edge, r.size - 1 - edge)
-    window = np.zeros_like(lsf)
-    window[edge - half: edge + half + 1] = np.hanning(2 * half + 1)
-    lsf *= window
+    lsf *= _tukey(lsf.size, edge, half, TAPER)
     dr_mm = pixel_mm / oversample
     n_fft = max(4 * r.size, 1024)
     spectrum = np.abs(np.fft.rfft(lsf, n=n_fft))
