@@ -72,14 +72,19 @@ def test_the_report_has_the_quality_tables_and_figures(evaluated):
     assert {"quality_nps.png", "quality_ttf.png", "quality_detectability.png"} <= names
 
 
-def test_unknown_dose_or_pixel_size_and_too_few_realisations_are_refused_before_any_work(tmp_path):
+def test_unknown_dose_too_few_realisations_and_bad_rois_are_refused_before_any_work(tmp_path):
     root = _dataset(tmp_path / "data", manifest=False)
+    out = tmp_path / "out"
     with pytest.raises(ConfigError, match="quality.dose"):
-        evaluate(_config(root, ["ldct"]), tmp_path / "out", progress=False)
-    with pytest.raises(ConfigError, match="quality.pixel_mm"):
-        evaluate(_config(root, ["ldct"], dose=0.25), tmp_path / "out", progress=False)
+        evaluate(_config(root, ["ldct"]), out, progress=False)
+    # without a manifest the phantom takes the DICOM's 0.7 mm pixels: 256 of them are too small a field
+    with pytest.raises(ConfigError, match="quality: the 161 x 117 mm body holds"):
+        evaluate(_config(root, ["ldct"], dose=0.25), out, progress=False)
     with pytest.raises(ConfigError, match="quality.realisations: 4 is too few.*give at least"):
         evaluate(_config(root, ["ldct"], dose=0.25, pixel_mm=1.4, realisations=4, channels=10,
-                         lesion_diameters_mm=[3, 5, 7, 10], lesion_contrasts_hu=[5, 10, 20, 30]),
-                 tmp_path / "out", progress=False)
-    assert not (tmp_path / "out").exists()
+                         lesion_diameters_mm=[3, 5, 7, 10], lesion_contrasts_hu=[5, 10, 20, 30]), out, progress=False)
+    with pytest.raises(ConfigError, match=r"quality.rois\[0\]: \(40, 40\) with side 16 px lies outside the 48x48"):
+        evaluate(_config(root, ["ldct"], phantom=False, pixel_mm=1.4, rois=[[40, 40]]), out, progress=False)
+    with pytest.raises(ConfigError, match=r"quality.rois\[0\]: \(0, 0\) .* leaves the body's soft tissue"):
+        evaluate(_config(root, ["ldct"], phantom=False, pixel_mm=1.4, rois=[[0, 0]]), out, progress=False)
+    assert not out.exists()

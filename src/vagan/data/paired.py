@@ -38,8 +38,9 @@ def load_slice_pairs(root: Path, patients: list[str], thickness: str = DEFAULT_T
     pairs: list[SlicePair] = []
     for patient in patients:
         paired = load_mayo_pair(root, patient, thickness=thickness)
+        pixel = float(paired.ndct.pixel_spacing_mm[0])
         for z in range(paired.ndct.hu.shape[0]):
-            pairs.append(SlicePair(paired.ldct.hu[z], paired.ndct.hu[z], patient=patient, index=z))
+            pairs.append(SlicePair(paired.ldct.hu[z], paired.ndct.hu[z], patient=patient, index=z, pixel_mm=pixel))
             if max_slices is not None and len(pairs) >= max_slices:
                 return pairs
     return pairs

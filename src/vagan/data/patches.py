@@ -28,6 +28,7 @@ class SlicePair:
     ndct: np.ndarray
     patient: str = ""
     index: int = 0
+    pixel_mm: float | None = None  # in-plane pixel size (rows), when the source says
 
     def __post_init__(self) -> None:
         if self.ldct.shape != self.ndct.shape or self.ldct.ndim != 2:

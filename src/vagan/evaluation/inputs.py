@@ -156,7 +156,7 @@ def calibration_pairs(test: EvaluationData) -> list[SlicePair]:
     chosen: list[SlicePair] = []
     for patient in others[:CALIBRATION_PATIENTS]:  # one series in memory at a time
         pairs = spread_slices(load_slice_pairs(test.root, [patient], test.thickness), CALIBRATION_SLICES_PER_PATIENT)
-        chosen.extend(SlicePair(p.ldct.copy(), p.ndct.copy(), p.patient, p.index) for p in pairs)
+        chosen.extend(SlicePair(p.ldct.copy(), p.ndct.copy(), p.patient, p.index, p.pixel_mm) for p in pairs)
     return chosen
 
 

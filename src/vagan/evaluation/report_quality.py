@@ -10,10 +10,16 @@ from typing import Any
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from vagan.evaluation.quality_run import FULL_DOSE, QualityOutcome
+from vagan.evaluation.quality_run import (
+    FULL_DOSE,
+    REFERENCE,
+    QualityOutcome,
+    SliceNoisePlan,
+)
 from vagan.evaluation.report import ReportFigure, ReportSection, ReportTable
 from vagan.io.atomic import atomic_file
 from vagan.quality.assessment import MethodQuality
+from vagan.quality.nps import NoisePowerSpectrum, RadialNPS
 from vagan.quality.ttf import TaskTransferFunction
 
 
@@ -35,13 +41,16 @@ def quality_tables(outcome: QualityOutcome) -> list[ReportTable]:
     rods = [r.name for r in phantom.of_kind("rod")]
     noise = ReportTable(
         "Noise and resolution on the quality phantom",
-        ["method", "noise std [HU]", "NPS f_av [1/mm]", "NPS f_peak [1/mm]", *[f"TTF f50 / f10, {r} [1/mm]" for r in rods]],
-        [[name, _num(q.noise_std_hu, 1), _num(q.nps.mean_frequency, 3), _num(q.nps.peak_frequency, 3),
+        ["method", "noise std [HU]", "NPS f_av [1/mm]", "f_av / full dose", "NPS f_peak [1/mm]",
+         *[f"TTF f50 / f10, {r} [1/mm]" for r in rods]],
+        [[name, _num(q.noise_std_hu, 1), _num(q.nps.mean_frequency, 3),
+          _num(q.nps.mean_frequency / results[FULL_DOSE].nps.mean_frequency, 2), _num(q.nps.peak_frequency, 3),
           *[_ttf_cell(q.ttf[r], nyquist) for r in rods]]
          for name, q in results.items()],
         caption=(f"Noise: ensemble noise of {outcome.config.realisations} signal-absent scans in "
                  f"{len(phantom.of_kind('lesion'))} uniform {phantom.roi_px}² ROIs; f_av is the NPS-weighted mean "
-                 "frequency (a lower f_av means blotchier noise). TTF from the rods' circular edges on the mean "
+                 "frequency (a lower f_av means blotchier noise; f_av / full dose below 1 is a shift of the noise "
+                 "texture to low frequencies, the mark of over-smoothing). TTF from the rods' circular edges on the mean "
                  f"of all scans; '> {nyquist:.2f}' means the TTF stays above that level up to the Nyquist frequency."),
     )
     tissues = [t.name for t in phantom.of_kind("tissue")]
@@ -148,6 +157,51 @@ def quality_figures(outcome: QualityOutcome, folder: Path) -> list[ReportFigure]
     return figures
 
 
+def slice_noise_table(plan: SliceNoisePlan, noise: dict[str, NoisePowerSpectrum]) -> ReportTable:
+    """Noise of each method in uniform ROIs of the test slices, against the NDCT's."""
+    reference = noise[REFERENCE].radial().mean_frequency if REFERENCE in noise else math.nan
+    rows = []
+    for name, nps in noise.items():
+        radial = nps.radial()
+        rows.append([name, _num(nps.noise_std, 1), _num(radial.mean_frequency, 3),
+                     _num(radial.mean_frequency / reference, 2), _num(radial.peak_frequency, 3), str(nps.n_rois)])
+    return ReportTable(
+        "Noise on the test slices (uniform ROIs)",
+        ["method", "noise std [HU]", "NPS f_av [1/mm]", "f_av / NDCT", "NPS f_peak [1/mm]", "ROIs"], rows,
+        caption=(f"{plan.note}. Each ROI's second-order trend is removed (TG-233), so slow anatomy and shading "
+                 "drop out; what is left of the NDCT is its full-dose noise plus fine texture. f_av / NDCT below 1: "
+                 "the method's noise is coarser (blotchier) than the full-dose scan's."),
+    )
+
+
+def slice_noise_figure(noise: dict[str, NoisePowerSpectrum], folder: Path) -> ReportFigure:
+    folder.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(5.5, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for name, nps in noise.items():
+        radial = nps.radial()
+        ax.plot(radial.frequencies, radial.values, lw=1.2, label=name)
+    ax.set_xlabel("spatial frequency [1/mm]")
+    ax.set_ylabel("NPS [HU² mm²]")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return ReportFigure(_save(fig, folder / "test_slice_nps.png"), "Radial NPS in uniform ROIs of the test slices.",
+                        "NPS on the test slices")
+
+
+def _radial_record(radial: RadialNPS) -> dict[str, Any]:
+    return {"mean_frequency": _finite(radial.mean_frequency), "peak_frequency": _finite(radial.peak_frequency),
+            "frequencies": radial.frequencies.tolist(), "values": [_finite(float(v)) for v in radial.values]}
+
+
+def slice_noise_record(plan: SliceNoisePlan, noise: dict[str, NoisePowerSpectrum]) -> dict[str, Any]:
+    """The ``test_slice_noise`` entry of summary.json."""
+    return {"roi_px": plan.side, "pixel_mm": plan.pixel_mm, "rois": {str(i): v for i, v in plan.rois.items()},
+            "methods": {name: {"noise_std_hu": _finite(nps.noise_std), "n_rois": nps.n_rois,
+                               "nps": _radial_record(nps.radial())} for name, nps in noise.items()}}
+
+
 def _save(fig: Figure, path: Path) -> Path:
     with atomic_file(path, overwrite=False) as tmp:
         fig.savefig(tmp, format="png")
@@ -166,8 +220,7 @@ def _interval(i: Any) -> dict[str, float | None]:
 def _method_record(q: MethodQuality) -> dict[str, Any]:
     return {
         "noise_std_hu": _finite(q.noise_std_hu),
-        "nps": {"mean_frequency": _finite(q.nps.mean_frequency), "peak_frequency": _finite(q.nps.peak_frequency),
-                "frequencies": q.nps.frequencies.tolist(), "values": [_finite(float(v)) for v in q.nps.values]},
+        "nps": _radial_record(q.nps),
         "ttf": {rod: None if t is None else {"f50": _finite(t.f50), "f10": _finite(t.f10),
                                              "contrast_hu": _finite(t.contrast_hu)}
                 for rod, t in q.ttf.items()},

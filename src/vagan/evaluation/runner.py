@@ -43,7 +43,7 @@ from vagan.evaluation.inputs import (
 from vagan.evaluation.metrics import (
     MetricSummary,
 )
-from vagan.evaluation.quality_run import prepare_quality, run_quality
+from vagan.evaluation.quality_run import prepare_quality, run_phantom, slice_noise
 from vagan.evaluation.report import (
     ReportFigure,
     ReportPaths,
@@ -58,6 +58,9 @@ from vagan.evaluation.report_quality import (
     quality_record,
     quality_section,
     quality_tables,
+    slice_noise_figure,
+    slice_noise_record,
+    slice_noise_table,
 )
 from vagan.evaluation.report_sections import (
     describe_device,
@@ -123,15 +126,19 @@ def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, prog
     test = load_test_set(cfg)
     check_no_overlap(out_dir, [test.root])
     _check_fits(cfg, test)  # before any model is loaded
-    quality_plan = prepare_quality(cfg.quality, test) if cfg.quality.enabled else None
+    plan = prepare_quality(cfg.quality, test) if cfg.quality.enabled else None
     methods = load_methods(cfg, device, precision)
     models = [m.model for m in methods if m.model is not None]
     fid_net = build_fid_net(cfg)
     notes = [*leakage_notes(test, models), *calibrate_bm3d_methods(methods, test)]
     keep = figure_indices(len(test.pairs), cfg.figure_slices)
-    collected = run_methods(cfg, methods, test, device, fid_net, keep, progress)
+    collected = run_methods(cfg, methods, test, device, fid_net, keep, progress, plan.slices if plan else None)
     notes = [*notes, *collected.notes]
-    quality = run_quality(cfg.quality, quality_plan, methods, device, progress) if quality_plan else None
+    quality = run_phantom(cfg.quality, plan.phantom, methods, device, progress) if plan and plan.phantom else None
+    noise = slice_noise(plan.slices, test, collected.noise_rois) if plan and plan.slices and plan.slices.count else None
+    if plan and plan.slices and not plan.slices.count:
+        notes.append("No uniform soft-tissue region was found on the test slices for the noise measurement; "
+                     "give quality.rois (top-left row, col of each ROI).")
     summary = collected.acc.summary()
     table = table_ii(summary, fid=collected.fid, timing_ms=collected.timing, methods=[m.name for m in methods])
     if cfg.timing_size != 512:  # table_ii labels the timing column for the paper's 512x512 slices
@@ -144,12 +151,17 @@ def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, prog
         record = summary_record(cfg, methods, test, collected, device, precision, notes)
         if quality is not None:
             record["quality"] = quality_record(quality)
+        if noise is not None:
+            record["test_slice_noise"] = slice_noise_record(plan.slices, noise)
         (folder / "summary.json").write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         figures = write_figures(folder / "figures", methods, test, collected.outputs, collected.attention, keep,
                                 cfg.zoom)
         fid_name = next((r.feature_net for r in collected.fid.values()), None)
         sections = method_sections(cfg, methods, test, collected, fid_name, device, precision, notes)
         tables = [table, *supplementary_tables(collected)]
+        if noise is not None:
+            tables.append(slice_noise_table(plan.slices, noise))
+            figures = [*figures, slice_noise_figure(noise, folder / "figures")]
         if quality is not None:
             sections.append(quality_section(quality))
             tables += quality_tables(quality)

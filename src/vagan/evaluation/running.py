@@ -24,6 +24,7 @@ from vagan.evaluation.metrics import (
 
 if TYPE_CHECKING:
     from vagan.evaluation.feature_nets import FeatureNet
+    from vagan.evaluation.quality_run import SliceNoisePlan
     from vagan.inference.model_loading import TrainedModel
 
 log = logging.getLogger(__name__)
@@ -106,12 +107,15 @@ class Collected:
     attention_mse: dict[str, dict[str, MetricSummary]] = field(default_factory=dict)
     bm3d_sigmas: dict[str, list[float]] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
+    noise_rois: dict[str, list[np.ndarray]] = field(default_factory=dict)  # method -> uniform ROIs of its outputs
     notes: list[str] = field(default_factory=list)
 
 
 def run_methods(cfg: EvaluationConfig, methods: Sequence[Method], test: EvaluationData, device: torch.device,
-                fid_net: FeatureNet | None, keep: Sequence[int], progress: bool = True) -> Collected:
-    """Run every method on all test slices; score, extract FID features, time and keep figure slices."""
+                fid_net: FeatureNet | None, keep: Sequence[int], progress: bool = True,
+                noise_rois: SliceNoisePlan | None = None) -> Collected:
+    """Run every method on all test slices; score, extract FID features, time, keep figure slices and
+    cut the ``noise_rois`` out of each output."""
     from tqdm.auto import tqdm
 
     from vagan.evaluation.feature_nets import extract_features
@@ -138,6 +142,8 @@ def run_methods(cfg: EvaluationConfig, methods: Sequence[Method], test: Evaluati
     for method in methods:
         feats, mse = [], {"signed": [], "abs": []}
         out.outputs[method.name], out.attention[method.name] = {}, {}
+        rois = out.noise_rois.setdefault(method.name, []) if noise_rois is not None and method.spec.kind != "ndct" \
+            else None
         sigmas: list[float] = []
         start_time = time.perf_counter()
         with tqdm(total=len(pairs), desc=method.name, unit="slice", disable=not progress, dynamic_ncols=True) as bar:
@@ -155,6 +161,10 @@ def run_methods(cfg: EvaluationConfig, methods: Sequence[Method], test: Evaluati
                 if attention is not None:
                     for mode, values in _attention_mse(ldct, ndct, attention, method.model).items():
                         mse[mode].extend(values)
+                if rois is not None:
+                    side = noise_rois.side
+                    rois.extend(hu[i - a, r:r + side, c:c + side].copy() for i in range(a, b)
+                                for r, c in noise_rois.rois.get(i, ()))
                 for i in keep & set(range(a, b)):
                     out.outputs[method.name][i] = np.array(hu[i - a])
                     if attention is not None:

@@ -42,8 +42,8 @@ def _manifest(root: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) and data.get("kind") == "vagan-paired-dataset" else {}
 
 
-def quality_setup(cfg: QualityConfig, root: Path, side: int) -> QualitySetup:
-    """The phantom for test data at ``root`` whose slices are ``side`` pixels wide.
+def quality_setup(cfg: QualityConfig, root: Path, side: int, data_pixel_mm: float | None = None) -> QualitySetup:
+    """The phantom for test data at ``root`` whose slices are ``side`` pixels of ``data_pixel_mm`` wide.
 
     Raises :class:`ConfigError` naming the missing value when neither the config nor the data's
     manifest gives the dose or the pixel size, or when the phantom does not fit that field.
@@ -51,7 +51,7 @@ def quality_setup(cfg: QualityConfig, root: Path, side: int) -> QualitySetup:
     manifest = _manifest(root)
     spec = manifest.get("spec", {}) if isinstance(manifest.get("spec"), dict) else {}
     dose = cfg.dose if cfg.dose is not None else spec.get("dose", manifest.get("dose"))
-    pixel = cfg.pixel_mm if cfg.pixel_mm is not None else manifest.get("pixel_spacing_mm")
+    pixel = next((p for p in (cfg.pixel_mm, manifest.get("pixel_spacing_mm"), data_pixel_mm) if p is not None), None)
     where = f"{Path(root) / MANIFEST}" if manifest else f"no vagan {MANIFEST} in {root}"
     if dose is None:
         raise ConfigError(f"quality.dose: the test data's dose is unknown ({where}); give it, e.g. --set quality.dose=0.25")
