@@ -79,6 +79,12 @@ def quality_tables(outcome: QualityOutcome) -> list[ReportTable]:
     return tables
 
 
+def _reaching_full_dose(q: MethodQuality, full: MethodQuality) -> list[str]:
+    """Lesions whose CHO d' (point estimate) is at least the full-dose scans'."""
+    return [lesion for lesion, obs in q.detectability.items()
+            if obs["cho"].d_prime.estimate >= full.detectability[lesion]["cho"].d_prime.estimate]
+
+
 def dose_table(outcome: QualityOutcome) -> ReportTable:
     """Each method's CHO d' as a fraction of full dose's (median over lesions) and the lesions where it reaches it."""
     full = outcome.results[FULL_DOSE]
@@ -88,8 +94,7 @@ def dose_table(outcome: QualityOutcome) -> ReportTable:
             continue
         ratios = [obs["cho"].d_prime.estimate / full.detectability[lesion]["cho"].d_prime.estimate
                   for lesion, obs in q.detectability.items() if full.detectability[lesion]["cho"].d_prime.estimate > 0]
-        reached = [lesion for lesion, obs in q.detectability.items()
-                   if obs["cho"].d_prime.estimate >= full.detectability[lesion]["cho"].d_prime.estimate]
+        reached = _reaching_full_dose(q, full)
         rows.append([name, _num(float(np.median(ratios)) if ratios else math.nan, 2), ", ".join(reached) or "none"])
     return ReportTable(
         f"Dose equivalence: CHO d' at {100 * outcome.setup.dose:g}% dose against full dose",
@@ -105,8 +110,7 @@ def dose_statements(outcome: QualityOutcome) -> list[str]:
     for name, q in outcome.results.items():
         if name == FULL_DOSE:
             continue
-        reached = [lesion for lesion, obs in q.detectability.items()
-                   if obs["cho"].d_prime.estimate >= full.detectability[lesion]["cho"].d_prime.estimate]
+        reached = _reaching_full_dose(q, full)
         if reached:
             lines.append(f"{name} at {100 * dose:g}% dose reaches the CHO d' of full dose for: {', '.join(reached)}.")
     return lines or [f"No method at {100 * dose:g}% dose reaches the CHO d' of full dose for any lesion."]
