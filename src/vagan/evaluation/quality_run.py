@@ -115,12 +115,11 @@ def slice_noise(plan: SliceNoisePlan, test: EvaluationData, rois: dict[str, list
     return out
 
 
-def _run(method: Method, images: np.ndarray, chunk: int = 4) -> np.ndarray:
-    if method.spec.kind == "ldct":
-        return images
+def _run(method: Method, images: np.ndarray, progress: tqdm, chunk: int = 4) -> np.ndarray:
     out = np.empty_like(images)
     for start in range(0, len(images), chunk):
         out[start:start + chunk] = method.denoiser(images[start:start + chunk]).hu
+        progress.update(len(out[start:start + chunk]))
     return out
 
 
@@ -129,16 +128,19 @@ def run_phantom(cfg: QualityConfig, setup: QualitySetup, methods: list[Method], 
     """Simulate ``cfg.realisations`` signal-present and -absent scans at the data's dose and at full dose,
     and assess the full-dose scans and every method's outputs on the low-dose ones."""
     phantom = setup.phantom
-    log.info("quality phantom: %d realisations per class, %s", cfg.realisations, setup.realisations_note)
-    low = simulate_quality_images(phantom, setup.simulation, setup.dose, cfg.realisations, cfg.seed, device)
-    full = simulate_quality_images(phantom, setup.simulation, 1.0, cfg.realisations, cfg.seed + 1, device)
-    results = {FULL_DOSE: assess(full, phantom, channels=cfg.channels, seed=cfg.seed)}
-    for method in tqdm(methods, desc="quality phantom", disable=not progress):
-        if method.spec.kind == "ndct":
-            continue  # the oracle returns the full-dose scan: the first row
-        outputs = low.map(lambda batch, m=method: _run(m, batch))
-        results[method.name] = assess(outputs, phantom, channels=cfg.channels, seed=cfg.seed)
+    k = cfg.realisations
+    log.info("quality phantom: %d realisations per class, %s", k, setup.realisations_note)
+    denoisers = [m for m in methods if m.spec.kind not in ("ldct", "ndct")]  # ndct: the full-dose row itself
+    with tqdm(total=2 * k * (2 + len(denoisers)), desc="quality phantom", unit="scan", disable=not progress,
+              dynamic_ncols=True) as bar:
+        bar.set_postfix_str("simulating")
+        low = simulate_quality_images(phantom, setup.simulation, setup.dose, k, cfg.seed, device, progress=bar.update)
+        full = simulate_quality_images(phantom, setup.simulation, 1.0, k, cfg.seed + 1, device, progress=bar.update)
+        results = {FULL_DOSE: assess(full, phantom, channels=cfg.channels, seed=cfg.seed)}
+        for method in methods:
+            if method.spec.kind == "ndct":
+                continue
+            bar.set_postfix_str(method.name)
+            outputs = low if method.spec.kind == "ldct" else low.map(lambda batch, m=method: _run(m, batch, bar))
+            results[method.name] = assess(outputs, phantom, channels=cfg.channels, seed=cfg.seed)
     return QualityOutcome(setup, cfg, results)
-
-
-

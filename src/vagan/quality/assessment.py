@@ -8,6 +8,7 @@ on them go through :func:`assess`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,8 +49,10 @@ class MethodQuality:
 
 
 def simulate_quality_images(phantom: QualityPhantom, config: SimulationConfig, dose: float, realisations: int,
-                            seed: int, device: torch.device | str = "cpu", batch_size: int = 4) -> QualityImages:
-    """Scans of the phantom at ``dose`` with fresh quantum noise in each (``source="truth"``)."""
+                            seed: int, device: torch.device | str = "cpu", batch_size: int = 4,
+                            progress: Callable[[int], object] | None = None) -> QualityImages:
+    """Scans of the phantom at ``dose`` with fresh quantum noise in each (``source="truth"``);
+    ``progress(n)`` is called after every ``n`` scans."""
     simulator = LowDoseSimulator(config, (phantom.size, phantom.size), phantom.pixel_mm, device=device)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     stacks = []
@@ -60,6 +63,8 @@ def simulate_quality_images(phantom: QualityPhantom, config: SimulationConfig, d
             n = min(batch_size, realisations - start)
             batch = truth.expand(n, -1, -1).contiguous()
             out[start:start + n] = simulator(batch, dose, generator=generator).cpu().numpy()
+            if progress is not None:
+                progress(n)
         stacks.append(out)
     return QualityImages(*stacks)
 
