@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 
 from vagan.evaluation.quality_run import FULL_DOSE, QualityOutcome
-from vagan.evaluation.report_quality import quality_record, quality_tables
+from vagan.evaluation.report_quality import (
+    dose_statements,
+    dose_table,
+    equivalent_dose,
+    quality_record,
+    quality_tables,
+)
 from vagan.physics.quality_phantom import make_quality_phantom
 from vagan.physics.simulate import SimulationConfig
 from vagan.quality.assessment import QualityImages, assess
@@ -52,3 +58,29 @@ def test_a_method_that_removes_all_noise_and_every_edge_is_reported_not_fatal():
     json.dumps(quality_record(outcome), allow_nan=False)  # no NaN or infinity reaches summary.json
     cells = [row for table in quality_tables(outcome) for row in table.rows]
     assert any("no edge left" in cell for row in cells for cell in row)
+
+
+def test_doubling_the_noise_reads_as_a_quarter_of_the_dose_and_full_dose_reaches_itself():
+    """d' ∝ 1/σ ∝ √dose: scans with twice full dose's white noise are a quarter-dose scan, so their
+    median CHO d' is about half of full dose's and the equivalent dose about 25%."""
+    full = assess(scans(12, 10.0, seed=1), PHANTOM, channels=2, resamples=20)
+    quarter = assess(scans(12, 20.0, seed=2), PHANTOM, channels=2, resamples=20)
+    setup = QualitySetup(PHANTOM, 0.25, SimulationConfig(), "test")
+    outcome = QualityOutcome(setup, QualityConfig(enabled=True, realisations=12),
+                             {FULL_DOSE: full, "quarter": quarter, "oracle": full})
+    rows = {row[0]: row for row in dose_table(outcome).rows}
+    assert float(rows["quarter"][1]) == pytest.approx(0.5, abs=0.1)
+    assert 15 <= float(rows["quarter"][2].rstrip("%")) <= 36
+    assert rows["quarter"][3] == "none"
+    assert float(rows["oracle"][1]) == 1.0 and rows["oracle"][2] == "100%"
+    assert rows["oracle"][3].count("mm") == len(PHANTOM.lesion_types)  # every lesion reaches full dose
+    statements = dose_statements(outcome)
+    assert any(s.startswith("quarter at 25% dose: median CHO d' 0.") for s in statements)
+    assert any(s.startswith("oracle at 25% dose reaches the CHO d' of full dose for") for s in statements)
+    assert not any(s.startswith("No method") for s in statements)
+
+
+def test_equivalent_dose_is_the_squared_d_prime_ratio():
+    assert equivalent_dose(0.5) == pytest.approx(0.25)
+    assert equivalent_dose(1.2) == pytest.approx(1.44)
+    assert equivalent_dose(-0.3) == 0.0  # a method that hides the lesion sees as well as no scan

@@ -85,35 +85,62 @@ def _reaching_full_dose(q: MethodQuality, full: MethodQuality) -> list[str]:
             if obs["cho"].d_prime.estimate >= full.detectability[lesion]["cho"].d_prime.estimate]
 
 
+def _median_ratio(q: MethodQuality, full: MethodQuality) -> float:
+    """Median over lesions of the method's CHO d' over full dose's (lesions full dose sees at all)."""
+    ratios = [obs["cho"].d_prime.estimate / full.detectability[lesion]["cho"].d_prime.estimate
+              for lesion, obs in q.detectability.items() if full.detectability[lesion]["cho"].d_prime.estimate > 0]
+    return float(np.median(ratios)) if ratios else math.nan
+
+
+def equivalent_dose(ratio: float) -> float:
+    """The dose fraction at which an unprocessed scan has ``ratio`` times full dose's d'.
+
+    Quantum noise variance scales as 1/dose and a linear observer's d'² as 1/variance, so d' ∝ √dose
+    and the dose is ``ratio²`` (the LDCT row checks this law on the data's own scans)."""
+    return ratio**2 if ratio > 0 else 0.0
+
+
 def dose_table(outcome: QualityOutcome) -> ReportTable:
-    """Each method's CHO d' as a fraction of full dose's (median over lesions) and the lesions where it reaches it."""
+    """Each method's CHO d' as a fraction of full dose's (median over lesions), the dose at which an
+    unprocessed scan sees as well, and the lesions where the method reaches full dose's d'."""
     full = outcome.results[FULL_DOSE]
     rows = []
     for name, q in outcome.results.items():
         if name == FULL_DOSE:
             continue
-        ratios = [obs["cho"].d_prime.estimate / full.detectability[lesion]["cho"].d_prime.estimate
-                  for lesion, obs in q.detectability.items() if full.detectability[lesion]["cho"].d_prime.estimate > 0]
-        reached = _reaching_full_dose(q, full)
-        rows.append([name, _num(float(np.median(ratios)) if ratios else math.nan, 2), ", ".join(reached) or "none"])
+        ratio = _median_ratio(q, full)
+        equivalent = _num(100 * equivalent_dose(ratio), 0) + "%" if math.isfinite(ratio) else "–"
+        rows.append([name, _num(ratio, 2), equivalent, ", ".join(_reaching_full_dose(q, full)) or "none"])
     return ReportTable(
         f"Dose equivalence: CHO d' at {100 * outcome.setup.dose:g}% dose against full dose",
-        ["method", "median d' / full-dose d'", "lesions reaching full-dose d'"], rows,
-        caption="Point estimates; the d' table gives their intervals.")
+        ["method", "median d' / full-dose d'", "unprocessed scan with that d' [% of full dose]",
+         "lesions reaching full-dose d'"], rows,
+        caption=(f"Point estimates; the d' table gives their intervals. d' ∝ √dose for an unprocessed scan "
+                 f"(quantum noise), so the dose that sees as well is the squared ratio; the LDCT row, a scan at "
+                 f"{100 * outcome.setup.dose:g}% dose, checks that law on these scans. Compare a method with the LDCT "
+                 "row: below it, the method lost detectability; above it, it gained some."))
 
 
 def dose_statements(outcome: QualityOutcome) -> list[str]:
-    """Lesions for which a method at the test dose reaches the full-dose CHO d' (point estimates)."""
+    """Per method: the dose an unprocessed scan needs for the method's median CHO d', and the lesions
+    for which the method reaches full dose's d' (point estimates)."""
     full = outcome.results[FULL_DOSE]
     dose = outcome.setup.dose
-    lines = []
+    lines, any_reached = [], False
     for name, q in outcome.results.items():
         if name == FULL_DOSE:
             continue
+        ratio = _median_ratio(q, full)
+        if math.isfinite(ratio):
+            lines.append(f"{name} at {100 * dose:g}% dose: median CHO d' {ratio:.2f} of full dose's, what an "
+                         f"unprocessed scan reaches at about {100 * equivalent_dose(ratio):.0f}% dose.")
         reached = _reaching_full_dose(q, full)
         if reached:
+            any_reached = True
             lines.append(f"{name} at {100 * dose:g}% dose reaches the CHO d' of full dose for: {', '.join(reached)}.")
-    return lines or [f"No method at {100 * dose:g}% dose reaches the CHO d' of full dose for any lesion."]
+    if not any_reached:
+        lines.append(f"No method at {100 * dose:g}% dose reaches the CHO d' of full dose for any lesion.")
+    return lines
 
 
 def quality_section(outcome: QualityOutcome) -> ReportSection:
