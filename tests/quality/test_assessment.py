@@ -2,6 +2,8 @@
 methods without noise or without edges, and JSON-safe records."""
 
 import json
+import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ from vagan.physics.simulate import SimulationConfig
 from vagan.quality.assessment import QualityImages, assess
 from vagan.quality.config import QualityConfig
 from vagan.quality.setup import QualitySetup
+from vagan.study.stats import Interval
 
 PHANTOM = make_quality_phantom(256, 1.4, (5, 10), (20, 60), (100,))
 
@@ -84,3 +87,35 @@ def test_equivalent_dose_is_the_squared_d_prime_ratio():
     assert equivalent_dose(0.5) == pytest.approx(0.25)
     assert equivalent_dose(1.2) == pytest.approx(1.44)
     assert equivalent_dose(-0.3) == 0.0  # a method that hides the lesion sees as well as no scan
+
+
+def _with_cho(result, d_primes: dict[str, Interval]):
+    """``result`` with its CHO d' replaced per lesion (the rest of the record kept)."""
+    detect = {lesion: {**obs, "cho": replace(obs["cho"], d_prime=d_primes[lesion])}
+              for lesion, obs in result.detectability.items()}
+    return replace(result, detectability=detect)
+
+
+def test_dose_equivalence_skips_lesions_full_dose_does_not_see_and_survives_infinite_d_prime():
+    base = assess(scans(4, 20.0), PHANTOM, channels=2, resamples=10)
+    lesions = list(base.detectability)  # 5/20, 5/60, 10/20, 10/60
+    seen, noise = Interval(2.0, 1.5, 2.5, 10), Interval(0.05, -0.3, 0.4, 10)
+    infinite = Interval(math.inf, math.inf, math.inf, 10)
+    full = _with_cho(base, {lesions[0]: seen, lesions[1]: noise, lesions[2]: infinite, lesions[3]: noise})
+    half = _with_cho(base, {lesions[0]: Interval(1.0, 0.5, 1.5, 10), lesions[1]: Interval(3.0, 2, 4, 10),
+                            lesions[2]: Interval(1.0, 0.5, 1.5, 10), lesions[3]: Interval(3.0, 2, 4, 10)})
+    perfect = _with_cho(base, {lesion: infinite for lesion in lesions})
+    setup = QualitySetup(PHANTOM, 0.25, SimulationConfig(), "test")
+    outcome = QualityOutcome(setup, QualityConfig(enabled=True, realisations=4),
+                             {FULL_DOSE: full, "half": half, "perfect": perfect})
+    rows = {row[0]: row for row in dose_table(outcome).rows}
+    # only the first lesion is seen at full dose with a finite d': the junk ratios of 60 are ignored
+    assert rows["half"][1:3] == ["0.50", "25%"]
+    assert rows["perfect"][1:3] == ["inf", "> 100%"]
+    blind = _with_cho(base, {lesion: noise for lesion in lesions})
+    nothing = QualityOutcome(setup, QualityConfig(enabled=True, realisations=4), {FULL_DOSE: blind, "half": half})
+    assert dose_table(nothing).rows[0][1:3] == ["n/a", "n/a"]
+    # nor does a method "reach full dose" on lesions that full dose does not see
+    assert dose_table(nothing).rows[0][3] == "none"
+    assert dose_statements(nothing) == ["No method at 25% dose reaches the CHO d' of full dose for any lesion."]
+    assert math.isnan(equivalent_dose(math.nan))

@@ -118,8 +118,9 @@ def slice_noise(plan: SliceNoisePlan, test: EvaluationData, rois: dict[str, list
 def _run(method: Method, images: np.ndarray, progress: tqdm, chunk: int = 4) -> np.ndarray:
     out = np.empty_like(images)
     for start in range(0, len(images), chunk):
-        out[start:start + chunk] = method.denoiser(images[start:start + chunk]).hu
-        progress.update(len(out[start:start + chunk]))
+        batch = images[start:start + chunk]
+        out[start:start + len(batch)] = method.denoiser(batch).hu
+        progress.update(len(batch))
     return out
 
 

@@ -79,25 +79,44 @@ def quality_tables(outcome: QualityOutcome) -> list[ReportTable]:
     return tables
 
 
+def _seen_at_full_dose(full: MethodQuality) -> list[str]:
+    """Lesions the CHO sees on the full-dose scans: a finite d' whose interval lies above 0 (a d' near 0
+    is noise, and dividing by it gives junk ratios)."""
+    return [lesion for lesion, obs in full.detectability.items()
+            if math.isfinite(obs["cho"].d_prime.estimate) and obs["cho"].d_prime.low > 0]
+
+
 def _reaching_full_dose(q: MethodQuality, full: MethodQuality) -> list[str]:
-    """Lesions whose CHO d' (point estimate) is at least the full-dose scans'."""
-    return [lesion for lesion, obs in q.detectability.items()
-            if obs["cho"].d_prime.estimate >= full.detectability[lesion]["cho"].d_prime.estimate]
+    """Lesions seen at full dose whose CHO d' (point estimate) is at least the full-dose scans'."""
+    return [lesion for lesion in _seen_at_full_dose(full)
+            if q.detectability[lesion]["cho"].d_prime.estimate >= full.detectability[lesion]["cho"].d_prime.estimate]
 
 
 def _median_ratio(q: MethodQuality, full: MethodQuality) -> float:
-    """Median over lesions of the method's CHO d' over full dose's (lesions full dose sees at all)."""
-    ratios = [obs["cho"].d_prime.estimate / full.detectability[lesion]["cho"].d_prime.estimate
-              for lesion, obs in q.detectability.items() if full.detectability[lesion]["cho"].d_prime.estimate > 0]
+    """Median over the lesions seen at full dose of the method's CHO d' over full dose's (NaN: none)."""
+    ratios = [q.detectability[lesion]["cho"].d_prime.estimate / full.detectability[lesion]["cho"].d_prime.estimate
+              for lesion in _seen_at_full_dose(full)]
+    ratios = [r for r in ratios if not math.isnan(r)]
     return float(np.median(ratios)) if ratios else math.nan
 
 
 def equivalent_dose(ratio: float) -> float:
-    """The dose fraction at which an unprocessed scan has ``ratio`` times full dose's d'.
+    """The dose fraction at which an unprocessed scan has ``ratio`` times full dose's d' (NaN for NaN).
 
     Quantum noise variance scales as 1/dose and a linear observer's d'² as 1/variance, so d' ∝ √dose
     and the dose is ``ratio²`` (the LDCT row checks this law on the data's own scans)."""
+    if math.isnan(ratio):
+        return math.nan
     return ratio**2 if ratio > 0 else 0.0
+
+
+def _ratio_cell(ratio: float) -> str:
+    return "n/a" if math.isnan(ratio) else f"{ratio:.2f}"  # +inf: a method whose d' is infinite
+
+
+def _dose_cell(ratio: float) -> str:
+    dose = equivalent_dose(ratio)
+    return "n/a" if math.isnan(dose) else "> 100%" if dose == math.inf else f"{100 * dose:.0f}%"
 
 
 def dose_table(outcome: QualityOutcome) -> ReportTable:
@@ -109,16 +128,17 @@ def dose_table(outcome: QualityOutcome) -> ReportTable:
         if name == FULL_DOSE:
             continue
         ratio = _median_ratio(q, full)
-        equivalent = _num(100 * equivalent_dose(ratio), 0) + "%" if math.isfinite(ratio) else "–"
-        rows.append([name, _num(ratio, 2), equivalent, ", ".join(_reaching_full_dose(q, full)) or "none"])
+        rows.append([name, _ratio_cell(ratio), _dose_cell(ratio), ", ".join(_reaching_full_dose(q, full)) or "none"])
     return ReportTable(
         f"Dose equivalence: CHO d' at {100 * outcome.setup.dose:g}% dose against full dose",
         ["method", "median d' / full-dose d'", "unprocessed scan with that d' [% of full dose]",
          "lesions reaching full-dose d'"], rows,
-        caption=(f"Point estimates; the d' table gives their intervals. d' ∝ √dose for an unprocessed scan "
-                 f"(quantum noise), so the dose that sees as well is the squared ratio; the LDCT row, a scan at "
-                 f"{100 * outcome.setup.dose:g}% dose, checks that law on these scans. Compare a method with the LDCT "
-                 "row: below it, the method lost detectability; above it, it gained some."))
+        caption=(f"Point estimates over the lesions the CHO sees at full dose (d' interval above 0); the d' table "
+                 f"gives their intervals. d' ∝ √dose for an unprocessed scan (quantum noise), so the dose that sees as "
+                 f"well is the squared ratio; the LDCT row, a scan at {100 * outcome.setup.dose:g}% dose, checks that "
+                 "law on these scans. Compare a method with the LDCT row: below it, the method lost detectability; "
+                 "above it, this observer detects better on the method's output than on its input (a channelized "
+                 "observer can; the information in the scan cannot grow)."))
 
 
 def dose_statements(outcome: QualityOutcome) -> list[str]:
@@ -131,9 +151,9 @@ def dose_statements(outcome: QualityOutcome) -> list[str]:
         if name == FULL_DOSE:
             continue
         ratio = _median_ratio(q, full)
-        if math.isfinite(ratio):
-            lines.append(f"{name} at {100 * dose:g}% dose: median CHO d' {ratio:.2f} of full dose's, what an "
-                         f"unprocessed scan reaches at about {100 * equivalent_dose(ratio):.0f}% dose.")
+        if not math.isnan(ratio):
+            lines.append(f"{name} at {100 * dose:g}% dose: median CHO d' {_ratio_cell(ratio)} of full dose's, what an "
+                         f"unprocessed scan reaches at {_dose_cell(ratio)} dose.")
         reached = _reaching_full_dose(q, full)
         if reached:
             any_reached = True

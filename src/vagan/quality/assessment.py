@@ -52,7 +52,7 @@ def simulate_quality_images(phantom: QualityPhantom, config: SimulationConfig, d
                             seed: int, device: torch.device | str = "cpu", batch_size: int = 4,
                             progress: Callable[[int], object] | None = None) -> QualityImages:
     """Scans of the phantom at ``dose`` with fresh quantum noise in each (``source="truth"``);
-    ``progress(n)`` is called after every ``n`` scans."""
+    ``progress(n)`` is called after each batch with the number of scans it made."""
     simulator = LowDoseSimulator(config, (phantom.size, phantom.size), phantom.pixel_mm, device=device)
     generator = torch.Generator(device="cpu").manual_seed(seed)
     stacks = []
