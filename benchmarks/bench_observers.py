@@ -29,7 +29,7 @@ import torch
 
 from vagan.physics.quality_phantom import make_quality_phantom, roi_stack
 from vagan.physics.simulate import SimulationConfig
-from vagan.quality.assessment import simulate_quality_images
+from vagan.quality.assessment import channel_width_px, simulate_quality_images
 from vagan.quality.observers import d_prime, detectability, eye_filter, npwe_template
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -43,15 +43,15 @@ def _npwe_d(template: np.ndarray, present: np.ndarray, absent: np.ndarray) -> fl
 def measure(args: argparse.Namespace) -> dict:
     phantom = make_quality_phantom(args.size, args.pixel_mm, args.diameters, args.contrasts, args.rods)
     k, groups = args.realisations, args.groups
+    eye = eye_filter(phantom.roi_px, phantom.pixel_mm)
     rows = []
     for dose in args.doses:
         scans = simulate_quality_images(phantom, SimulationConfig(), dose, k * groups, seed=int(1000 * dose))
         for lesion in phantom.lesion_types:
             sites = phantom.lesions_of(lesion)
-            width = max(2.0, lesion.diameter_mm / phantom.pixel_mm)  # as vagan.quality.assessment
+            width = channel_width_px(lesion.diameter_mm, phantom.pixel_mm)
             present_all = roi_stack(scans.present, sites, phantom.roi_px)
             absent_all = roi_stack(scans.absent, sites, phantom.roi_px)
-            eye = eye_filter(phantom.roi_px, phantom.pixel_mm)
             found: dict[str, list[float]] = {name: [] for name in (
                 "cho", "npwe", "npwe_other_groups_template", "cho_test_sd", "npwe_test_sd")}
             n_train = (k // 2) * len(sites)

@@ -100,6 +100,13 @@ def _median_ratio(q: MethodQuality, full: MethodQuality) -> float:
     return float(np.median(ratios)) if ratios else math.nan
 
 
+def _dose_comparisons(outcome: QualityOutcome) -> list[tuple[str, float, list[str]]]:
+    """Per method (the full-dose row left out): its median d' ratio and the lesions reaching full dose's d'."""
+    full = outcome.results[FULL_DOSE]
+    return [(name, _median_ratio(q, full), _reaching_full_dose(q, full))
+            for name, q in outcome.results.items() if name != FULL_DOSE]
+
+
 def equivalent_dose(ratio: float) -> float:
     """The dose fraction at which an unprocessed scan has ``ratio`` times full dose's d' (NaN for NaN).
 
@@ -122,13 +129,8 @@ def _dose_cell(ratio: float) -> str:
 def dose_table(outcome: QualityOutcome) -> ReportTable:
     """Each method's CHO d' as a fraction of full dose's (median over lesions), the dose at which an
     unprocessed scan sees as well, and the lesions where the method reaches full dose's d'."""
-    full = outcome.results[FULL_DOSE]
-    rows = []
-    for name, q in outcome.results.items():
-        if name == FULL_DOSE:
-            continue
-        ratio = _median_ratio(q, full)
-        rows.append([name, _ratio_cell(ratio), _dose_cell(ratio), ", ".join(_reaching_full_dose(q, full)) or "none"])
+    rows = [[name, _ratio_cell(ratio), _dose_cell(ratio), ", ".join(reached) or "none"]
+            for name, ratio, reached in _dose_comparisons(outcome)]
     return ReportTable(
         f"Dose equivalence: CHO d' at {100 * outcome.setup.dose:g}% dose against full dose",
         ["method", "median d' / full-dose d'", "unprocessed scan with that d' [% of full dose]",
@@ -144,17 +146,12 @@ def dose_table(outcome: QualityOutcome) -> ReportTable:
 def dose_statements(outcome: QualityOutcome) -> list[str]:
     """Per method: the dose an unprocessed scan needs for the method's median CHO d', and the lesions
     for which the method reaches full dose's d' (point estimates)."""
-    full = outcome.results[FULL_DOSE]
     dose = outcome.setup.dose
     lines, any_reached = [], False
-    for name, q in outcome.results.items():
-        if name == FULL_DOSE:
-            continue
-        ratio = _median_ratio(q, full)
+    for name, ratio, reached in _dose_comparisons(outcome):
         if not math.isnan(ratio):
             lines.append(f"{name} at {100 * dose:g}% dose: median CHO d' {_ratio_cell(ratio)} of full dose's, what an "
                          f"unprocessed scan reaches at {_dose_cell(ratio)} dose.")
-        reached = _reaching_full_dose(q, full)
         if reached:
             any_reached = True
             lines.append(f"{name} at {100 * dose:g}% dose reaches the CHO d' of full dose for: {', '.join(reached)}.")

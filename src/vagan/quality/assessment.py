@@ -86,6 +86,12 @@ def _rod_ttf(mean_image: np.ndarray, rod: Insert, pixel_mm: float) -> TaskTransf
         return None
 
 
+def channel_width_px(diameter_mm: float, pixel_mm: float) -> float:
+    """The observers' scale for a lesion: Laguerre–Gauss width ~ the disc's diameter (at least 2 pixels);
+    the NPWE's disc has half of it as radius."""
+    return max(2.0, diameter_mm / pixel_mm)
+
+
 def assess(images: QualityImages, phantom: QualityPhantom, *, channels: int = 5, resamples: int = 2000,
            seed: int = 0) -> MethodQuality:
     """NPS, TTF, CT-number bias and detectability of one method's outputs on the phantom's realisations.
@@ -105,7 +111,7 @@ def assess(images: QualityImages, phantom: QualityPhantom, *, channels: int = 5,
         sites = phantom.lesions_of(lesion)
         present = roi_stack(images.present, sites, roi)
         absent = roi_stack(images.absent, sites, roi)
-        width = max(2.0, lesion.diameter_mm / phantom.pixel_mm)  # LG width ~ the disc's diameter
+        width = channel_width_px(lesion.diameter_mm, phantom.pixel_mm)
         found[lesion.name] = {
             "cho": detectability(present, absent, "cho", n_channels=channels, channel_width_px=width,
                                  n_train=n_train, resamples=resamples, seed=seed),
