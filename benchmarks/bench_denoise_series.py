@@ -15,16 +15,13 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from subprocess_peak import run_measured
+
 RESULTS = Path(__file__).parent / "results"
-_MEASURE = ("import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; "
-            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(rc)")
-"""Runs the command given as arguments and prints its peak RSS in KiB (one process per measurement)."""
 
 
 def write_series(folder: Path, slices: int) -> None:
@@ -71,16 +68,11 @@ def main() -> None:
             make_run(preset, run)
             command = [sys.executable, "-m", "vagan", "denoise", "--model", str(run), str(series),
                        str(tmp / f"out-{preset}")]
-            start = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-c", _MEASURE, *command], capture_output=True, text=True)
-            wall = time.perf_counter() - start
-            if proc.returncode != 0:
-                raise SystemExit(proc.stderr)
-            peak = int(proc.stdout.strip().splitlines()[-1])
-            precision = next((line.split("precision: ", 1)[1] for line in proc.stderr.splitlines()
+            wall, peak_mb, stderr = run_measured(command)
+            precision = next((line.split("precision: ", 1)[1] for line in stderr.splitlines()
                               if line.startswith("precision: ")), "")
             rows.append({"preset": preset, "slices": int(slices), "wall_s": wall, "slices_per_s": int(slices) / wall,
-                         "peak_rss_mb": peak / 1024, "precision": precision})
+                         "peak_rss_mb": peak_mb, "precision": precision})
             print(rows[-1], flush=True)
     import torch
 

@@ -96,7 +96,6 @@ def _median_ratio(q: MethodQuality, full: MethodQuality) -> float:
     """Median over the lesions seen at full dose of the method's CHO d' over full dose's (NaN: none)."""
     ratios = [q.detectability[lesion]["cho"].d_prime.estimate / full.detectability[lesion]["cho"].d_prime.estimate
               for lesion in _seen_at_full_dose(full)]
-    ratios = [r for r in ratios if not math.isnan(r)]
     return float(np.median(ratios)) if ratios else math.nan
 
 
