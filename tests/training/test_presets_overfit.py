@@ -1,6 +1,15 @@
-"""Every preset, run through its own stage steps, overfits one tiny fixed batch."""
+"""Every preset, run through its own stage steps, overfits one tiny fixed batch.
+
+The GAN stages are chaotic: rounding differences between CPUs (AVX2 against AVX-512 kernels, in fp32
+alike) change their trajectories. WGAN-VGG has no pixel loss at all, and its pixel MSE oscillates
+with the critic (measured over 5 seeds on an AVX2 EPYC: at 200 steps of lr 2e-3 it ranged from 0.03
+to 0.96 of the start). So it runs longer, at a steadier step size, and is judged by the median of its
+last third, which stayed at 0.02-0.07 of the start over 7 seeds at lr 1e-3 and 600 steps; the threshold
+of 1/5 leaves three times that room.
+"""
 
 import contextlib
+import statistics
 
 import pytest
 import torch
@@ -30,15 +39,18 @@ def test_preset_overfits_one_batch(preset):
     batch = tiny_batch()
     generator = build_generator(cfg.model)
     start = _pixel_mse(generator, batch)
+    tail: list[float] = []
     for stage in cfg.stages:
+        wgan = stage.adversarial == "wgan_gp"
+        steps = 600 if wgan else 200
         # tiny batch, so a larger step size than the paper's stays stable and converges in seconds
-        stage = stage.__class__(**{**stage.__dict__, "lr": max(stage.lr, 2e-3)})
+        stage = stage.__class__(**{**stage.__dict__, "lr": 1e-3 if wgan else max(stage.lr, 2e-3)})
         disc = build_discriminator(cfg.model) if stage.adversarial != "none" else None
         feature_net = build_feature_net(cfg.train) if needs_feature_net(stage) else None
         nets = Networks(generator, disc, feature_net)
         opt_g = torch.optim.Adam(generator.parameters(), lr=stage.lr, betas=stage.betas)
         opt_d = torch.optim.Adam(disc.parameters(), lr=stage.lr, betas=stage.betas) if disc is not None else None
-        for step in range(200):
+        for step in range(steps):
             if stage.adversarial == "none":
                 psnr_step(nets, opt_g, batch, stage, contextlib.nullcontext, NO_SCALER)
             elif stage.adversarial == "gan":
