@@ -128,7 +128,8 @@ def simulate(
         path = write_phantom_dataset(out, spec, overwrite=overwrite, device=torch_device)
     else:
         path = write_dataset_from_series(from_, out, spec.dose, spec.simulation, seed=spec.seed,
-                                         overwrite=overwrite, device=torch_device, batch_size=spec.batch_size)
+                                         overwrite=overwrite, device=torch_device, batch_size=spec.batch_size,
+                                         exposure=spec.exposure)
     typer.echo(f"wrote paired dataset {path} (see {path / 'manifest.json'})")
 
 

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -108,3 +109,31 @@ def test_a_folder_of_series_with_a_loose_file_is_read_as_series(tmp_path):
     result = runner.invoke(app, ["simulate", str(tmp_path / "pairs"), "--from", str(tree), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "pairs").iterdir() if p.is_dir()) == ["A", "B"]
+
+
+def test_unusable_series_are_listed_with_a_reason_and_nothing_usable_is_one_error(tmp_path):
+    from vagan.io.dicom import write_dicom_series
+
+    tree = tmp_path / "tree"
+    ok = np.full((2, 64, 64), -1000.0, np.float32)
+    ok[:, 8:-8, 8:-8] = 40.0
+    for folder, pid in (("a_ok", "A"), ("b_second_series_of_A", "A")):
+        write_dicom_series(ok, tree / folder, series_description="ndct", patient_id=pid,
+                           pixel_spacing_mm=(0.7, 0.7), slice_thickness_mm=1.0)
+    (tree / "c_broken").mkdir()
+    (tree / "c_broken" / "x.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00" * 10)
+    before = sorted(str(p) for p in tree.rglob("*"))
+    result = runner.invoke(app, ["simulate", str(tmp_path / "pairs"), "--from", str(tree), "--device", "cpu", *FAST])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "pairs" / "manifest.json").read_text())
+    assert [p["id"] for p in manifest["patients"]] == ["A"]
+    reasons = {Path(s["folder"]).name: s["reason"] for s in manifest["skipped_series"]}
+    assert set(reasons) == {"b_second_series_of_A", "c_broken"} and "second series of patient 'A'" in reasons[
+        "b_second_series_of_A"]
+    assert sorted(str(p) for p in tree.rglob("*")) == before  # the input is untouched
+    shutil.rmtree(tree / "a_ok")
+    shutil.rmtree(tree / "b_second_series_of_A")
+    result = runner.invoke(app, ["simulate", str(tmp_path / "none"), "--from", str(tree), "--device", "cpu", *FAST])
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert result.exit_code == 2 and len(lines) == 1 and "no usable normal-dose series" in lines[0]
+    assert not (tmp_path / "none").exists()

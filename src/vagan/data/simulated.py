@@ -14,11 +14,12 @@ noise-free phantom (``source="truth"``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -29,7 +30,7 @@ from vagan.errors import ConfigError, InputDataError
 from vagan.io.atomic import atomic_dir
 from vagan.io.dicom import MAX_SIDE, looks_like_dicom, write_dicom_series
 from vagan.io.volume import CTVolume
-from vagan.physics.simulate import LowDoseSimulator, SimulationConfig
+from vagan.physics.simulate import LowDoseSimulator, SimulationConfig, covering_config
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,10 @@ class DatasetSpec(Section):
     write_truth: bool = False
     seed: int = bounded(0, ge=0)  # numpy seeds are non-negative
     batch_size: int = bounded(4, ge=1)
+    # --from only: "matched" gives each slice the photons its own noise says it had (a body bowtie and
+    # angular tube-current modulation, i0 matched to the series' noise; vagan.data.noise_matching);
+    # "config" takes simulation.i0, .bowtie and .tube_current_modulation as they are
+    exposure: Literal["matched", "config"] = "matched"
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
 
     @classmethod
@@ -65,11 +70,17 @@ def _dose_label(dose: float) -> str:
 
 
 def _simulate_volume(simulator: LowDoseSimulator, hu: np.ndarray, dose: float, source: str,
-                     generator: torch.Generator, batch_size: int, device: torch.device) -> np.ndarray:
+                     generator: torch.Generator, batch_size: int, device: torch.device,
+                     i0: np.ndarray | None = None, progress: Any = None) -> np.ndarray:
+    """``hu`` ``(Z, H, W)`` at ``dose``, ``batch_size`` slices at a time (``i0``: one per slice, or the
+    config's); ``progress`` (a tqdm bar) advances by slice."""
     out = np.empty_like(hu, dtype=np.float32)
     for start in range(0, hu.shape[0], batch_size):
         chunk = torch.from_numpy(np.ascontiguousarray(hu[start:start + batch_size], dtype=np.float32)).to(device)
-        out[start:start + len(chunk)] = simulator(chunk, dose, generator=generator, source=source).cpu().numpy()
+        level = None if i0 is None else torch.as_tensor(i0[start:start + len(chunk)], dtype=torch.float64)
+        out[start:start + len(chunk)] = simulator(chunk, dose, generator=generator, source=source, i0=level).cpu().numpy()
+        if progress is not None:
+            progress.update(len(chunk))
     return out
 
 
@@ -158,38 +169,97 @@ def _safe_id(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "patient"
 
 
+@dataclass
+class _PlannedSeries:
+    folder: Path
+    patient: str
+    slices: int
+
+
+def _plan_series(folders: list[Path]) -> tuple[list[_PlannedSeries], list[tuple[str, str]]]:
+    """Read and check every series before any simulation. Returns the usable ones and, with a reason,
+    those skipped: unreadable, not CT, non-square pixels, or a second series of one patient (a patient's
+    series must stay on one side of a patient split). Nothing usable is an :class:`InputDataError`."""
+    from vagan.io.dicom import read_dicom_series
+
+    planned: list[_PlannedSeries] = []
+    skipped: list[tuple[str, str]] = []
+    used: dict[str, Path] = {}
+    for folder in folders:
+        try:
+            volume = read_dicom_series(folder).validate()
+        except InputDataError as err:
+            skipped.append((str(folder), str(err)))
+            continue
+        rows, cols = volume.pixel_spacing_mm
+        pid = _safe_id(str(volume.headers[0].get("PatientID", "") if volume.headers else "") or folder.name)
+        if abs(rows - cols) > 1e-3:
+            skipped.append((str(folder), f"the simulator needs square pixels, got spacing {rows} x {cols} mm"))
+        elif pid in used:
+            skipped.append((str(folder), f"a second series of patient {pid!r} (the first is {used[pid]}); one "
+                                         "series per patient keeps each patient on one side of a split"))
+        else:
+            used[pid] = folder
+            planned.append(_PlannedSeries(folder, pid, volume.hu.shape[0]))
+    for folder, why in skipped:
+        log.warning("skipped %s: %s", folder, why)
+    if not planned:
+        reasons = "; ".join(f"{Path(f).name}: {why}" for f, why in skipped[:3])
+        raise InputDataError(f"no usable normal-dose series among {len(folders)} ({reasons})")
+    return planned, skipped
+
+
+def series_simulator(config: SimulationConfig, exposure: str, image_shape: tuple[int, int], pixel_mm: float,
+                     device: torch.device) -> LowDoseSimulator:
+    """The simulator of one real series: a detector wide enough for its field of view, and for
+    ``exposure="matched"`` a body bowtie with angular tube-current modulation."""
+    config = covering_config(config, image_shape, pixel_mm)
+    if exposure == "matched":
+        config = dataclasses.replace(config, bowtie="body", tube_current_modulation=True)
+    return LowDoseSimulator(config, image_shape, pixel_mm, device=device)
+
+
 def write_dataset_from_series(source: Path, out: Path, dose: float, config: SimulationConfig, *, seed: int = 0,
                               overwrite: bool = False, device: str | torch.device = "cpu", batch_size: int = 4,
-                              progress: bool = True) -> Path:
-    """Real normal-dose series -> paired dataset: NDCT as read, LDCT by noise insertion (``source="ndct"``)."""
+                              progress: bool = True, exposure: str = "matched") -> Path:
+    """Real normal-dose series -> paired dataset: NDCT as read, LDCT by noise insertion (``source="ndct"``).
+
+    Every series is read and checked before the first simulation. With ``exposure="matched"`` each
+    slice's photons follow the series' own noise and tube current (:mod:`vagan.data.noise_matching`);
+    the manifest records what was found per series.
+    """
     from tqdm.auto import tqdm
 
+    from vagan.data.noise_matching import match_exposure
     from vagan.io.dicom import read_dicom_series
 
     if not 0.0 < dose <= 1.0:
         raise ConfigError(f"dose: a fraction of the full dose in (0, 1], got {dose}")
+    if exposure not in ("matched", "config"):
+        raise ConfigError(f"exposure: 'matched' or 'config', got {exposure!r}")
     device = torch.device(device)
-    folders = _series_folders(Path(source))
+    planned, skipped = _plan_series(_series_folders(Path(source)))
     noise = torch.Generator(device=device).manual_seed(seed)
     manifest: dict[str, Any] = {"kind": "vagan-paired-dataset", "source": str(source), "dose": dose, "seed": seed,
-                                "vagan_version": __version__, "simulation": config.to_dict(), "patients": []}
-    used: dict[str, Path] = {}
-    with atomic_dir(Path(out), "dataset", overwrite=overwrite, inputs=(Path(source),)) as tmp:
-        for folder in tqdm(folders, desc="series", disable=not progress):
-            volume = read_dicom_series(folder).validate()
-            rows, cols = volume.pixel_spacing_mm
-            if abs(rows - cols) > 1e-3:
-                raise InputDataError(f"{folder}: the simulator needs square pixels, got spacing {rows} x {cols} mm")
-            simulator = LowDoseSimulator(config, volume.hu.shape[1:], float(rows), device=device)
-            ldct = _simulate_volume(simulator, volume.hu, dose, "ndct", noise, batch_size, device)
-            pid = _safe_id(str(volume.headers[0].get("PatientID", "") if volume.headers else "") or folder.name)
-            if pid in used:  # two series of one patient would land on both sides of a patient split
-                raise InputDataError(f"{folder}: patient {pid!r} already came from {used[pid]}; give one normal-dose "
-                                     "series per patient")
-            used[pid] = folder
+                                "vagan_version": __version__, "exposure": exposure, "simulation": config.to_dict(),
+                                "skipped_series": [{"folder": f, "reason": why} for f, why in skipped], "patients": []}
+    with atomic_dir(Path(out), "dataset", overwrite=overwrite, inputs=(Path(source),)) as tmp, \
+            tqdm(total=sum(p.slices for p in planned), desc="slices", unit="slice", disable=not progress) as bar:
+        for plan in planned:
+            bar.set_postfix_str(plan.patient)
+            volume = read_dicom_series(plan.folder).validate()
+            pixel = float(volume.pixel_spacing_mm[0])
+            simulator = series_simulator(config, exposure, volume.hu.shape[1:], pixel, device)
+            matched = match_exposure(simulator, volume.hu, pixel, volume.headers, noise, device) \
+                if exposure == "matched" and config.noise else None
+            ldct = _simulate_volume(simulator, volume.hu, dose, "ndct", noise, batch_size, device,
+                                    None if matched is None else matched.i0, bar)
             label = f"{volume.slice_thickness_mm or volume.slice_spacing_mm:g}mm"
-            entry = _write_patient(tmp, pid, label, volume.hu, ldct, dose, template=volume)
-            manifest["patients"].append(entry | {"from": str(folder),
-                                                 "skipped": [[p.name, why] for p, why in volume.skipped]})
+            entry = _write_patient(tmp, plan.patient, label, volume.hu, ldct, dose, template=volume)
+            entry |= {"from": str(plan.folder), "skipped": [[p.name, why] for p, why in volume.skipped],
+                      "n_detectors": simulator.config.n_detectors}
+            if matched is not None:
+                entry["exposure"] = matched.to_dict()
+            manifest["patients"].append(entry)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return Path(out)

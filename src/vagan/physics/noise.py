@@ -32,20 +32,24 @@ import torch
 
 __all__ = [
     "DEFAULT_COUNT_FLOOR",
+    "full_dose_variance",
     "DEFAULT_ELECTRONIC_NOISE_VAR",
     "add_quantum_noise",
     "counts_to_line_integrals",
     "dose_reduction_variance",
     "insert_dose_reduction_noise",
     "sample_counts",
+    "standard_normal_like",
 ]
 
 DEFAULT_ELECTRONIC_NOISE_VAR = 10.0  # counts^2 (Mayo-like scanners: 8-10)
 DEFAULT_COUNT_FLOOR = 1.0  # counts: the smallest value the log transform sees
 
 
-def _check_positive(name: str, value: float) -> None:
-    if not value > 0:
+def _check_positive(name: str, value: float | torch.Tensor) -> None:
+    """``value`` (a number, or a tensor of per-ray photon counts) must be > 0 everywhere."""
+    ok = bool(torch.all(value > 0)) if isinstance(value, torch.Tensor) else value > 0
+    if not ok:
         raise ValueError(f"{name} must be > 0, got {value!r}")
 
 
@@ -63,31 +67,33 @@ def _poisson(rate: torch.Tensor, generator: torch.Generator | None) -> torch.Ten
     return torch.poisson(rate.to(device), generator=generator).to(rate.device)
 
 
-def _randn_like(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def standard_normal_like(like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """N(0, 1) numbers of ``like``'s shape, dtype and device, drawn on the generator's device."""
     device = _generator_device(like, generator)
     return torch.randn(like.shape, generator=generator, dtype=like.dtype, device=device).to(like.device)
 
 
 def sample_counts(
     line_integrals: torch.Tensor,
-    i0: float,
+    i0: float | torch.Tensor,
     electronic_noise_var: float = DEFAULT_ELECTRONIC_NOISE_VAR,
     generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """Detected counts ``Poisson(i0 exp(-p)) + Normal(0, electronic_noise_var)`` (not clamped).
 
-    ``i0`` is the incident photon count per ray (already scaled by the dose fraction).
+    ``i0`` is the incident photon count per ray (already scaled by the dose fraction): a number, or a
+    tensor that broadcasts against ``line_integrals`` (a bowtie, a tube-current modulation).
     """
     _check_positive("i0", i0)
     _check_non_negative("electronic_noise_var", electronic_noise_var)
     expected = i0 * torch.exp(-line_integrals)
     counts = _poisson(expected, generator)
     if electronic_noise_var > 0:
-        counts = counts + electronic_noise_var**0.5 * _randn_like(counts, generator)
+        counts = counts + electronic_noise_var**0.5 * standard_normal_like(counts, generator)
     return counts
 
 
-def counts_to_line_integrals(counts: torch.Tensor, i0: float, count_floor: float = DEFAULT_COUNT_FLOOR) -> torch.Tensor:
+def counts_to_line_integrals(counts: torch.Tensor, i0: float | torch.Tensor, count_floor: float = DEFAULT_COUNT_FLOOR) -> torch.Tensor:
     """``-log(max(counts, count_floor) / i0)``: the log transform of a scanner's pre-processing."""
     _check_positive("i0", i0)
     _check_positive("count_floor", count_floor)
@@ -96,7 +102,7 @@ def counts_to_line_integrals(counts: torch.Tensor, i0: float, count_floor: float
 
 def add_quantum_noise(
     line_integrals: torch.Tensor,
-    i0: float,
+    i0: float | torch.Tensor,
     electronic_noise_var: float = DEFAULT_ELECTRONIC_NOISE_VAR,
     generator: torch.Generator | None = None,
     count_floor: float = DEFAULT_COUNT_FLOOR,
@@ -113,7 +119,7 @@ def add_quantum_noise(
 
 def dose_reduction_variance(
     line_integrals: torch.Tensor,
-    i0: float,
+    i0: float | torch.Tensor,
     dose: float,
     electronic_noise_var: float = DEFAULT_ELECTRONIC_NOISE_VAR,
     count_floor: float = DEFAULT_COUNT_FLOOR,
@@ -121,6 +127,7 @@ def dose_reduction_variance(
     """Yu et al. (2012) extra line-integral variance that takes full-dose data to dose fraction ``dose``.
 
     ``var_add = (1 - a) / a / I * (1 + (1 + a) / a * sigma_e^2 / I)`` with ``I = i0 exp(-p)``.
+    ``i0`` may be a tensor of per-ray incident counts (:mod:`vagan.physics.exposure`).
     """
     _check_positive("i0", i0)
     _check_non_negative("electronic_noise_var", electronic_noise_var)
@@ -131,9 +138,23 @@ def dose_reduction_variance(
     return (1.0 - a) / a / counts * (1.0 + (1.0 + a) / a * electronic_noise_var / counts)
 
 
+def full_dose_variance(
+    line_integrals: torch.Tensor,
+    i0: float | torch.Tensor,
+    electronic_noise_var: float = DEFAULT_ELECTRONIC_NOISE_VAR,
+    count_floor: float = DEFAULT_COUNT_FLOOR,
+) -> torch.Tensor:
+    """First-order variance ``(I + sigma_e^2) / I^2`` of a full-dose line integral, ``I = i0 exp(-p)``:
+    the noise a scan at ``i0`` carries, which :mod:`vagan.data.noise_matching` matches to a real series."""
+    _check_positive("i0", i0)
+    _check_non_negative("electronic_noise_var", electronic_noise_var)
+    counts = (i0 * torch.exp(-line_integrals)).clamp(min=count_floor)
+    return (counts + electronic_noise_var) / counts**2
+
+
 def insert_dose_reduction_noise(
     line_integrals: torch.Tensor,
-    i0: float,
+    i0: float | torch.Tensor,
     dose: float,
     electronic_noise_var: float = DEFAULT_ELECTRONIC_NOISE_VAR,
     generator: torch.Generator | None = None,
@@ -143,4 +164,4 @@ def insert_dose_reduction_noise(
     variance = dose_reduction_variance(line_integrals, i0, dose, electronic_noise_var, count_floor)
     if dose == 1:
         return line_integrals.clone()
-    return line_integrals + variance.sqrt() * _randn_like(line_integrals, generator)
+    return line_integrals + variance.sqrt() * standard_normal_like(line_integrals, generator)

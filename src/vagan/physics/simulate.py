@@ -17,9 +17,17 @@ Two reconstructions (``SimulationConfig.reconstruction``):
 * ``"full"``: ``HU_out = FBP(p_noisy)``: the whole scanner model, FBP blur included.
 
 Outside the scanner's field of view (the circle every view sees; 251 mm radius for the default
-geometry) nothing is measured: those pixels are projected as air and returned as -1000 HU. Inside,
-HU below -1000 (e.g. padding) are projected as air (attenuation is clipped at 0); in ``noise_only``
-mode they keep their value plus noise.
+geometry) nothing is measured: those pixels are projected as air. A noise-free input (``truth``)
+returns -1000 HU there; a real scan (``ndct``) keeps its own values there, since they came from its
+own, larger, field of view (:func:`covering_config` widens the detector to the image for real series).
+Inside, HU below -1000 are projected as air (attenuation is clipped at 0); in ``noise_only`` mode
+values below :data:`PADDING_BELOW_HU` are a scanner's padding (-2000, -3024 HU outside its
+reconstruction circle), not tissue, and pass through unchanged.
+
+**Exposure.** Each ray's full-dose incident count is ``i0 * bowtie * tube-current modulation``
+(:mod:`vagan.physics.exposure`); ``i0`` is the config's, or one per slice passed to the call (a real
+series' exposure matched to its own noise, :mod:`vagan.data.noise_matching`). The phantom defaults
+have neither bowtie nor modulation, as the calibration below was made.
 
 **Calibration of the defaults.** ``DEFAULT_I0 = 2.0e5`` photons per ray with a cosine-windowed
 FBP (electronic noise 10 counts^2, default Siemens-like geometry). Target: the Mayo 1 mm pairs, whose
@@ -44,6 +52,7 @@ import torch
 from vagan.config_schema import Section, bounded, build_dataclass
 from vagan.errors import ConfigError
 from vagan.physics.attenuation import MU_WATER_PER_MM, hu_to_mu
+from vagan.physics.exposure import BowtieKind, angular_modulation, bowtie_transmission
 from vagan.physics.filters import FilterWindow
 from vagan.physics.geometry import (
     SCANNER_CHANNEL_MM,
@@ -58,14 +67,18 @@ from vagan.physics.noise import (
     DEFAULT_COUNT_FLOOR,
     DEFAULT_ELECTRONIC_NOISE_VAR,
     add_quantum_noise,
+    full_dose_variance,
     insert_dose_reduction_noise,
+    standard_normal_like,
 )
 from vagan.physics.projector import CTProjector
 
-__all__ = ["AIR_HU", "DEFAULT_I0", "LowDoseSimulator", "SimulationConfig", "simulate_low_dose"]
+__all__ = ["AIR_HU", "DEFAULT_I0", "PADDING_BELOW_HU", "LowDoseSimulator", "SimulationConfig", "covering_config",
+           "simulate_low_dose"]
 
 DEFAULT_I0 = 2.0e5  # full-dose photons per ray; see the module docstring for the calibration
 AIR_HU = -1000.0
+PADDING_BELOW_HU = -1100.0  # below air and its noise: a scanner's padding value, not a measurement
 
 Source = Literal["truth", "ndct"]
 
@@ -77,7 +90,9 @@ class SimulationConfig(Section):
     Geometry fields describe the fan beam; ``geometry="parallel"`` uses its rebinned equivalent
     (same views and channels, pitch ``detector_spacing_mm * source_isocenter_mm / source_detector_mm``).
     ``i0`` is the full-dose incident photon count per ray and view; ``electronic_noise_var`` is in
-    counts^2; ``noise=False`` switches all noise off.
+    counts^2; ``noise=False`` switches all noise off. ``bowtie`` (``none`` or ``body``, a bowtie that
+    evens out a water cylinder of ``bowtie_radius_mm``) and ``tube_current_modulation`` (angular,
+    square-root rule) shape each ray's flux (:mod:`vagan.physics.exposure`).
     """
 
     geometry: Literal["fan", "parallel"] = "fan"
@@ -92,6 +107,9 @@ class SimulationConfig(Section):
     count_floor: float = bounded(DEFAULT_COUNT_FLOOR, gt=0)
     mu_water_per_mm: float = bounded(MU_WATER_PER_MM, gt=0)
     filter_window: FilterWindow = "cosine"
+    bowtie: BowtieKind = "none"
+    bowtie_radius_mm: float = bounded(160.0, gt=0)
+    tube_current_modulation: bool = False
     noise: bool = True
     reconstruction: Literal["noise_only", "full"] = "noise_only"
 
@@ -148,8 +166,10 @@ class LowDoseSimulator:
         device: torch.device | str | None = None,
     ) -> None:
         self.config = config
-        self.projector = CTProjector(config.make_geometry(), image_shape, pixel_spacing_mm).to(device)
+        geometry = config.make_geometry()
+        self.projector = CTProjector(geometry, image_shape, pixel_spacing_mm).to(device)
         self._fov = self.projector.fov_mask()
+        self._bowtie = bowtie_transmission(geometry, config.bowtie, config.bowtie_radius_mm, config.mu_water_per_mm)
 
     def __call__(
         self,
@@ -157,8 +177,12 @@ class LowDoseSimulator:
         dose: float,
         generator: torch.Generator | None = None,
         source: Source = "truth",
+        i0: float | torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Simulate ``hu`` ((H, W), (B, H, W) or (B, 1, H, W), in HU) at ``dose``; same shape, HU."""
+        """Simulate ``hu`` ((H, W), (B, H, W) or (B, 1, H, W), in HU) at ``dose``; same shape, HU.
+
+        ``i0`` overrides the config's full-dose photons per ray: a number, or one per slice (``(B,)``).
+        """
         dose = _check_dose(dose)
         if source not in ("truth", "ndct"):
             raise ValueError(
@@ -167,28 +191,79 @@ class LowDoseSimulator:
         shape = hu.shape
         batch = self._as_batch(hu)
         cfg = self.config
-        fov = self._fov.to(batch.device)
-        mu = hu_to_mu(batch.float(), cfg.mu_water_per_mm) * fov
         keep_input = cfg.reconstruction == "noise_only"
         if keep_input and (not cfg.noise or (source == "ndct" and dose == 1.0)):
             out = batch.float().clone()
         else:
-            clean = self.projector(mu)
+            clean = self.line_integrals(batch)
             if not cfg.noise:
                 noisy = clean
-            elif source == "truth":
-                noisy = add_quantum_noise(clean, cfg.i0 * dose, cfg.electronic_noise_var, generator, cfg.count_floor)
             else:
-                noisy = insert_dose_reduction_noise(
-                    clean, cfg.i0, dose, cfg.electronic_noise_var, generator, cfg.count_floor
-                )
+                flux = self.flux(clean, i0)
+                if source == "truth":
+                    noisy = add_quantum_noise(clean, flux * dose, cfg.electronic_noise_var, generator, cfg.count_floor)
+                else:
+                    noisy = insert_dose_reduction_noise(
+                        clean, flux, dose, cfg.electronic_noise_var, generator, cfg.count_floor
+                    )
             if keep_input:
-                delta = self.projector.fbp(noisy - clean, cfg.filter_window)
-                out = batch.float() + 1000.0 / cfg.mu_water_per_mm * delta
+                out = batch.float() + self._noise_hu(noisy - clean)
             else:
                 out = 1000.0 * (self.projector.fbp(noisy, cfg.filter_window) / cfg.mu_water_per_mm - 1.0)
-        out = torch.where(fov, out, torch.full_like(out, AIR_HU))
-        return out.to(hu.dtype).reshape(shape)
+        return self._outside(out, batch, source, keep_input).to(hu.dtype).reshape(shape)
+
+    def line_integrals(self, hu: torch.Tensor) -> torch.Tensor:
+        """Noise-free projections ``(B, views, channels)`` of HU slices (attenuation clipped at 0,
+        nothing outside the field of view)."""
+        batch = self._as_batch(hu)
+        mu = hu_to_mu(batch.float(), self.config.mu_water_per_mm) * self._fov.to(batch.device)
+        return self.projector(mu)
+
+    def full_dose_noise(
+        self, line_integrals: torch.Tensor, i0: float | torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """One realisation of the noise (HU, ``(B, H, W)``) that a full-dose scan at ``i0`` carries:
+        Gaussian in the projections with variance ``(I + sigma_e^2) / I^2``, reconstructed by FBP;
+        zero outside the field of view."""
+        cfg = self.config
+        variance = full_dose_variance(line_integrals, self.flux(line_integrals, i0), cfg.electronic_noise_var,
+                                      cfg.count_floor)
+        noise = variance.sqrt() * standard_normal_like(line_integrals, generator)
+        return torch.where(self._fov.to(noise.device), self._noise_hu(noise), 0.0)[:, 0]
+
+    def flux(self, clean: torch.Tensor, i0: float | torch.Tensor | None = None) -> torch.Tensor:
+        """Full-dose incident photons per ray ``(B, views, channels)`` (broadcastable): ``i0`` (the
+        config's, one number, or one per slice) times the bowtie and the angular modulation."""
+        cfg = self.config
+        level = torch.as_tensor(cfg.i0 if i0 is None else i0, dtype=clean.dtype, device=clean.device)
+        if level.dim() == 1:
+            if len(level) != clean.shape[0]:
+                raise ValueError(f"i0: expected one value per slice ({clean.shape[0]}), got {len(level)}")
+            level = level.view(-1, 1, 1)
+        elif level.dim() != 0:
+            raise ValueError(f"i0: expected a number or one value per slice, got shape {tuple(level.shape)}")
+        if not bool(torch.all(torch.isfinite(level) & (level > 0))):
+            raise ValueError(f"i0: photons per ray must be positive and finite, got {level.flatten().tolist()}")
+        flux = level * self._bowtie.to(clean.device, clean.dtype)
+        if cfg.tube_current_modulation:
+            flux = flux * angular_modulation(clean)
+        return flux
+
+    def _noise_hu(self, sinogram_noise: torch.Tensor) -> torch.Tensor:
+        """FBP of a projection-domain difference, in HU (FBP is linear: the noise of the scan)."""
+        return 1000.0 / self.config.mu_water_per_mm * self.projector.fbp(sinogram_noise, self.config.filter_window)
+
+    def _outside(self, out: torch.Tensor, batch: torch.Tensor, source: str, keep_input: bool) -> torch.Tensor:
+        """Pixels no ray measured: air for a noise-free input; a real scan keeps its own values there,
+        and its padding (below :data:`PADDING_BELOW_HU`) passes through."""
+        fov = self._fov.to(batch.device)
+        if source == "ndct":
+            measured = fov & (batch >= PADDING_BELOW_HU) if keep_input else fov
+            return torch.where(measured, out, batch.float())
+        if keep_input:
+            out = torch.where(batch >= PADDING_BELOW_HU, out, batch.float())
+        return torch.where(fov, out, torch.full_like(out, AIR_HU))
 
     def _as_batch(self, hu: torch.Tensor) -> torch.Tensor:
         expected = tuple(self.projector.image_shape)
@@ -202,6 +277,17 @@ class LowDoseSimulator:
         if not bool(torch.isfinite(hu).all()):
             raise ValueError("the HU input contains NaN or infinite values")
         return hu.reshape(-1, 1, *expected)
+
+
+def covering_config(config: SimulationConfig, image_shape: tuple[int, int], pixel_spacing_mm: float) -> SimulationConfig:
+    """``config`` with enough detector channels that the field of view covers the image's
+    reconstruction circle (half its width): a real series reconstructed over 550 mm (a wide-bore
+    scanner's extended field of view) is then measured everywhere, not cut at the default 500 mm."""
+    radius = 0.5 * min(image_shape) * pixel_spacing_mm
+    widened = config
+    while widened.make_geometry().fov_radius_mm < radius:
+        widened = dataclasses.replace(widened, n_detectors=widened.n_detectors + 32)
+    return widened
 
 
 def simulate_low_dose(
