@@ -165,7 +165,8 @@ def denoise(
     input_path: Path = typer.Argument(..., metavar="INPUT", help="DICOM series folder, .nii/.nii.gz or .npy (HU)."),
     output_path: Path = typer.Argument(..., metavar="OUTPUT", help="Output of the same kind (a new folder for DICOM)."),
     model: str = typer.Option(..., "--model", "-m", help="Checkpoint or run folder of a trained model, 'bm3d' (noise "
-                              "sigma estimated per slice) or 'bm3d:SIGMA_HU', as in `vagan evaluate`."),
+                              "sigma estimated per slice), 'bm3d:SIGMA_HU' or 'bm3d-psd:AUTOCORRELATION.npy' (the "
+                              "noise spectrum `vagan evaluate` measured), as in `vagan evaluate`."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1,
                                              help="Slices per forward pass (default: 1 on CPU, 16 on GPU)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
@@ -187,6 +188,9 @@ def denoise(
     if method.kind in ("ldct", "ndct"):
         raise ConfigError(f"--model {model}: {method.kind} is an evaluation reference, not a denoiser; give a "
                           "checkpoint or run folder, bm3d or bm3d:SIGMA_HU")
+    if method.psd and method.psd_file is None:
+        raise ConfigError("--model bm3d-psd needs the noise's autocorrelation: --model bm3d-psd:FILE.npy with the "
+                          "bm3d_psd_autocorrelation.npy that `vagan evaluate ... bm3d-psd` wrote for your pairs")
     model_inputs = [method.path] if method.path is not None else []
     job = DenoiseJob.checked(input_path, output_path, attention_out, overwrite, model_inputs)  # before loading anything
     denoiser = _denoiser(method, batch_size, device, _legacy_amp(amp, precision) or "auto", compile_)
@@ -206,13 +210,13 @@ def denoise(
 
 def _denoiser(method: MethodSpec, batch_size: int | None, device: str, precision: str, compile_: bool) -> Denoiser:
     if method.kind == "bm3d":
-        from vagan.inference.bm3d_denoiser import BM3DDenoiser
+        from vagan.evaluation.inputs import bm3d_denoiser
 
-        if method.sigma_hu is None:
+        if method.sigma_hu is None and not method.psd:
             logging.getLogger(__name__).warning(
                 "BM3D sigma is estimated per slice by a white-noise estimator, which reads CT noise too low; for a "
                 "fair BM3D give --model bm3d:SIGMA_HU with the sigma `vagan evaluate` calibrated on your pairs")
-        return BM3DDenoiser(sigma_hu=method.sigma_hu)
+        return bm3d_denoiser(method)
     from vagan.devices import resolve_device
     from vagan.inference.denoise import NetworkDenoiser
     from vagan.inference.model_loading import load_trained_model
@@ -228,7 +232,7 @@ def _denoiser(method: MethodSpec, batch_size: int | None, device: str, precision
 @app.command()
 def evaluate(
     methods: Optional[list[str]] = typer.Argument(None, metavar="METHOD...",
-                                                  help="ldct, bm3d, bm3d:SIGMA_HU, ndct, or a checkpoint/run folder "
+                                                  help="ldct, bm3d, bm3d:SIGMA_HU, bm3d-psd, bm3d-psd:FILE.npy, ndct, or a checkpoint/run folder "
                                                        "(name=SPEC to name it)."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder (report.md/.html, figures, metrics.csv)."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Evaluation YAML (methods, data, FID, ...)."),

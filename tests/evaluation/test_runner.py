@@ -294,3 +294,18 @@ def test_typed_evaluate_options_win_over_set_as_in_train(tmp_path, runs):
     assert result.exit_code == 0, result.output
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["data"]["root"] == str(root) and summary["fid_net"] is None
+
+
+def test_bm3d_psd_is_calibrated_on_non_test_pairs_and_its_spectrum_written_for_denoise(tmp_path, runs):
+    from vagan.inference.noise_psd import load_autocorrelation
+
+    _, root = runs
+    result = evaluate(_cheap(root, methods=["ldct", "bm3d-psd"], max_slices=2), tmp_path / "out", progress=False)
+    summary = json.loads(result.summary_json.read_text())
+    calibration = summary["methods"]["BM3D-PSD"]["bm3d_calibration"]
+    assert calibration["kind"] == "psd" and "T002" not in calibration["patients"]
+    # the tiny data carry 60 HU of white noise: the chosen spectrum's std lies near it
+    assert 40.0 < calibration["sigma_hu"] < 130.0
+    assert result.summary["BM3D-PSD"]["rmse_hu"].mean < result.summary["LDCT"]["rmse_hu"].mean
+    saved = load_autocorrelation(tmp_path / "out" / "bm3d_psd_autocorrelation.npy")
+    assert float(np.sqrt(saved[saved.shape[0] // 2, saved.shape[1] // 2])) == pytest.approx(calibration["sigma_hu"])

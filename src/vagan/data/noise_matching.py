@@ -8,14 +8,15 @@ simulation from real series"). So, per series:
 
 1. **Its noise.** The std of the series in uniform soft tissue (:func:`measured_noise`: automatically
    found ROIs of about 15 mm, each detrended by a plane, the median over ROIs), on up to
-   :data:`CALIBRATION_SLICES` slices spread along z.
+   :data:`CALIBRATION_SLICES` slices spread along z (chosen among 3x as many candidates).
 2. **Its exposure along z.** The tube current each slice was scanned with (``XRayTubeCurrent``, else
    ``Exposure``, as the scanner's modulation set it), relative to the series' median. Where the
    headers carry neither, the square-root rule of :mod:`vagan.physics.exposure` applied along z:
    ``exp(mu_water * (WED - median WED) / 2)``, WED the slice's water-equivalent diameter (AAPM TG-220).
-3. **Its scale.** ``i0 = c * profile``, with ``c`` solved so that the simulated full-dose noise in the
-   same ROIs matches the measured one (noise variance goes as ``1 / i0``; the electronic term makes a
-   second pass worth it).
+3. **Its scale.** ``i0 = c(z) * profile``, with ``c`` solved on each calibration slice so that the
+   simulated full-dose noise in the same ROIs matches the measured one (noise variance goes as
+   ``1 / i0``; the electronic term makes a second pass worth it), and interpolated in log between
+   them: the header's current does not capture how the noise grows with the patient's size.
 
 A quarter dose then carries the extra ``sqrt(1/a - 1) = sqrt(3)`` times the series' own noise in
 those regions, twice its noise in all, as the Mayo data were made.
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 ROI_MM = 15.0
 ROIS_PER_SLICE = 8
 MIN_ROIS = 2  # a slice with fewer uniform soft-tissue regions tells nothing about its noise
-CALIBRATION_SLICES = 4
+CALIBRATION_SLICES = 6
 PASSES = 2
 BODY_THRESHOLD_HU = -500.0
 MIN_NOISE_HU = 0.5  # below this a series is noise-free (a phantom's truth): nothing to match
@@ -149,21 +150,20 @@ def match_exposure(simulator: LowDoseSimulator, hu: np.ndarray, pixel_mm: float,
         found = measured_noise(hu[k], pixel_mm)
         if found is not None and found.noise_hu >= MIN_NOISE_HU:
             measured[k] = found
-        if len(measured) == CALIBRATION_SLICES:
-            break
     if not measured:
         log.warning("no uniform soft tissue with measurable noise found in the series: i0 %.3g from the config, "
                     "shaped by %s", cfg.i0, source)
         return ExposureMatch(cfg.i0 * profile, source, note="no uniform soft tissue with noise: the config's i0")
-    slices = sorted(measured)
+    slices = _spread(sorted(measured), CALIBRATION_SLICES)
     batch = torch.from_numpy(np.ascontiguousarray(hu[slices], dtype=np.float32)).to(device)
     clean = simulator.line_integrals(batch)
-    scale = cfg.i0
-    residual = float("nan")
+    scales = np.full(len(slices), cfg.i0)
+    residuals = np.ones(len(slices))
     for _ in range(PASSES):
-        noise = simulator.full_dose_noise(clean, torch.as_tensor(scale * profile[slices]), generator).cpu().numpy()
-        ratios = [roi_std(noise[j], measured[k]) / measured[k].noise_hu for j, k in enumerate(slices)]
-        residual = float(np.median(ratios))
-        scale *= residual**2  # variance ~ 1 / i0
+        noise = simulator.full_dose_noise(clean, torch.as_tensor(scales * profile[slices]), generator).cpu().numpy()
+        residuals = np.array([roi_std(noise[j], measured[k]) / measured[k].noise_hu for j, k in enumerate(slices)])
+        scales = scales * residuals**2  # variance ~ 1 / i0
+    # between the calibration slices the scale is interpolated in log along z (constant beyond them)
+    scale_z = np.exp(np.interp(np.arange(len(hu)), slices, np.log(scales)))
     series_noise = float(np.median([measured[k].noise_hu for k in slices]))
-    return ExposureMatch(scale * profile, source, series_noise, slices, residual)
+    return ExposureMatch(scale_z * profile, source, series_noise, slices, float(np.median(residuals)))

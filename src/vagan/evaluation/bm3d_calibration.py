@@ -15,13 +15,17 @@ it gave 3.4 HU where LDCT - NDCT spread by 23 HU, and BM3D then changed nothing.
 
 The calibration slices come from patients outside the test subset (validation first, then
 training), so BM3D is tuned exactly as the networks are: on data it is not scored on.
+
+**BM3D-PSD** (:func:`calibrate_bm3d_psd`) is told the noise's power spectrum instead: the
+autocorrelation of LDCT - NDCT inside the body of the same slices (:mod:`vagan.inference.noise_psd`),
+scaled by ``factor^2`` over :data:`PSD_FACTORS`, the RMSE-best scale winning as above.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -35,6 +39,8 @@ FACTORS: tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0)
 """Multiples of ``diff_std_hu`` tried. CT noise is correlated, so BM3D's white-noise sigma that removes
 it best can lie well above its standard deviation: 1.25x on vagan's phantom data, 2x and more on a
 real abdominal slice with inserted noise."""
+PSD_FACTORS: tuple[float, ...] = (0.75, 1.0, 1.25, 1.5, 2.0)
+"""Amplitude multiples of the measured noise autocorrelation tried by BM3D-PSD (its variance by the square)."""
 CROP = 192
 """Side of the central crop of each calibration slice that BM3D runs on (BM3D is local; the crop
 bounds the cost at 512^2)."""
@@ -43,20 +49,33 @@ MIN_BODY_PIXELS = 100
 
 @dataclass(frozen=True)
 class BM3DCalibration:
-    """The chosen sigma and how it was found."""
+    """The chosen sigma (or, for BM3D-PSD, the scaled noise autocorrelation) and how it was found.
+
+    For BM3D-PSD ``sigma_hu`` is the std of the chosen autocorrelation and the grid lists it per factor.
+    """
 
     sigma_hu: float
     diff_std_hu: float  # std of LDCT - NDCT inside the body
     grid: tuple[tuple[float, float], ...]  # (sigma in HU, RMSE in HU inside the body) per candidate
     slices: int
     patients: tuple[str, ...]
+    autocorrelation: np.ndarray | None = field(default=None, compare=False)  # BM3D-PSD: HU^2, chosen scale
 
     def describe(self) -> str:
         tried = ", ".join(f"{s:.1f} HU -> {e:.2f}" for s, e in self.grid)
-        return (f"sigma {self.sigma_hu:.1f} HU, calibrated on {self.slices} slice(s) of patient(s) "
+        what = (f"noise autocorrelation ({self.autocorrelation.shape[0]}x{self.autocorrelation.shape[1]} lags) of "
+                f"LDCT - NDCT scaled to a std of {self.sigma_hu:.1f} HU" if self.autocorrelation is not None
+                else f"sigma {self.sigma_hu:.1f} HU")
+        return (f"{what}, calibrated on {self.slices} slice(s) of patient(s) "
                 f"{', '.join(self.patients)} (not test data): std of LDCT - NDCT inside the body "
-                f"{self.diff_std_hu:.1f} HU; candidates (sigma -> RMSE in HU inside the body, central "
+                f"{self.diff_std_hu:.1f} HU; candidates (noise std -> RMSE in HU inside the body, central "
                 f"{CROP}x{CROP} crops): {tried}; the lowest RMSE wins")
+
+    def to_dict(self) -> dict:
+        """Plain data for summary.json (the autocorrelation is written beside it as a .npy file)."""
+        return {"kind": "psd" if self.autocorrelation is not None else "sigma", "sigma_hu": self.sigma_hu,
+                "diff_std_hu": self.diff_std_hu, "grid": [list(g) for g in self.grid], "slices": self.slices,
+                "patients": list(self.patients)}
 
 
 def _crop(image: np.ndarray, size: int) -> tuple[slice, slice]:
@@ -80,6 +99,36 @@ def body_noise_std_hu(pairs: Sequence[SlicePair]) -> float:
     return float(diff.std())
 
 
+def _crops(pairs: Sequence[SlicePair], crop: int) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    windows = [_crop(p.ndct, crop) for p in pairs]
+    ldct = [p.ldct[w] for p, w in zip(pairs, windows)]
+    ndct = [p.ndct[w] for p, w in zip(pairs, windows)]
+    body = [n > BODY_THRESHOLD_HU for n in ndct]
+    if sum(int(b.sum()) for b in body) < MIN_BODY_PIXELS:
+        raise InputDataError(f"BM3D calibration: the central {crop}x{crop} crops hold too little body")
+    return ldct, ndct, body
+
+
+def _best(pairs: Sequence[SlicePair], crop: int, candidates: Sequence[tuple[float, object]]
+          ) -> tuple[int, tuple[tuple[float, float], ...]]:
+    """Index of the RMSE-best ``(noise std, denoiser)`` candidate on the crops, and the grid tried."""
+    ldct, ndct, body = _crops(pairs, crop)
+    grid = []
+    for std, denoiser in candidates:
+        squared = np.concatenate([((denoiser(x).hu[0] - y)[b].astype(np.float64)) ** 2  # type: ignore[operator]
+                                  for x, y, b in zip(ldct, ndct, body)])
+        grid.append((float(std), float(np.sqrt(squared.mean()))))
+    best = min(range(len(grid)), key=lambda i: grid[i][1])
+    if best in (0, len(grid) - 1):
+        log.warning("BM3D calibration: the best noise level (%.1f HU) is at the edge of the grid %s; the optimum "
+                    "may lie beyond it", grid[best][0], [round(s, 1) for s, _ in grid])
+    return best, tuple(grid)
+
+
+def _patients(pairs: Sequence[SlicePair]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(p.patient for p in pairs))
+
+
 def calibrate_bm3d(pairs: Sequence[SlicePair], factors: Sequence[float] = FACTORS, crop: int = CROP
                    ) -> BM3DCalibration:
     """Choose BM3D's sigma on ``pairs`` (LDCT/NDCT slices that are not test data); see the module docstring."""
@@ -88,25 +137,27 @@ def calibrate_bm3d(pairs: Sequence[SlicePair], factors: Sequence[float] = FACTOR
     if not pairs:
         raise InputDataError("BM3D calibration needs at least one LDCT/NDCT slice pair outside the test set")
     diff_std = body_noise_std_hu(pairs)
-    windows = [_crop(p.ndct, crop) for p in pairs]
-    ldct = [p.ldct[w] for p, w in zip(pairs, windows)]
-    ndct = [p.ndct[w] for p, w in zip(pairs, windows)]
-    body = [n > BODY_THRESHOLD_HU for n in ndct]
-    if sum(int(b.sum()) for b in body) < MIN_BODY_PIXELS:
-        raise InputDataError(f"BM3D calibration: the central {crop}x{crop} crops hold too little body")
-    grid = []
-    for factor in factors:
-        sigma = max(float(factor) * diff_std, 1e-3)
-        denoiser = BM3DDenoiser(sigma_hu=sigma)
-        squared = np.concatenate([((denoiser(x).hu[0] - y)[b].astype(np.float64)) ** 2
-                                  for x, y, b in zip(ldct, ndct, body)])
-        grid.append((sigma, float(np.sqrt(squared.mean()))))
-    best = min(grid, key=lambda item: item[1])
-    if best[0] in (grid[0][0], grid[-1][0]):
-        log.warning("BM3D calibration: the best sigma (%.1f HU) is at the edge of the grid %s; the optimum may lie "
-                    "beyond it", best[0], [round(s, 1) for s, _ in grid])
-    patients = tuple(dict.fromkeys(p.patient for p in pairs))
-    return BM3DCalibration(best[0], diff_std, tuple(grid), len(pairs), patients)
+    sigmas = [max(float(f) * diff_std, 1e-3) for f in factors]
+    best, grid = _best(pairs, crop, [(s, BM3DDenoiser(sigma_hu=s)) for s in sigmas])
+    return BM3DCalibration(sigmas[best], diff_std, grid, len(pairs), _patients(pairs))
+
+
+def calibrate_bm3d_psd(pairs: Sequence[SlicePair], factors: Sequence[float] = PSD_FACTORS, crop: int = CROP
+                       ) -> BM3DCalibration:
+    """BM3D-PSD's noise autocorrelation from ``pairs`` (not test data), its scale chosen on them."""
+    from scipy import ndimage
+
+    from vagan.inference.bm3d_denoiser import BM3DDenoiser, noise_std_hu
+    from vagan.inference.noise_psd import noise_autocorrelation
+
+    if not pairs:
+        raise InputDataError("BM3D-PSD calibration needs at least one LDCT/NDCT slice pair outside the test set")
+    diff_std = body_noise_std_hu(pairs)
+    masks = [ndimage.binary_erosion(p.ndct > BODY_THRESHOLD_HU, iterations=3) for p in pairs]
+    measured = noise_autocorrelation([p.ldct.astype(np.float64) - p.ndct for p in pairs], masks)
+    scaled = [measured * float(f) ** 2 for f in factors]
+    best, grid = _best(pairs, crop, [(noise_std_hu(a), BM3DDenoiser(autocorrelation=a)) for a in scaled])
+    return BM3DCalibration(noise_std_hu(scaled[best]), diff_std, grid, len(pairs), _patients(pairs), scaled[best])
 
 
 def spread_slices(pairs: Sequence[SlicePair], per_patient: int) -> list[SlicePair]:

@@ -28,7 +28,7 @@ from vagan.io.mayo import DataSplit
 from vagan.precision import PrecisionName, upgrade_amp
 from vagan.quality.config import QualityConfig
 
-KEYWORDS: tuple[str, ...] = ("ldct", "ndct", "bm3d", "bm3d:SIGMA_HU")
+KEYWORDS: tuple[str, ...] = ("ldct", "ndct", "bm3d", "bm3d:SIGMA_HU", "bm3d-psd", "bm3d-psd:AUTOCORRELATION.npy")
 REFERENCE_METHODS: tuple[str, ...] = ("ldct", "bm3d")  # what the demo and a study compare the networks with
 FidNet = FeatureKind | Literal["none"]
 RESERVED_NAMES = {"LDCT": "ldct", "NDCT": "ndct"}  # the fixed panels of the comparison figure
@@ -39,8 +39,10 @@ MethodKind = Literal["ldct", "ndct", "bm3d", "model"]
 class MethodSpec(Section):
     """One row of Table II: a display ``name`` (``""``: automatic) and what to run (``spec``).
 
-    ``spec`` is ``ldct`` | ``ndct`` | ``bm3d`` | ``bm3d:SIGMA_HU`` | an existing checkpoint or
-    run folder. Anything else raises :class:`ConfigError`.
+    ``spec`` is ``ldct`` | ``ndct`` | ``bm3d`` | ``bm3d:SIGMA_HU`` | ``bm3d-psd`` (BM3D given the noise
+    power spectrum measured on non-test pairs) | ``bm3d-psd:FILE.npy`` (a noise autocorrelation, as
+    ``vagan evaluate`` writes it) | an existing checkpoint or run folder. Anything else raises
+    :class:`ConfigError`.
     """
 
     name: str = ""
@@ -51,17 +53,22 @@ class MethodSpec(Section):
         if not spec:
             raise ConfigError(f"spec: empty; expected one of {list(KEYWORDS)} or a checkpoint/run folder")
         low = spec.lower()
-        if low.startswith("bm3d:"):
+        if low.startswith("bm3d-psd:"):
+            path = Path(spec.split(":", 1)[1]).expanduser()
+            if not path.is_file():
+                raise ConfigError(f"spec: {spec!r}: no such noise autocorrelation file {str(path)!r} (vagan evaluate "
+                                  "with bm3d-psd writes bm3d_psd_autocorrelation.npy into its output folder)")
+        elif low.startswith("bm3d:"):
             try:
                 sigma = float(spec.split(":", 1)[1])
             except ValueError:
                 raise ConfigError(f"spec: {spec!r} is not bm3d:SIGMA_HU with a number, e.g. bm3d:25") from None
             if not (math.isfinite(sigma) and sigma > 0):
                 raise ConfigError(f"spec: BM3D sigma must be a positive number of HU, got {spec!r}")
-        elif low not in ("ldct", "ndct", "bm3d") and not Path(spec).expanduser().exists() \
+        elif low not in ("ldct", "ndct", "bm3d", "bm3d-psd") and not Path(spec).expanduser().exists() \
                 and spec not in shipped_models():
             shipped = sorted(shipped_models())
-            close = difflib.get_close_matches(spec, [*KEYWORDS[:3], *shipped], n=1)
+            close = difflib.get_close_matches(spec, ["ldct", "ndct", "bm3d", "bm3d-psd", *shipped], n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigError(f"spec: unknown method spec {spec!r}: not one of {list(KEYWORDS)}, no shipped model "
                               f"({', '.join(shipped) or 'none in this version'}; see `vagan models`) and no such "
@@ -88,7 +95,18 @@ class MethodSpec(Section):
         low = self.spec.strip().lower()
         if low in ("ldct", "ndct", "bm3d"):
             return low  # type: ignore[return-value]
-        return "bm3d" if low.startswith("bm3d:") else "model"
+        return "bm3d" if low == "bm3d-psd" or low.startswith(("bm3d:", "bm3d-psd:")) else "model"
+
+    @property
+    def psd(self) -> bool:
+        """BM3D-PSD: BM3D told the noise power spectrum rather than one sigma."""
+        return self.spec.strip().lower().startswith("bm3d-psd")
+
+    @property
+    def psd_file(self) -> Path | None:
+        """The noise autocorrelation file of ``bm3d-psd:FILE``, else ``None``."""
+        spec = self.spec.strip()
+        return Path(spec.split(":", 1)[1]).expanduser() if spec.lower().startswith("bm3d-psd:") else None
 
     @property
     def sigma_hu(self) -> float | None:
@@ -105,6 +123,8 @@ class MethodSpec(Section):
 
     def default_name(self) -> str:
         """The automatic name of a non-model method (models are named after their checkpoint)."""
+        if self.kind == "bm3d" and self.psd:
+            return "BM3D-PSD" if self.psd_file is None else f"BM3D-PSD ({self.psd_file.name})"
         if self.kind == "bm3d":
             return "BM3D" if self.sigma_hu is None else f"BM3D (sigma {self.sigma_hu:g} HU)"
         return {"ldct": "LDCT", "ndct": "NDCT (oracle)"}.get(self.kind, self.spec)

@@ -81,7 +81,7 @@ def load_methods(cfg: EvaluationConfig, device: torch.device, precision: Precisi
             methods.append(Method(name, spec, denoiser, model, precision=denoiser.precision,
                                   run_dir=run_of_checkpoint(model.checkpoint)))
         elif spec.kind == "bm3d":
-            methods.append(Method(spec.name or spec.default_name(), spec, BM3DDenoiser(spec.sigma_hu)))
+            methods.append(Method(spec.name or spec.default_name(), spec, bm3d_denoiser(spec)))
         else:
             methods.append(Method(spec.name or spec.default_name(), spec))
     seen: dict[str, int] = {}
@@ -95,6 +95,17 @@ def load_methods(cfg: EvaluationConfig, device: torch.device, precision: Precisi
     if dup:
         raise ConfigError(f"methods: several methods are named {dup}; give them names (name=spec)")
     return methods
+
+
+def bm3d_denoiser(spec: MethodSpec) -> Denoiser:
+    """The BM3D of a ``bm3d*`` spec before any calibration: a fixed sigma, a noise autocorrelation
+    file, or (plain ``bm3d``/``bm3d-psd``, until calibrated) sigma estimated per slice."""
+    from vagan.inference.bm3d_denoiser import BM3DDenoiser
+    from vagan.inference.noise_psd import load_autocorrelation
+
+    if spec.psd_file is not None:
+        return BM3DDenoiser(autocorrelation=load_autocorrelation(spec.psd_file))
+    return BM3DDenoiser(spec.sigma_hu)
 
 
 def load_test_set(cfg: EvaluationConfig) -> EvaluationData:
@@ -161,26 +172,45 @@ def calibration_pairs(test: EvaluationData) -> list[SlicePair]:
 
 
 def calibrate_bm3d_methods(methods: Sequence[Method], test: EvaluationData) -> list[str]:
-    """Give every plain ``bm3d`` method a sigma calibrated on non-test pairs; notes for the report."""
-    from vagan.evaluation.bm3d_calibration import calibrate_bm3d
+    """Give every plain ``bm3d`` a sigma, and every plain ``bm3d-psd`` a noise autocorrelation,
+    calibrated on non-test pairs; notes for the report."""
+    from vagan.evaluation.bm3d_calibration import calibrate_bm3d, calibrate_bm3d_psd
     from vagan.inference.bm3d_denoiser import BM3DDenoiser
 
-    plain = [m for m in methods if m.spec.kind == "bm3d" and m.spec.sigma_hu is None]
+    plain = [m for m in methods if m.spec.kind == "bm3d" and m.spec.sigma_hu is None and m.spec.psd_file is None]
     if not plain:
         return []
     pairs = calibration_pairs(test)
     if not pairs:
-        note = ("BM3D: no LDCT/NDCT pairs outside the test set to calibrate its sigma on, so sigma is estimated per "
+        note = ("BM3D: no LDCT/NDCT pairs outside the test set to calibrate its noise on, so sigma is estimated per "
                 "slice by a white-noise wavelet estimator, which reads CT noise too low (BM3D is then too weak); "
-                "give a split with training or validation patients, or bm3d:SIGMA_HU.")
+                "give a split with training or validation patients, bm3d:SIGMA_HU or bm3d-psd:FILE.")
         log.warning("%s", note)
         return [note]
-    calibration = calibrate_bm3d(pairs)
-    log.info("BM3D: %s", calibration.describe())
-    for method in plain:
-        method.denoiser = BM3DDenoiser(sigma_hu=calibration.sigma_hu)
-        method.calibration = calibration
+    for psd in (False, True):
+        chosen = [m for m in plain if m.spec.psd == psd]
+        if not chosen:
+            continue
+        calibration = calibrate_bm3d_psd(pairs) if psd else calibrate_bm3d(pairs)
+        log.info("%s: %s", "BM3D-PSD" if psd else "BM3D", calibration.describe())
+        for method in chosen:
+            method.denoiser = BM3DDenoiser(sigma_hu=None if psd else calibration.sigma_hu,
+                                           autocorrelation=calibration.autocorrelation)
+            method.calibration = calibration
     return []
+
+
+BM3D_PSD_FILE = "bm3d_psd_autocorrelation.npy"
+
+
+def save_bm3d_psd(folder: Path, methods: Sequence[Method]) -> None:
+    """Write the calibrated BM3D-PSD noise autocorrelation (HU^2) for ``vagan denoise --model bm3d-psd:FILE``."""
+    from vagan.inference.noise_psd import save_autocorrelation
+
+    for method in methods:
+        if method.calibration is not None and method.calibration.autocorrelation is not None:
+            save_autocorrelation(folder / BM3D_PSD_FILE, method.calibration.autocorrelation)
+            return
 
 
 def leakage_notes(test: EvaluationData, models: Sequence[TrainedModel]) -> list[str]:

@@ -171,7 +171,7 @@ def summary_record(cfg: EvaluationConfig, methods: Sequence[Method], test: Evalu
         if m.name in collected.attention_mse:
             entry["attention_mse"] = {k: s._asdict() for k, s in collected.attention_mse[m.name].items()}
         if m.calibration is not None:
-            entry["bm3d_calibration"] = dataclasses.asdict(m.calibration)
+            entry["bm3d_calibration"] = m.calibration.to_dict()
         if m.name in collected.bm3d_sigmas:
             entry["bm3d_sigma_hu"] = summarize(collected.bm3d_sigmas[m.name])._asdict()
         per_method[m.name] = entry

@@ -34,6 +34,7 @@ from vagan.evaluation.eval_config import EvaluationConfig
 from vagan.evaluation.fid import FIDResult
 from vagan.evaluation.inputs import (
     EvaluationData,
+    save_bm3d_psd,
     build_fid_net,
     calibrate_bm3d_methods,
     leakage_notes,
@@ -154,6 +155,7 @@ def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, prog
         if noise is not None:
             record["test_slice_noise"] = slice_noise_record(plan.slices, noise)
         (folder / "summary.json").write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        save_bm3d_psd(folder, methods)
         figures = write_figures(folder / "figures", methods, test, collected.outputs, collected.attention, keep,
                                 cfg.zoom)
         fid_name = next((r.feature_net for r in collected.fid.values()), None)
