@@ -129,7 +129,7 @@ def simulate(
     else:
         path = write_dataset_from_series(from_, out, spec.dose, spec.simulation, seed=spec.seed,
                                          overwrite=overwrite, device=torch_device, batch_size=spec.batch_size,
-                                         exposure=spec.exposure)
+                                         exposure=spec.exposure, noise_pool=spec.noise_pool)
     typer.echo(f"wrote paired dataset {path} (see {path / 'manifest.json'})")
 
 

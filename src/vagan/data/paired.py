@@ -33,20 +33,35 @@ def patient_split(root: Path, split: DataSplit, seed: int, thickness: str = DEFA
     return split_patients(patients, split, seed=seed)
 
 
-def load_slice_pairs(root: Path, patients: list[str], thickness: str = DEFAULT_THICKNESS, max_slices: int | None = None) -> list[SlicePair]:
-    """All LDCT/NDCT slice pairs of ``patients`` (in order), at most ``max_slices`` of them."""
+def load_slice_pairs(root: Path, patients: list[str], thickness: str = DEFAULT_THICKNESS, max_slices: int | None = None,
+                     with_noise_pool: bool = False) -> list[SlicePair]:
+    """All LDCT/NDCT slice pairs of ``patients`` (in order), at most ``max_slices`` of them; with
+    ``with_noise_pool`` each carries its unit noise images (:mod:`vagan.data.noise_pool`)."""
+    from vagan.data.noise_pool import load_pool, pool_path, positions_mm
+    from vagan.io.mayo import patient_thickness
+
     pairs: list[SlicePair] = []
     for patient in patients:
         paired = load_mayo_pair(root, patient, thickness=thickness)
         pixel = float(paired.ndct.pixel_spacing_mm[0])
+        pool = None
+        if with_noise_pool:
+            path = pool_path(Path(root) / patient, str(patient_thickness(Path(root) / patient, thickness)))
+            if not path.is_file():
+                raise InputDataError(f"{path}: no noise pool for patient {patient}; data.train_doses needs one per "
+                                     "training patient (vagan simulate --from ... --set noise_pool=true)")
+            pool = load_pool(path, positions_mm(paired.ndct), paired.ndct.hu.shape)
         for z in range(paired.ndct.hu.shape[0]):
-            pairs.append(SlicePair(paired.ldct.hu[z], paired.ndct.hu[z], patient=patient, index=z, pixel_mm=pixel))
+            noise = None if pool is None else pool[:, :, z]
+            pairs.append(SlicePair(paired.ldct.hu[z], paired.ndct.hu[z], patient=patient, index=z, pixel_mm=pixel,
+                                   noise=noise))
             if max_slices is not None and len(pairs) >= max_slices:
                 return pairs
     return pairs
 
 
-def load_split(root: Path, split: DataSplit, seed: int, subset: str, thickness: str = DEFAULT_THICKNESS, max_slices: int | None = None) -> list[SlicePair]:
+def load_split(root: Path, split: DataSplit, seed: int, subset: str, thickness: str = DEFAULT_THICKNESS, max_slices: int | None = None,
+               with_noise_pool: bool = False) -> list[SlicePair]:
     """Slice pairs of one subset (e.g. ``"train"``) of a dataset root."""
     subsets = patient_split(root, split, seed, thickness)
     if subset not in subsets:
@@ -55,4 +70,4 @@ def load_split(root: Path, split: DataSplit, seed: int, subset: str, thickness: 
     if not patients:
         raise InputDataError(f"{root}: the {subset!r} subset of the split is empty; add patients or change data.split")
     log.info("%s: %d patient(s) %s", subset, len(patients), ", ".join(patients))
-    return load_slice_pairs(root, patients, thickness, max_slices)
+    return load_slice_pairs(root, patients, thickness, max_slices, with_noise_pool)

@@ -29,6 +29,7 @@ class SlicePair:
     patient: str = ""
     index: int = 0
     pixel_mm: float | None = None  # in-plane pixel size (rows), when the source says
+    noise: np.ndarray | None = None  # unit noise images (2, 2, H, W) float16 of vagan.data.noise_pool, if any
 
     def __post_init__(self) -> None:
         if self.ldct.shape != self.ndct.shape or self.ldct.ndim != 2:
@@ -53,6 +54,11 @@ class PatchPairDataset(Dataset):
 
     Each item is a dict of float32 tensors ``ldct``, ``ndct``, ``attention`` of shape
     ``(1, P, P)`` in network units ([0, 1] over ``hu_range``).
+
+    With ``doses`` the LDCT patch is mixed afresh from the pair's noise pool
+    (:mod:`vagan.data.noise_pool`) at a dose drawn from ``doses``: index ``i + e n`` (``n`` patches) is
+    patch ``i`` in epoch ``e``, with its dose and noise drawn from ``(seed, e, i)``, so every epoch
+    sees new noise and a resumed run sees exactly the same.
     """
 
     def __init__(
@@ -64,9 +70,15 @@ class PatchPairDataset(Dataset):
         augment: bool = True,
         attention_mode: AttentionMode = "signed",
         hu_range: HURange = NETWORK_RANGE,
+        doses: Sequence[float] | None = None,
     ) -> None:
         if not pairs:
             raise ValueError("no slice pairs to draw patches from")
+        if doses is not None:
+            missing = [f"{p.patient}#{p.index}" for p in pairs if p.noise is None]
+            if missing or not doses or not all(0 < d <= 1 for d in doses):
+                raise ValueError(f"fresh noise at doses {list(doses)} needs doses in (0, 1] and a noise pool for every "
+                                 f"training slice; without one: {missing[:3]}")
         if patches_per_slice < 1:
             raise ValueError(f"patches_per_slice must be >= 1, got {patches_per_slice}")
         for pair in pairs:
@@ -79,6 +91,8 @@ class PatchPairDataset(Dataset):
         self._ldct = [_to_unit(p.ldct, hu_range) for p in self.pairs]
         self._ndct = [_to_unit(p.ndct, hu_range) for p in self.pairs]
         self.positions = self._draw_positions(patches_per_slice, seed, augment)
+        self.doses = tuple(float(d) for d in doses) if doses is not None else None
+        self.seed = seed
 
     def _draw_positions(self, per_slice: int, seed: int, with_augment: bool) -> np.ndarray:
         rng = np.random.default_rng(seed)
@@ -99,11 +113,25 @@ class PatchPairDataset(Dataset):
         return len(self.positions)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        epoch, index = divmod(int(index), len(self.positions))
         s, top, left, code = (int(v) for v in self.positions[index])
         window = (slice(top, top + self.patch_size), slice(left, left + self.patch_size))
-        ldct = augment(self._ldct[s][window][None], code)
+        if self.doses is None:
+            ldct = augment(self._ldct[s][window][None], code)
+        else:
+            ldct = augment(self._fresh_ldct(s, window, epoch, index)[None], code)
         ndct = augment(self._ndct[s][window][None], code)
         return {"ldct": ldct, "ndct": ndct, "attention": attention_target(ldct, ndct, self.attention_mode)}
+
+
+    def _fresh_ldct(self, s: int, window: tuple[slice, slice], epoch: int, index: int) -> torch.Tensor:
+        from vagan.data.noise_pool import mix
+
+        rng = np.random.default_rng([self.seed, epoch, index])
+        dose = self.doses[int(rng.integers(len(self.doses)))] if self.doses else 1.0
+        pair = self.pairs[s]
+        noise = mix(pair.noise[:, :, window[0], window[1]], dose, *rng.uniform(0.0, 2.0 * np.pi, 2))
+        return _to_unit(pair.ndct[window] + noise, self.hu_range)
 
 
 class SlicePairDataset(Dataset):

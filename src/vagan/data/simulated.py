@@ -30,7 +30,7 @@ from vagan.errors import ConfigError, InputDataError
 from vagan.io.atomic import atomic_dir
 from vagan.io.dicom import MAX_SIDE, looks_like_dicom, write_dicom_series
 from vagan.io.volume import CTVolume
-from vagan.physics.simulate import LowDoseSimulator, SimulationConfig, covering_config
+from vagan.physics.simulate import PADDING_BELOW_HU, LowDoseSimulator, SimulationConfig, covering_config
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,9 @@ class DatasetSpec(Section):
     # angular tube-current modulation, i0 matched to the series' noise; vagan.data.noise_matching);
     # "config" takes simulation.i0, .bowtie and .tube_current_modulation as they are
     exposure: Literal["matched", "config"] = "matched"
+    # --from only: also write each series' pool of unit noise images (vagan.data.noise_pool), from which
+    # training mixes fresh noise at any dose every epoch (data.train_doses)
+    noise_pool: bool = False
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
 
     @classmethod
@@ -221,16 +224,18 @@ def series_simulator(config: SimulationConfig, exposure: str, image_shape: tuple
 
 def write_dataset_from_series(source: Path, out: Path, dose: float, config: SimulationConfig, *, seed: int = 0,
                               overwrite: bool = False, device: str | torch.device = "cpu", batch_size: int = 4,
-                              progress: bool = True, exposure: str = "matched") -> Path:
+                              progress: bool = True, exposure: str = "matched", noise_pool: bool = False) -> Path:
     """Real normal-dose series -> paired dataset: NDCT as read, LDCT by noise insertion (``source="ndct"``).
 
     Every series is read and checked before the first simulation. With ``exposure="matched"`` each
     slice's photons follow the series' own noise and tube current (:mod:`vagan.data.noise_matching`);
-    the manifest records what was found per series.
+    the manifest records what was found per series. With ``noise_pool`` each patient also gets
+    ``noise_<T>.npz`` (:mod:`vagan.data.noise_pool`), and its LDCT is mixed from that pool.
     """
     from tqdm.auto import tqdm
 
     from vagan.data.noise_matching import match_exposure
+    from vagan.data.noise_pool import make_noise_pool, mix, pool_path, positions_mm, save_pool
     from vagan.io.dicom import read_dicom_series
 
     if not 0.0 < dose <= 1.0:
@@ -252,14 +257,22 @@ def write_dataset_from_series(source: Path, out: Path, dose: float, config: Simu
             simulator = series_simulator(config, exposure, volume.hu.shape[1:], pixel, device)
             matched = match_exposure(simulator, volume.hu, pixel, volume.headers, noise, device) \
                 if exposure == "matched" and config.noise else None
-            ldct = _simulate_volume(simulator, volume.hu, dose, "ndct", noise, batch_size, device,
-                                    None if matched is None else matched.i0, bar)
+            i0 = None if matched is None else matched.i0
             label = f"{volume.slice_thickness_mm or volume.slice_spacing_mm:g}mm"
+            if noise_pool and config.noise:
+                pool = make_noise_pool(simulator, volume.hu, i0, noise, batch_size, device, bar)
+                ldct = np.where(volume.hu < PADDING_BELOW_HU, volume.hu, volume.hu + mix(pool, dose)).astype(np.float32)
+                (tmp / plan.patient).mkdir(parents=True, exist_ok=True)
+                save_pool(pool_path(tmp / plan.patient, label), pool, positions_mm(volume), dose)
+            else:
+                ldct = _simulate_volume(simulator, volume.hu, dose, "ndct", noise, batch_size, device, i0, bar)
             entry = _write_patient(tmp, plan.patient, label, volume.hu, ldct, dose, template=volume)
             entry |= {"from": str(plan.folder), "skipped": [[p.name, why] for p, why in volume.skipped],
                       "n_detectors": simulator.config.n_detectors}
             if matched is not None:
                 entry["exposure"] = matched.to_dict()
+            if noise_pool and config.noise:
+                entry["noise_pool"] = pool_path(Path(plan.patient), label).as_posix()
             manifest["patients"].append(entry)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return Path(out)

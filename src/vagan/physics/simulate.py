@@ -74,7 +74,7 @@ from vagan.physics.noise import (
 from vagan.physics.projector import CTProjector
 
 __all__ = ["AIR_HU", "DEFAULT_I0", "PADDING_BELOW_HU", "LowDoseSimulator", "SimulationConfig", "covering_config",
-           "simulate_low_dose"]
+           "dose_noise_weights", "simulate_low_dose"]
 
 DEFAULT_I0 = 2.0e5  # full-dose photons per ray; see the module docstring for the calibration
 AIR_HU = -1000.0
@@ -232,6 +232,37 @@ class LowDoseSimulator:
         noise = variance.sqrt() * standard_normal_like(line_integrals, generator)
         return torch.where(self._fov.to(noise.device), self._noise_hu(noise), 0.0)[:, 0]
 
+    def noise_components(
+        self, line_integrals: torch.Tensor, i0: float | torch.Tensor | None = None,
+        generator: torch.Generator | None = None, realisations: int = 2,
+    ) -> torch.Tensor:
+        """Unit noise images from which the noise of any lower dose is mixed, ``(2, R, B, H, W)`` HU.
+
+        Yu et al.'s added variance splits into two fixed maps scaled by the dose,
+        ``var_add(a) = (1-a)/a * 1/I + (1-a)(1+a)/a^2 * sigma_e^2/I^2`` (:func:`dose_noise_weights`), so
+        with ``Q`` the FBP of Gaussian noise of per-ray variance ``1/I`` (quantum) and ``E`` that of
+        ``sigma_e^2/I^2`` (electronic), ``w_q(a) Q + w_e(a) E`` has exactly the distribution of the noise
+        :meth:`__call__` inserts for ``source="ndct"``. ``R`` independent realisations of each; any
+        ``cos(t) Q_1 + sin(t) Q_2`` is one more (a training set sees new noise every epoch for free).
+        """
+        if realisations < 1:
+            raise ValueError(f"realisations must be >= 1, got {realisations}")
+        cfg = self.config
+        counts = (self.flux(line_integrals, i0) * torch.exp(-line_integrals)).clamp(min=cfg.count_floor)
+        fov = self._fov.to(line_integrals.device)
+        parts = []
+        for variance in (1.0 / counts, cfg.electronic_noise_var / counts**2):
+            images = []
+            for _ in range(realisations):
+                if cfg.electronic_noise_var == 0 and parts:
+                    images.append(torch.zeros(line_integrals.shape[0], *self.projector.image_shape,
+                                              dtype=line_integrals.dtype, device=line_integrals.device))
+                    continue
+                noise = variance.sqrt() * standard_normal_like(line_integrals, generator)
+                images.append(torch.where(fov, self._noise_hu(noise), 0.0)[:, 0])
+            parts.append(torch.stack(images))
+        return torch.stack(parts)
+
     def flux(self, clean: torch.Tensor, i0: float | torch.Tensor | None = None) -> torch.Tensor:
         """Full-dose incident photons per ray ``(B, views, channels)`` (broadcastable): ``i0`` (the
         config's, one number, or one per slice) times the bowtie and the angular modulation."""
@@ -277,6 +308,13 @@ class LowDoseSimulator:
         if not bool(torch.isfinite(hu).all()):
             raise ValueError("the HU input contains NaN or infinite values")
         return hu.reshape(-1, 1, *expected)
+
+
+def dose_noise_weights(dose: float) -> tuple[float, float]:
+    """``(w_q, w_e)``: the added noise of dose fraction ``dose`` is ``w_q Q + w_e E`` in the unit noise
+    images of :meth:`LowDoseSimulator.noise_components` (Yu et al. 2012, split into its two terms)."""
+    a = _check_dose(dose)
+    return ((1.0 - a) / a) ** 0.5, ((1.0 - a) * (1.0 + a)) ** 0.5 / a
 
 
 def covering_config(config: SimulationConfig, image_shape: tuple[int, int], pixel_spacing_mm: float) -> SimulationConfig:

@@ -57,6 +57,9 @@ class DataConfig(Section):
     hu_max: float = HU_MAX
     val_slices: int = bounded(16, ge=0)  # 0: no validation
     max_train_slices: int | None = bounded(None, ge=1)
+    # fresh noise every epoch at these dose fractions, mixed from each training series' noise pool
+    # (vagan.data.noise_pool; `vagan simulate --from ... --set noise_pool=true`); None: the stored LDCT
+    train_doses: tuple[float, ...] | None = bounded(None, gt=0, le=1)
 
     @property
     def hu_range(self) -> HURange:
@@ -68,6 +71,9 @@ class DataConfig(Section):
             raise ConfigError(f"patch_size: must be a multiple of 4, got {self.patch_size}")
         if self.hu_max <= self.hu_min:
             raise ConfigError(f"hu_max: must exceed hu_min ({self.hu_min:g}), got {self.hu_max:g}")
+        if self.train_doses is not None and not self.train_doses:
+            raise ConfigError("train_doses: give at least one dose fraction, e.g. [0.1, 0.25, 0.5], or null for the "
+                              "stored LDCT")
 
 
 @dataclass(frozen=True)

@@ -88,12 +88,14 @@ def load_data(cfg: ExperimentConfig) -> TrainData:
         raise ConfigError("data.root is not set: point it at a dataset (`vagan simulate` writes one), e.g. --set data.root=DIR")
     hu_range = d.hu_range
     root = Path(d.root)
-    train_pairs = load_split(root, d.split, d.split_seed, "train", d.thickness, d.max_train_slices)
+    train_pairs = load_split(root, d.split, d.split_seed, "train", d.thickness, d.max_train_slices,
+                             with_noise_pool=d.train_doses is not None)
     smallest = min(min(p.ldct.shape) for p in train_pairs)
     if d.patch_size > smallest:
         raise ConfigError(f"data.patch_size {d.patch_size} is larger than the smallest training slice ({smallest} px)")
     patches = PatchPairDataset(train_pairs, d.patch_size, d.patches_per_slice, seed=cfg.train.seed,
-                               augment=d.augment, attention_mode=d.attention_mode, hu_range=hu_range)
+                               augment=d.augment, attention_mode=d.attention_mode, hu_range=hu_range,
+                               doses=d.train_doses)
     val_pairs: list[SlicePair] = []
     if d.val_slices > 0:
         if patient_split(root, d.split, d.split_seed, d.thickness).get("val"):
@@ -118,8 +120,9 @@ class _EpochBatches:
     def __iter__(self):
         order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
         size, rank, world = self.batch_size, self.world.rank, self.world.size
+        shift = self.epoch * self.n  # index i + e n is patch i in epoch e (fresh noise, PatchPairDataset)
         for b in range(self.first, self.per_epoch):
-            yield order[b * size:(b + 1) * size][rank::world].tolist()
+            yield [i + shift for i in order[b * size:(b + 1) * size][rank::world].tolist()]
 
     def __len__(self) -> int:
         return self.per_epoch - self.first
