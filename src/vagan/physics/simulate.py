@@ -249,19 +249,12 @@ class LowDoseSimulator:
             raise ValueError(f"realisations must be >= 1, got {realisations}")
         cfg = self.config
         counts = (self.flux(line_integrals, i0) * torch.exp(-line_integrals)).clamp(min=cfg.count_floor)
-        fov = self._fov.to(line_integrals.device)
-        parts = []
-        for variance in (1.0 / counts, cfg.electronic_noise_var / counts**2):
-            images = []
-            for _ in range(realisations):
-                if cfg.electronic_noise_var == 0 and parts:
-                    images.append(torch.zeros(line_integrals.shape[0], *self.projector.image_shape,
-                                              dtype=line_integrals.dtype, device=line_integrals.device))
-                    continue
-                noise = variance.sqrt() * standard_normal_like(line_integrals, generator)
-                images.append(torch.where(fov, self._noise_hu(noise), 0.0)[:, 0])
-            parts.append(torch.stack(images))
-        return torch.stack(parts)
+        sinograms = [variance.sqrt() * standard_normal_like(line_integrals, generator)
+                     for variance in (1.0 / counts, cfg.electronic_noise_var / counts**2)
+                     for _ in range(realisations)]
+        images = self._noise_hu(torch.cat(sinograms))  # one back-projection for all: its geometry is shared
+        images = torch.where(self._fov.to(images.device), images, 0.0)[:, 0]
+        return images.reshape(2, realisations, *line_integrals.shape[:1], *self.projector.image_shape)
 
     def flux(self, clean: torch.Tensor, i0: float | torch.Tensor | None = None) -> torch.Tensor:
         """Full-dose incident photons per ray ``(B, views, channels)`` (broadcastable): ``i0`` (the
