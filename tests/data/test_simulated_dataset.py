@@ -117,22 +117,24 @@ def test_unusable_series_are_listed_with_a_reason_and_nothing_usable_is_one_erro
     tree = tmp_path / "tree"
     ok = np.full((2, 64, 64), -1000.0, np.float32)
     ok[:, 8:-8, 8:-8] = 40.0
-    for folder, pid in (("a_ok", "A"), ("b_second_series_of_A", "A")):
+    for folder, pid, thickness in (("a_ok", "A", 1.0), ("b_second_series_of_A", "A", 1.0), ("c_A_at_3mm", "A", 3.0)):
         write_dicom_series(ok, tree / folder, series_description="ndct", patient_id=pid,
-                           pixel_spacing_mm=(0.7, 0.7), slice_thickness_mm=1.0)
-    (tree / "c_broken").mkdir()
-    (tree / "c_broken" / "x.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00" * 10)
+                           pixel_spacing_mm=(0.7, 0.7), slice_thickness_mm=thickness)
+    (tree / "d_broken").mkdir()
+    (tree / "d_broken" / "x.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00" * 10)
     before = sorted(str(p) for p in tree.rglob("*"))
     result = runner.invoke(app, ["simulate", str(tmp_path / "pairs"), "--from", str(tree), "--device", "cpu", *FAST])
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "pairs" / "manifest.json").read_text())
-    assert [p["id"] for p in manifest["patients"]] == ["A"]
+    assert [p["id"] for p in manifest["patients"]] == ["A", "A"]  # 1 mm and 3 mm pairs in one patient folder
+    assert sorted(p.name for p in (tmp_path / "pairs" / "A").iterdir() if p.is_dir()) == [
+        "full_1mm", "full_3mm", "quarter_1mm", "quarter_3mm"]
     reasons = {Path(s["folder"]).name: s["reason"] for s in manifest["skipped_series"]}
-    assert set(reasons) == {"b_second_series_of_A", "c_broken"} and "second series of patient 'A'" in reasons[
+    assert set(reasons) == {"b_second_series_of_A", "d_broken"} and "second 1mm series of patient 'A'" in reasons[
         "b_second_series_of_A"]
     assert sorted(str(p) for p in tree.rglob("*")) == before  # the input is untouched
-    shutil.rmtree(tree / "a_ok")
-    shutil.rmtree(tree / "b_second_series_of_A")
+    for folder in ("a_ok", "b_second_series_of_A", "c_A_at_3mm"):
+        shutil.rmtree(tree / folder)
     result = runner.invoke(app, ["simulate", str(tmp_path / "none"), "--from", str(tree), "--device", "cpu", *FAST])
     lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
     assert result.exit_code == 2 and len(lines) == 1 and "no usable normal-dose series" in lines[0]

@@ -176,18 +176,21 @@ def _safe_id(text: str) -> str:
 class _PlannedSeries:
     folder: Path
     patient: str
+    label: str  # the slice thickness label of its dose folders, e.g. "3mm"
     slices: int
 
 
 def _plan_series(folders: list[Path]) -> tuple[list[_PlannedSeries], list[tuple[str, str]]]:
     """Read and check every series before any simulation. Returns the usable ones and, with a reason,
-    those skipped: unreadable, not CT, non-square pixels, or a second series of one patient (a patient's
-    series must stay on one side of a patient split). Nothing usable is an :class:`InputDataError`."""
+    those skipped: unreadable, not CT, non-square pixels, or a second series of one patient at the same
+    slice thickness. Series of one patient at other thicknesses (Mayo's 1 mm and 3 mm) go into that
+    patient's folder as further dose-folder pairs, so a patient split keeps them together. Nothing
+    usable is an :class:`InputDataError`."""
     from vagan.io.dicom import read_dicom_series
 
     planned: list[_PlannedSeries] = []
     skipped: list[tuple[str, str]] = []
-    used: dict[str, Path] = {}
+    used: dict[tuple[str, str], Path] = {}
     for folder in folders:
         try:
             volume = read_dicom_series(folder).validate()
@@ -196,20 +199,25 @@ def _plan_series(folders: list[Path]) -> tuple[list[_PlannedSeries], list[tuple[
             continue
         rows, cols = volume.pixel_spacing_mm
         pid = _safe_id(str(volume.headers[0].get("PatientID", "") if volume.headers else "") or folder.name)
+        label = _thickness_label(volume)
         if abs(rows - cols) > 1e-3:
             skipped.append((str(folder), f"the simulator needs square pixels, got spacing {rows} x {cols} mm"))
-        elif pid in used:
-            skipped.append((str(folder), f"a second series of patient {pid!r} (the first is {used[pid]}); one "
-                                         "series per patient keeps each patient on one side of a split"))
+        elif (pid, label) in used:
+            skipped.append((str(folder), f"a second {label} series of patient {pid!r} (the first is "
+                                         f"{used[pid, label]}); a patient holds one series per slice thickness"))
         else:
-            used[pid] = folder
-            planned.append(_PlannedSeries(folder, pid, volume.hu.shape[0]))
+            used[pid, label] = folder
+            planned.append(_PlannedSeries(folder, pid, label, volume.hu.shape[0]))
     for folder, why in skipped:
         log.warning("skipped %s: %s", folder, why)
     if not planned:
         reasons = "; ".join(f"{Path(f).name}: {why}" for f, why in skipped[:3])
         raise InputDataError(f"no usable normal-dose series among {len(folders)} ({reasons})")
     return planned, skipped
+
+
+def _thickness_label(volume: CTVolume) -> str:
+    return f"{volume.slice_thickness_mm or volume.slice_spacing_mm:g}mm"
 
 
 def series_simulator(config: SimulationConfig, exposure: str, image_shape: tuple[int, int], pixel_mm: float,
@@ -258,7 +266,7 @@ def write_dataset_from_series(source: Path, out: Path, dose: float, config: Simu
             matched = match_exposure(simulator, volume.hu, pixel, volume.headers, noise, device) \
                 if exposure == "matched" and config.noise else None
             i0 = None if matched is None else matched.i0
-            label = f"{volume.slice_thickness_mm or volume.slice_spacing_mm:g}mm"
+            label = plan.label
             if noise_pool and config.noise:
                 pool = make_noise_pool(simulator, volume.hu, i0, noise, batch_size, device, bar)
                 ldct = np.where(volume.hu < PADDING_BELOW_HU, volume.hu, volume.hu + mix(pool, dose)).astype(np.float32)
