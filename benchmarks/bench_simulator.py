@@ -2,7 +2,9 @@
 
 Speed: forward projection, FBP and the whole ``simulate_low_dose`` (forward + noise + FBP) on the
 default Siemens-like geometry (1152 views x 736 channels), batch of 1 and of 4, on the CPU and on
-CUDA when present; best and median of ``--repeats`` runs, in seconds per slice.
+CUDA when present; best and median of ``--repeats`` runs, in seconds per slice. Also the noise pool
+of ``vagan simulate --from --set noise_pool=true`` (forward + the four unit noise images, one batched
+FBP; vagan.data.noise_pool) with the real-series exposure model (body bowtie, angular modulation).
 
 Calibration: a 320 mm water cylinder on 512^2 pixels of 0.7 mm at the default ``I0``. It reports the
 RMSE over the body (10 mm from the edge) of the quarter-minus-full difference, (a) for a quarter
@@ -69,7 +71,9 @@ def time_device(device: torch.device, batch: int, repeats: int) -> dict:
     mu = hu_to_mu(hu, cfg.mu_water_per_mm).unsqueeze(1)
     generator = torch.Generator(device=device).manual_seed(0)
     sim(hu, 0.25, generator)  # warm-up (CUDA kernels, allocator)
-    times: dict[str, list[float]] = {"forward": [], "fbp": [], "simulate_total": []}
+    times: dict[str, list[float]] = {"forward": [], "fbp": [], "simulate_total": [], "noise_pool": []}
+    real = LowDoseSimulator(SimulationConfig(bowtie="body", tube_current_modulation=True), (SIZE, SIZE), PIXEL_MM,
+                            device=device)
     for _ in range(repeats):
         t_fwd, sino = _timed(lambda: sim.projector(mu), device)
         t_fbp, _ = _timed(lambda sino=sino: sim.projector.fbp(sino, cfg.filter_window), device)
@@ -77,6 +81,8 @@ def time_device(device: torch.device, batch: int, repeats: int) -> dict:
         times["forward"].append(t_fwd / batch)
         times["fbp"].append(t_fbp / batch)
         times["simulate_total"].append(t_sim / batch)
+        t_pool, _ = _timed(lambda: real.noise_components(real.line_integrals(hu), None, generator, 2), device)
+        times["noise_pool"].append(t_pool / batch)
     return {
         name: {"seconds_per_slice": statistics.median(v), "best_seconds_per_slice": min(v), "runs": v}
         for name, v in times.items()
@@ -113,6 +119,18 @@ def calibrate(diameter_mm: float = 320.0) -> dict:
     }
 
 
+def _cpu() -> str:
+    """The CPU model and the flags that decide vagan's precision (from /proc/cpuinfo)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    model = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "unknown")
+    flags = next((ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags")), [])
+    wanted = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{model} ({', '.join(wanted) or 'no AVX2'})"
+
+
 def markdown(report: dict) -> str:
     machine = report["machine"]
     lines = [
@@ -125,14 +143,16 @@ def markdown(report: dict) -> str:
             f"{machine['load_average']}."
         ),
         "",
-        "| device | batch | forward | FBP | simulate (fwd + noise + FBP) |",
-        "|---|---:|---:|---:|---:|",
+        f"CPU: {machine.get('cpu', '?')}.",
+        "",
+        "| device | batch | forward | FBP | simulate (fwd + noise + FBP) | noise pool (fwd + 4 noise FBPs) |",
+        "|---|---:|---:|---:|---:|---:|",
     ]
     for row in report["timing"]:
         r = row["results"]
         cells = [
             f"{r[k]['best_seconds_per_slice']:.2f} ({r[k]['seconds_per_slice']:.2f})"
-            for k in ("forward", "fbp", "simulate_total")
+            for k in ("forward", "fbp", "simulate_total", "noise_pool")
         ]
         lines.append(f"| {row['device']} | {row['batch']} | " + " | ".join(cells) + " |")
     cal = report.get("calibration")
@@ -181,6 +201,7 @@ def main() -> None:
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "load_average": [round(v, 2) for v in os.getloadavg()],
+            "cpu": _cpu(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         },
         "timing": [],
