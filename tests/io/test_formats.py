@@ -159,3 +159,24 @@ def test_a_machine_fault_while_reading_is_not_called_corrupt_data(tmp_path: Path
     monkeypatch.setattr(dicom_read.pydicom, "dcmread", not_allowed)
     with pytest.raises(PermissionError):  # the CLI reports OS errors as such (exit code 1)
         read_dicom_series(ct_small)
+
+
+def test_an_npy_header_that_claims_more_than_the_file_holds_is_refused_before_allocating(tmp_path: Path) -> None:
+    """A 32 KB file whose header claims (100000, 4096, 4096) float32 (6.7 TB): one input error, no
+    MemoryError, and through the CLI one `error:` line with exit code 2."""
+    from typer.testing import CliRunner
+
+    from vagan.cli import app
+
+    header = np.lib.format.header_data_from_array_1_0(np.zeros((1, 2, 2), np.float32))
+    header["shape"] = (100000, 4096, 4096)
+    bomb = tmp_path / "bomb.npy"
+    with bomb.open("wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, header)
+        handle.write(b"\0" * 32768)
+    with pytest.raises(InputDataError, match=r"bomb\.npy.*claims an array of shape \(100000, 4096, 4096\)"):
+        read_npy(bomb)
+    result = CliRunner().invoke(app, ["denoise", "--model", "bm3d:20", str(bomb), str(tmp_path / "out.npy")])
+    lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+    assert result.exit_code == 2 and len(lines) == 1 and "claims an array" in lines[0]
+    assert not (tmp_path / "out.npy").exists()

@@ -97,14 +97,12 @@ def load_autocorrelation(path: Path) -> np.ndarray:
     if not path.is_file():
         raise InputDataError(f"{path}: no such noise autocorrelation file (`vagan evaluate` with bm3d-psd writes "
                              "bm3d_psd_autocorrelation.npy into its output folder)")
+    from vagan.io.arrays import npy_header
+
     try:
-        with path.open("rb") as handle:
-            version = np.lib.format.read_magic(handle)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                np.lib.format.read_array_header_2_0
-            shape, _, _ = read_header(handle)  # the header only: its size is checked before any data is read
-            if len(shape) != 2 or max(shape, default=0) > MAX_FILE_SIDE:
-                raise ValueError(f"shape {shape}")
+        shape, _, _ = npy_header(path)  # the header only: its size is checked before any data is read
+        if len(shape) != 2 or max(shape, default=0) > MAX_FILE_SIDE:
+            raise ValueError(f"shape {shape}")
         array = np.load(path, allow_pickle=False)
     except (ValueError, EOFError) as err:
         raise InputDataError(f"{path}: not a noise autocorrelation .npy file ({err})") from None

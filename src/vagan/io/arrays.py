@@ -18,6 +18,27 @@ from vagan.io.volume import DEFAULT_SPACING_MM, CTVolume
 log = logging.getLogger(__name__)
 
 
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(shape, dtype, data offset)`` of a ``.npy`` file, read from its header alone (no data).
+
+    A ``ValueError`` for a file that is not ``.npy``; an ``InputDataError`` where the header promises
+    more data than the file holds (a damaged or hostile header would otherwise allocate it all).
+    """
+    with Path(path).open("rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(handle)
+        offset = handle.tell()
+    if dtype.hasobject:
+        raise ValueError("object arrays (pickles) are refused")
+    needed = offset + int(np.prod(shape, dtype=object)) * dtype.itemsize
+    size = Path(path).stat().st_size
+    if size < needed:
+        raise InputDataError(f"{path}: its header claims an array of shape {tuple(shape)} {dtype} ({needed:,} bytes) "
+                             f"but the file holds {size:,} bytes: truncated or corrupt")
+    return tuple(shape), dtype, offset
+
+
 def read_npy(
     path: Path,
     *,
@@ -29,8 +50,9 @@ def read_npy(
     if not path.is_file():
         raise InputDataError(f"{path}: NumPy file does not exist")
     try:
+        npy_header(path)  # before any allocation
         data = np.load(path, allow_pickle=False)
-    except MACHINE_FAULTS:
+    except (*MACHINE_FAULTS, InputDataError):
         raise
     except Exception as err:  # ValueError for pickles/bad headers, EOFError for truncation
         raise InputDataError(f"{path}: corrupt or unreadable .npy ({err.__class__.__name__}: {err})") from None
