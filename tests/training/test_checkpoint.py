@@ -73,3 +73,13 @@ def test_state_file_with_code_is_refused(tmp_path):
     torch.save({"opt_g": Evil()}, path / "state.pt")
     with pytest.raises(CheckpointError, match="holds more than tensors"):
         load_checkpoint(path, with_state=True)
+
+
+def test_the_weights_file_has_the_mode_of_every_other_output_file(tmp_path):
+    """safetensors writes 0600; a checkpoint's files all get 0666 less the umask, as meta.json does."""
+    import os
+    import stat
+
+    path = save_checkpoint(tmp_path / "ck", {"generator": _net()}, {"preset": "g_psnr"})
+    modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in path.iterdir()}
+    assert modes["model.safetensors"] == modes["meta.json"], modes

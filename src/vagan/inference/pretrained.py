@@ -23,7 +23,7 @@ import torch
 from safetensors.torch import save_file
 
 from vagan.errors import CheckpointError, ConfigError, OutputExistsError
-from vagan.io.atomic import atomic_file, staged_dir
+from vagan.io.atomic import atomic_file, staged_dir, with_default_mode
 from vagan.training.checkpoint import META_FILE, WEIGHTS_FILE, read_meta
 
 log = logging.getLogger(__name__)
@@ -137,6 +137,7 @@ def pack_model(source: Path, name: str, *, training_data: str, dose: float, budg
     meta = {**stored, "shipped_as": name, "notice": NOTICE}
     with staged_dir(root / name, replace=(root / name).exists()) as tmp:
         save_file(half if storage == "fp16" else generator, str(tmp / WEIGHTS_FILE))
+        with_default_mode(tmp / WEIGHTS_FILE)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         sums = {WEIGHTS_FILE: _sha256(tmp / WEIGHTS_FILE), META_FILE: _sha256(tmp / META_FILE)}
     entry = ShippedModel(name, model.config.preset, training_data, float(dose), budget, dict(test_metrics), sums,

@@ -104,6 +104,13 @@ def _as_if_created(path: Path, base_mode: int) -> None:
     os.chmod(path, base_mode & ~_umask())
 
 
+def with_default_mode(path: Path) -> Path:
+    """A file that a library wrote privately (safetensors writes 0600) gets the mode of every other
+    output file: 0666 less the umask."""
+    _as_if_created(Path(path), 0o666)
+    return Path(path)
+
+
 _RENAME_NOREPLACE = 1
 _AT_FDCWD = -100
 

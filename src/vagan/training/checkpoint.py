@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from vagan import __version__
 from vagan.errors import MACHINE_FAULTS, CheckpointError
-from vagan.io.atomic import staged_dir
+from vagan.io.atomic import staged_dir, with_default_mode
 
 FORMAT = "vagan-checkpoint"
 FORMAT_VERSION = 1
@@ -65,6 +65,7 @@ def save_checkpoint(
     full_meta = {"format": FORMAT, "version": FORMAT_VERSION, "vagan_version": __version__, **meta}
     with staged_dir(Path(path), replace=True) as tmp:  # inside a run folder this run owns
         save_file(weights, str(tmp / WEIGHTS_FILE))
+        with_default_mode(tmp / WEIGHTS_FILE)  # as meta.json, not safetensors' private 0600
         (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2, default=str))
         if state is not None:
             torch.save(state, tmp / STATE_FILE)
