@@ -335,7 +335,8 @@ def models() -> None:
 @app.command()
 def export(
     output_path: Path = typer.Argument(..., metavar="OUTPUT", help="The .onnx file to write."),
-    model: Path = typer.Option(..., "--model", "-m", help="Checkpoint or run folder of a trained model."),
+    model: str = typer.Option(..., "--model", "-m", help="Checkpoint or run folder of a trained model, or the name "
+                              "of a shipped model (`vagan models`)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset, 13 to 20."),
     check: Optional[Path] = typer.Option(None, "--check", help="DICOM folder, .nii/.nii.gz or .npy whose first slice "
                                          "verifies the export (default: a synthetic 256x256 phantom slice)."),
@@ -344,14 +345,16 @@ def export(
     """Export a trained generator to ONNX (HU in, HU out, float32), verified in onnxruntime against PyTorch."""
     from vagan.inference.export import check_export, export_onnx
     from vagan.inference.model_loading import load_trained_model
+    from vagan.inference.pretrained import resolve_model
 
-    check_export(output_path, opset=opset, overwrite=overwrite, inputs=[model, *([check] if check is not None else [])])
+    folder = resolve_model(model) or Path(model).expanduser()  # a shipped name works wherever a run folder does
+    check_export(output_path, opset=opset, overwrite=overwrite, inputs=[folder, *([check] if check is not None else [])])
     check_hu = None
     if check is not None:
         from vagan.io.readers import read_volume
 
         check_hu = read_volume(check).hu[:1]  # validated by its reader
-    report = export_onnx(load_trained_model(model, "cpu"), output_path, opset=opset, overwrite=overwrite,
+    report = export_onnx(load_trained_model(folder, "cpu"), output_path, opset=opset, overwrite=overwrite,
                          check_hu=check_hu)
     typer.echo(f"wrote {report.path} (opset {report.opset}; input {', '.join(report.input_names)}, "
                f"output {', '.join(report.output_names)})")

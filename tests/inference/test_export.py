@@ -227,3 +227,16 @@ def test_failed_verification_keeps_the_existing_file(onnx_packages, monkeypatch,
     with pytest.raises(VaganError, match=r"differs from PyTorch fp32 by up to 5(\.0+)? HU"):
         export_onnx(_untrained("wgan_vgg"), existing, overwrite=True)
     assert existing.read_bytes() == b"precious" and sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
+def test_cli_exports_a_shipped_model_by_its_name(onnx_packages, tmp_path):
+    """A shipped name works wherever a run folder does (issue 23 item 11), `vagan export` included."""
+    from vagan.inference.pretrained import shipped_models
+
+    name = sorted(shipped_models())[0]
+    check = tmp_path / "check.npy"
+    np.save(check, default_check_slice(96, seed=3)[None])
+    out = tmp_path / "shipped.onnx"
+    result = runner.invoke(app, ["export", "--model", name, str(out), "--check", str(check)])
+    assert result.exit_code == 0, result.output
+    assert out.is_file() and "96x96" in result.output
