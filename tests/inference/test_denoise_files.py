@@ -91,6 +91,9 @@ def test_nifti_and_npy_round_trip_kinds(trained_run, tmp_path):
     denoiser = NetworkDenoiser(load_trained_model(trained_run))
     report = denoise_path(denoiser, DenoiseJob.checked(tmp_path / "in.npy", tmp_path / "out.npy"), progress=False)
     assert np.load(report.output).shape == hu.shape
+    np.save(tmp_path / "one.npy", hu[0])  # a 2-D slice comes back 2-D (issue 23 item 10)
+    report = denoise_path(denoiser, DenoiseJob.checked(tmp_path / "one.npy", tmp_path / "one_out.npy"), progress=False)
+    assert np.load(report.output).shape == hu[0].shape
     result = runner.invoke(app, ["denoise", "--model", str(trained_run), str(tmp_path / "in.npy"),
                                  str(tmp_path / "out.nii.gz")])
     assert result.exit_code == 2 and "same kind" in result.output

@@ -90,6 +90,12 @@ class DenoiseJob:
         return job
 
 
+def _is_2d_npy(path: Path) -> bool:
+    from vagan.io.arrays import npy_header
+
+    return Path(path).is_file() and detect_kind(path) == "npy" and len(npy_header(path)[0]) == 2
+
+
 def denoise_path(denoiser: Denoiser, job: DenoiseJob, progress: bool = True) -> DenoiseReport:
     """Read ``job.input_path``, denoise every slice with ``denoiser``, write ``job.output_path`` of the same kind."""
     if job.attention_dir is not None and not denoiser.has_attention:
@@ -101,7 +107,10 @@ def denoise_path(denoiser: Denoiser, job: DenoiseJob, progress: bool = True) -> 
             result: Denoised = denoiser(volume.hu, progress=bar.update, keep_attention=job.attention_dir is not None)
         except InputDataError as err:  # e.g. slices smaller than a network's receptive field
             raise InputDataError(f"{job.input_path}: {err}") from None
-    write_volume(job.output_path, volume.with_hu(result.hu), series_description=f"vagan {denoiser.name} denoised",
+    denoised: CTVolume | np.ndarray = volume.with_hu(result.hu)
+    if _is_2d_npy(job.input_path) and detect_kind(job.output_path) == "npy":
+        denoised = result.hu[0]  # a 2-D .npy in, a 2-D .npy out (a .npy carries no geometry to keep)
+    write_volume(job.output_path, denoised, series_description=f"vagan {denoiser.name} denoised",
                  overwrite=job.overwrite,
                  derivation_description=f"Denoised by vagan ({denoiser.name}) from {job.input_path.name}"
                  + (f"; {job.notice}" if job.notice else ""))
