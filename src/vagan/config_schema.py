@@ -207,6 +207,37 @@ def build_section(cls: type, data: dict[str, Any] | None = None, overrides: Sequ
     return build_dataclass(cls, merge(raw, parse_overrides(list(overrides))), "")
 
 
+MAX_YAML_VALUES = 100_000  # no vagan config comes near; an alias bomb expands to billions
+MAX_YAML_DEPTH = 64
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load`` of a config's text, refused (one :class:`ConfigError` naming ``where``) when
+    it nests deeper than :data:`MAX_YAML_DEPTH` or holds more than :data:`MAX_YAML_VALUES` values once
+    its aliases are expanded: checked before anything walks it, so neither hangs nor overflows."""
+    try:
+        data = yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply for the YAML reader (at most {MAX_YAML_DEPTH} levels)") from None
+    except ValueError as err:  # e.g. an integer of thousands of digits
+        raise ConfigError(f"{where}: a value YAML cannot read ({' '.join(str(err).split())[:160]})") from None
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    seen = 0
+    while stack:
+        node, depth = stack.pop()
+        seen += 1
+        if seen > MAX_YAML_VALUES:
+            raise ConfigError(f"{where}: more than {MAX_YAML_VALUES:,} values once its aliases (*name) are expanded; "
+                              "write the config out without repeated aliases")
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(f"{where}: nested deeper than {MAX_YAML_DEPTH} levels")
+        if isinstance(node, dict):
+            stack.extend((item, depth + 1) for pair in node.items() for item in pair)
+        elif isinstance(node, (list, tuple)):
+            stack.extend((item, depth + 1) for item in node)
+    return data
+
+
 def parse_overrides(items: list[str]) -> dict[str, Any]:
     """``["a.b=1", "c=x"]`` -> nested dict with YAML-parsed values."""
     out: dict[str, Any] = {}
@@ -215,7 +246,7 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
             raise ConfigError(f"--set {item!r}: expected key=value, e.g. stages.0.max_steps=20")
         key, raw = item.split("=", 1)
         try:
-            value = yaml.safe_load(raw) if raw else None
+            value = load_yaml(raw, f"--set {key.strip()}") if raw else None
         except yaml.YAMLError as err:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML ({' '.join(str(err).split())[:120]})"
                               ) from None
@@ -249,7 +280,7 @@ def read_yaml_mapping(path: Path | str) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {path} not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
                           "save the config as UTF-8") from None

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from vagan.config_schema import load_yaml
 from vagan.errors import ConfigError
 from vagan.evaluation.eval_config import MethodSpec
 from vagan.evaluation.report import (
@@ -82,7 +83,7 @@ def _open_folder(out: Path, config: StudyConfig, overwrite: bool, inputs: tuple[
     saved = out / CONFIG_FILE
     marker = read_marker(out) if out.is_dir() else None
     if not overwrite and marker is not None and marker.get("kind") == "study" and saved.is_file():
-        previous = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+        previous = load_yaml(saved.read_text(encoding="utf-8"), str(saved)) or {}
         current = _plain(config)
         changed = [k for k in MUST_MATCH if previous.get(k) != current.get(k)
                    and not (k == "data_root" and _same_path(previous.get(k), current.get(k)))]

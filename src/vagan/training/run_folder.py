@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from vagan.config_schema import load_yaml
 from vagan.errors import CheckpointError, ConfigError, OutputError, OutputExistsError
 from vagan.io.atomic import (
     atomic_file,
@@ -84,7 +85,7 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"{run_dir} is not a vagan run folder ({CONFIG_FILE} is missing)")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = load_yaml(path.read_text(encoding="utf-8"), str(path)) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path} is corrupt ({str(err).splitlines()[0]})") from None
     if not isinstance(raw, dict):
