@@ -83,3 +83,17 @@ def test_the_weights_file_has_the_mode_of_every_other_output_file(tmp_path):
     path = save_checkpoint(tmp_path / "ck", {"generator": _net()}, {"preset": "g_psnr"})
     modes = {p.name: stat.S_IMODE(os.stat(p).st_mode) for p in path.iterdir()}
     assert modes["model.safetensors"] == modes["meta.json"], modes
+
+
+def test_nan_weights_are_refused_at_load_naming_the_file(tmp_path):
+    """Issue 23 item 6: NaN weights were found only after denoising, and the message blamed the input."""
+    from safetensors.torch import load_file, save_file
+
+    path = save_checkpoint(tmp_path / "ck", {"generator": _net()}, {"preset": "g_psnr"})
+    weights = load_file(str(path / "model.safetensors"))
+    first = sorted(weights)[0]
+    weights[first] = weights[first].clone()
+    weights[first].view(-1)[0] = float("nan")
+    save_file(weights, str(path / "model.safetensors"))
+    with pytest.raises(CheckpointError, match=r"model\.safetensors.*NaN or infinite.*" + first.replace(".", r"\.")):
+        load_checkpoint(path)

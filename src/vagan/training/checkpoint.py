@@ -106,6 +106,10 @@ def load_checkpoint(path: Path, with_state: bool = False, expect_preset: str | N
         raise CheckpointError(f"{path}: {WEIGHTS_FILE} is missing") from None
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path / WEIGHTS_FILE} is corrupt or truncated ({err})") from None
+    broken = [name for name, tensor in weights.items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:  # found at load, not after a series was denoised into NaN
+        raise CheckpointError(f"{path / WEIGHTS_FILE}: {len(broken)} weight tensor(s) hold NaN or infinite values "
+                              f"(first: {broken[0]}); the checkpoint is damaged or its training diverged")
     state: dict[str, Any] = {}
     if with_state:
         try:
