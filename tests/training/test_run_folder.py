@@ -265,3 +265,18 @@ def test_a_run_folder_that_cannot_be_read_is_one_checkpoint_error(tmp_path: Path
         final_checkpoint(broken)
     with pytest.raises(CheckpointError, match="neither a vagan checkpoint folder"):
         final_checkpoint(tmp_path)
+
+
+def test_a_resume_refused_for_a_damaged_state_changes_nothing(tmp_path: Path) -> None:
+    """Issue 23 item 5: the refusal used to rewrite config.yaml and add a TensorBoard event file."""
+    run = tmp_path / "run"
+    train(tiny_config("g_psnr", "stages.*.max_steps=2", "train.log_every=1", "train.num_workers=0"), run,
+          data=tiny_data())
+    for state in run.rglob("state.pt"):
+        state.write_bytes(b"not a checkpoint")
+    before = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and p.suffix != ".lock"}
+    with pytest.raises(CheckpointError, match=r"state\.pt"):
+        train(tiny_config("g_psnr", "stages.*.max_steps=4", "train.log_every=1", "train.num_workers=0"), run,
+              data=tiny_data(), resume=True)
+    after = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file() and p.suffix != ".lock"}
+    assert after == before

@@ -341,6 +341,8 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
         # an unsupported precision fails before any work; every DDP process makes the same choice (no timing probe)
         precision = resolve_precision(cfg.train.precision, device, measure=not world.distributed)
         log.info("precision: %s", precision.describe())
+        # a damaged checkpoint refuses the resume before the run folder is touched (config, logs)
+        saved_by_stage = {name: _most_advanced(stage_dir(run_dir, name)) for name in wanted} if resume else {}
         lock = None
         if world.is_main:
             lock = open_run_folder(run_dir, cfg, resume=resume, overwrite=overwrite, inputs=inputs)
@@ -353,7 +355,7 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
                 if stage.name not in wanted:
                     continue
                 finished = final_dir(run_dir, stage.name)
-                saved = _most_advanced(stage_dir(run_dir, stage.name)) if resume else None
+                saved = saved_by_stage.get(stage.name)
                 stage_precision = _resumed_precision(saved, precision, cfg, device)
                 runner = _Stage(cfg, stage, index, run_dir, data, device, stage_precision, world, training_log)
                 if saved is not None and saved.meta["progress"]["step"] >= runner.total_steps and finished.exists():
