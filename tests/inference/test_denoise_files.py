@@ -219,3 +219,22 @@ def test_bm3d_is_named_as_in_evaluate(ct_small, tmp_path):
         result = runner.invoke(app, ["denoise", "--model", bad, str(ct_small), str(tmp_path / "out")])
         assert result.exit_code == 2 and message in result.output, (bad, result.output)
         assert not (tmp_path / "out").exists()
+
+
+def test_denoise_refuses_to_write_inside_a_vagan_dataset(tmp_path):
+    """Issue 23 item 9: --overwrite into a series folder of a simulated dataset replaced it, and the
+    dataset then failed to train."""
+    data = tmp_path / "data"
+    result = runner.invoke(app, ["simulate", str(data), "--set", "patients=1", "--set", "slices_per_patient=1",
+                                 "--set", "size=64", "--set", "simulation.n_views=90", "--set", "simulation.n_detectors=96",
+                                 "--set", "simulation.detector_spacing_mm=10.0"])
+    assert result.exit_code == 0, result.output
+    series = data / "PH001" / "quarter_1mm"
+    before = sorted((p.name, p.read_bytes()) for p in series.iterdir())
+    for target in (series, data / "PH001" / "denoised"):
+        result = runner.invoke(app, ["denoise", "--model", "bm3d:20", str(data / "PH001" / "full_1mm"), str(target),
+                                     "--overwrite"])
+        lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
+        assert result.exit_code == 2 and len(lines) == 1 and "inside the vagan paired LDCT/NDCT dataset" in lines[0]
+    assert sorted((p.name, p.read_bytes()) for p in series.iterdir()) == before
+    assert not (data / "PH001" / "denoised").exists()

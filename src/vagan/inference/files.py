@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from vagan.errors import ConfigError, InputDataError, OutputError, VaganError
 from vagan.inference.denoise import Denoised, Denoiser
 from vagan.io.atomic import atomic_dir, check_output, check_outputs_apart
+from vagan.io.ownership import enclosing_container
 from vagan.io.readers import detect_kind, read_volume, write_volume
 from vagan.io.volume import CTVolume
 
@@ -87,6 +88,11 @@ class DenoiseJob:
         check_output(job.output_path, overwrite, every_input, kind="dicom-series" if kind == "dicom" else None)
         if job.attention_dir is not None:
             check_output(job.attention_dir, overwrite, every_input, kind="attention-maps")
+        for output in (job.output_path, job.attention_dir):
+            inside = enclosing_container(output) if output is not None else None
+            if inside is not None:
+                raise OutputError(f"{output} lies inside the vagan {inside[1]} {inside[0]}; writing there would change "
+                                  "what its command made; write the output outside it")
         return job
 
 

@@ -100,6 +100,17 @@ def enclosing_run(path: Path) -> Path:
     return path
 
 
+def enclosing_container(path: Path) -> tuple[Path, str] | None:
+    """The vagan dataset, training run or study that ``path`` lies inside (an ancestor folder carrying
+    such a marker), with its description; ``None`` when there is none. A command writing there would
+    change what that folder's own command made (a dataset would then fail to train)."""
+    for parent in Path(path).resolve().parents:
+        record = read_marker(parent)
+        if record is not None and record["kind"] in ("dataset", "run", "study"):
+            return parent, _DESCRIBE[record["kind"]]
+    return None
+
+
 def _matches(path: str, pattern: str, prefix: bool = False) -> bool:
     """``path`` matches ``pattern`` segment by segment (with ``prefix``: the start of it, for a folder)."""
     parts, wanted = path.split("/"), pattern.split("/")
