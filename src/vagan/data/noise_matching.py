@@ -33,7 +33,8 @@ import numpy as np
 import torch
 
 from vagan.physics.simulate import LowDoseSimulator
-from vagan.quality.uniform import find_uniform_rois, roi_side
+from vagan.io.windowing import BODY_THRESHOLD_HU
+from vagan.quality.uniform import find_uniform_rois, plane_detrended_std, roi_side
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +43,7 @@ ROIS_PER_SLICE = 8
 MIN_ROIS = 2  # a slice with fewer uniform soft-tissue regions tells nothing about its noise
 CALIBRATION_SLICES = 6
 PASSES = 2
-BODY_THRESHOLD_HU = -500.0
 MIN_NOISE_HU = 0.5  # below this a series is noise-free (a phantom's truth): nothing to match
-
-
-def _plane_detrended_std(window: np.ndarray) -> float:
-    n0, n1 = window.shape
-    y, x = np.mgrid[0:n0, 0:n1].astype(np.float64)
-    design = np.stack([np.ones(window.size), x.ravel(), y.ravel()], axis=1)
-    coef, *_ = np.linalg.lstsq(design, window.ravel().astype(np.float64), rcond=None)
-    return float(np.std(window.ravel() - design @ coef, ddof=3))
 
 
 @dataclass(frozen=True)
@@ -70,7 +62,7 @@ def measured_noise(hu_slice: np.ndarray, pixel_mm: float) -> NoiseROIs | None:
     corners = find_uniform_rois(hu_slice, side, ROIS_PER_SLICE)
     if len(corners) < MIN_ROIS:
         return None
-    stds = [_plane_detrended_std(hu_slice[r:r + side, c:c + side]) for r, c in corners]
+    stds = [plane_detrended_std(hu_slice[r:r + side, c:c + side], ddof=3) for r, c in corners]  # 3 fitted
     return NoiseROIs(tuple(corners), side, float(np.median(stds)))
 
 

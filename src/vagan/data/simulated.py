@@ -252,6 +252,7 @@ def write_dataset_from_series(source: Path, out: Path, dose: float, config: Simu
         raise ConfigError(f"exposure: 'matched' or 'config', got {exposure!r}")
     device = torch.device(device)
     planned, skipped = _plan_series(_series_folders(Path(source)))
+    pooled = noise_pool and config.noise  # no noise, no pool
     noise = torch.Generator(device=device).manual_seed(seed)
     manifest: dict[str, Any] = {"kind": "vagan-paired-dataset", "source": str(source), "dose": dose, "seed": seed,
                                 "vagan_version": __version__, "exposure": exposure, "simulation": config.to_dict(),
@@ -267,7 +268,7 @@ def write_dataset_from_series(source: Path, out: Path, dose: float, config: Simu
                 if exposure == "matched" and config.noise else None
             i0 = None if matched is None else matched.i0
             label = plan.label
-            if noise_pool and config.noise:
+            if pooled:
                 pool = make_noise_pool(simulator, volume.hu, i0, noise, batch_size, device, bar)
                 ldct = np.where(volume.hu < PADDING_BELOW_HU, volume.hu, volume.hu + mix(pool, dose)).astype(np.float32)
                 (tmp / plan.patient).mkdir(parents=True, exist_ok=True)
@@ -279,7 +280,7 @@ def write_dataset_from_series(source: Path, out: Path, dose: float, config: Simu
                       "n_detectors": simulator.config.n_detectors}
             if matched is not None:
                 entry["exposure"] = matched.to_dict()
-            if noise_pool and config.noise:
+            if pooled:
                 entry["noise_pool"] = pool_path(Path(plan.patient), label).as_posix()
             manifest["patients"].append(entry)
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))

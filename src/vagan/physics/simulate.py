@@ -229,8 +229,7 @@ class LowDoseSimulator:
         cfg = self.config
         variance = full_dose_variance(line_integrals, self.flux(line_integrals, i0), cfg.electronic_noise_var,
                                       cfg.count_floor)
-        noise = variance.sqrt() * standard_normal_like(line_integrals, generator)
-        return torch.where(self._fov.to(noise.device), self._noise_hu(noise), 0.0)[:, 0]
+        return self._noise_images([variance], generator)
 
     def noise_components(
         self, line_integrals: torch.Tensor, i0: float | torch.Tensor | None = None,
@@ -249,11 +248,8 @@ class LowDoseSimulator:
             raise ValueError(f"realisations must be >= 1, got {realisations}")
         cfg = self.config
         counts = (self.flux(line_integrals, i0) * torch.exp(-line_integrals)).clamp(min=cfg.count_floor)
-        sinograms = [variance.sqrt() * standard_normal_like(line_integrals, generator)
-                     for variance in (1.0 / counts, cfg.electronic_noise_var / counts**2)
-                     for _ in range(realisations)]
-        images = self._noise_hu(torch.cat(sinograms))  # one back-projection for all: its geometry is shared
-        images = torch.where(self._fov.to(images.device), images, 0.0)[:, 0]
+        variances = [v for v in (1.0 / counts, cfg.electronic_noise_var / counts**2) for _ in range(realisations)]
+        images = self._noise_images(variances, generator)
         return images.reshape(2, realisations, *line_integrals.shape[:1], *self.projector.image_shape)
 
     def flux(self, clean: torch.Tensor, i0: float | torch.Tensor | None = None) -> torch.Tensor:
@@ -273,6 +269,13 @@ class LowDoseSimulator:
         if cfg.tube_current_modulation:
             flux = flux * angular_modulation(clean)
         return flux
+
+    def _noise_images(self, variances: list[torch.Tensor], generator: torch.Generator | None) -> torch.Tensor:
+        """Gaussian projection noise of each per-ray variance map, reconstructed in one FBP call, in HU,
+        zero outside the field of view; ``(len(variances) * B, H, W)``."""
+        sinograms = torch.cat([v.sqrt() * standard_normal_like(v, generator) for v in variances])
+        images = self._noise_hu(sinograms)
+        return torch.where(self._fov.to(images.device), images, 0.0)[:, 0]
 
     def _noise_hu(self, sinogram_noise: torch.Tensor) -> torch.Tensor:
         """FBP of a projection-domain difference, in HU (FBP is linear: the noise of the scan)."""

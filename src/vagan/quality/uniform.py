@@ -20,13 +20,14 @@ def roi_side(pixel_mm: float, roi_mm: float) -> int:
     return max(16, 2 * int(round(roi_mm / pixel_mm / 2)))
 
 
-def _structure(window: np.ndarray) -> float:
-    """Std of a (smoothed) window after removing its best plane: what is left is anatomy, not noise."""
-    n = window.shape[0]
-    y, x = np.mgrid[0:n, 0:n].astype(np.float64)
-    design = np.stack([np.ones(n * n), x.ravel(), y.ravel()], axis=1)
-    coef, *_ = np.linalg.lstsq(design, window.ravel(), rcond=None)
-    return float(np.std(window.ravel() - design @ coef))
+def plane_detrended_std(window: np.ndarray, ddof: int = 0) -> float:
+    """Std of a window after removing its best-fitting plane (least squares): what a slow trend leaves."""
+    n0, n1 = window.shape
+    y, x = np.mgrid[0:n0, 0:n1].astype(np.float64)
+    design = np.stack([np.ones(window.size), x.ravel(), y.ravel()], axis=1)
+    values = window.ravel().astype(np.float64)
+    coef, *_ = np.linalg.lstsq(design, values, rcond=None)
+    return float(np.std(values - design @ coef, ddof=ddof))
 
 
 def find_uniform_rois(reference: np.ndarray, side: int, count: int) -> list[tuple[int, int]]:
@@ -44,7 +45,7 @@ def find_uniform_rois(reference: np.ndarray, side: int, count: int) -> list[tupl
             window = smooth[r:r + side, c:c + side]
             if window.min() < SOFT_TISSUE_HU[0] or window.max() > SOFT_TISSUE_HU[1]:
                 continue
-            score = _structure(window)
+            score = plane_detrended_std(window)  # of the smoothed slice: anatomy, not noise
             if score <= MAX_STRUCTURE_HU:
                 scored.append((score, r, c))
     chosen: list[tuple[int, int]] = []
