@@ -128,7 +128,7 @@ class PatchPairDataset(Dataset):
         from vagan.data.noise_pool import mix
 
         rng = np.random.default_rng([self.seed, epoch, index])
-        dose = self.doses[int(rng.integers(len(self.doses)))] if self.doses else 1.0
+        dose = self.doses[int(rng.integers(len(self.doses)))]
         pair = self.pairs[s]
         noise = mix(pair.noise[:, :, window[0], window[1]], dose, *rng.uniform(0.0, 2.0 * np.pi, 2))
         return _to_unit(pair.ndct[window] + noise, self.hu_range)
