@@ -80,6 +80,43 @@ def test_ndct_insertion_adds_the_missing_noise(rng: torch.Generator) -> None:
     assert torch.equal(sim(full, 1.0, rng, source="ndct"), full)  # full dose: nothing to add
 
 
+@pytest.mark.parametrize("reconstruction", ["noise_only", "full"])
+def test_scan_pair_has_the_noise_of_two_separate_scans(rng: torch.Generator, reconstruction: str) -> None:
+    """One projection for both doses: NDCT noise as a full-dose scan of the truth, LDCT - NDCT as the
+    insertion into a full-dose scan (sqrt(3) x at quarter dose), no bias, air outside the field of view."""
+    hu, roi, _ = body_phantom()
+    sim = LowDoseSimulator(config(electronic_noise_var=0.0, reconstruction=reconstruction), SHAPE, PIXEL)
+    batch = hu.expand(6, *SHAPE)
+    ndct, ldct = sim.scan_pair(batch, 0.25, rng)
+    assert ndct.shape == ldct.shape == batch.shape
+    reference = sim(batch, 1.0, rng)
+    assert (ndct - hu)[:, roi].std() / (reference - hu)[:, roi].std() == pytest.approx(1.0, abs=0.12)
+    assert (ldct - ndct)[:, roi].std() / (ndct - hu)[:, roi].std() == pytest.approx(math.sqrt(3.0), abs=0.2)
+    assert ndct[:, roi].mean().abs() <= 5.0 and ldct[:, roi].mean().abs() <= 5.0
+    outside = ~sim.projector.fov_mask()
+    if outside.any():
+        assert bool((ldct[:, outside] == -1000.0).all())
+    clean, same = LowDoseSimulator(config(noise=False), SHAPE, PIXEL).scan_pair(batch, 0.25, rng)
+    assert torch.equal(clean, batch) and torch.equal(same, batch)
+
+
+def test_repeated_scans_match_scans_of_the_repeated_slice(rng: torch.Generator) -> None:
+    """Projecting the slice once changes nothing: the same numbers as scanning a stack of copies with
+    the same generator state, whatever the batch size."""
+    hu, roi, _ = body_phantom()
+    sim = LowDoseSimulator(config(), SHAPE, PIXEL)
+    seen: list[int] = []
+    once = sim.repeated_scans(hu, 0.25, 5, torch.Generator().manual_seed(9), batch_size=5, progress=seen.append)
+    stacked = sim(hu.expand(5, *SHAPE).contiguous(), 0.25, torch.Generator().manual_seed(9))
+    assert seen == [5]
+    assert torch.allclose(once, stacked, atol=1e-3)
+    chunked = sim.repeated_scans(hu, 0.25, 5, rng, batch_size=2, progress=seen.append)
+    assert seen == [5, 2, 2, 1] and chunked.shape == (5, *SHAPE)
+    assert (chunked - hu)[:, roi].std() == pytest.approx(float((once - hu)[:, roi].std()), rel=0.15)
+    with pytest.raises(ValueError, match="one slice"):
+        sim.repeated_scans(hu.expand(2, *SHAPE), 0.25, 2)
+
+
 def test_fixed_generator_is_deterministic() -> None:
     hu, _, _ = body_phantom()
     cfg = config()

@@ -87,6 +87,20 @@ def _simulate_volume(simulator: LowDoseSimulator, hu: np.ndarray, dose: float, s
     return out
 
 
+def _scan_pairs(simulator: LowDoseSimulator, truth: np.ndarray, dose: float, generator: torch.Generator,
+                batch_size: int, device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    """NDCT and LDCT ``(Z, H, W)`` of a noise-free volume, ``batch_size`` slices at a time
+    (:meth:`LowDoseSimulator.scan_pair`: the LDCT's extra noise goes into the NDCT's projections)."""
+    ndct = np.empty_like(truth, dtype=np.float32)
+    ldct = np.empty_like(truth, dtype=np.float32)
+    for start in range(0, truth.shape[0], batch_size):
+        chunk = torch.from_numpy(np.ascontiguousarray(truth[start:start + batch_size], dtype=np.float32)).to(device)
+        full, low = simulator.scan_pair(chunk, dose, generator)
+        ndct[start:start + len(chunk)] = full.cpu().numpy()
+        ldct[start:start + len(chunk)] = low.cpu().numpy()
+    return ndct, ldct
+
+
 def write_phantom_dataset(out: Path, spec: DatasetSpec, *, overwrite: bool = False, device: str | torch.device = "cpu",
                           progress: bool = True) -> Path:
     """Phantom patients scanned at full dose (NDCT) and at ``spec.dose`` (LDCT), written atomically."""
@@ -113,8 +127,7 @@ def write_phantom_dataset(out: Path, spec: DatasetSpec, *, overwrite: bool = Fal
             truth = make_phantom_volume(spec.slices_per_patient, size=spec.size, pixel_spacing_mm=spacing,
                                         slice_spacing_mm=spec.slice_thickness_mm, patient=patient,
                                         z_center_mm=float(anatomy.uniform(-60.0, 40.0)))
-            ndct = _simulate_volume(simulator, truth, 1.0, "truth", noise, spec.batch_size, device)
-            ldct = _simulate_volume(simulator, ndct, spec.dose, "ndct", noise, spec.batch_size, device)
+            ndct, ldct = _scan_pairs(simulator, truth, spec.dose, noise, spec.batch_size, device)
             entry = _write_patient(tmp, pid, spec.thickness_label, ndct, ldct, spec.dose,
                                    truth if spec.write_truth else None, spacing=spacing,
                                    thickness_mm=spec.slice_thickness_mm)

@@ -43,7 +43,7 @@ I0 = 2.0e5 brings it to about 50 HU while I0 stays in the 1.5-2.25e5 range of a 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -198,19 +198,78 @@ class LowDoseSimulator:
             clean = self.line_integrals(batch)
             if not cfg.noise:
                 noisy = clean
+            elif source == "truth":
+                noisy = add_quantum_noise(clean, self.flux(clean, i0) * dose, cfg.electronic_noise_var, generator,
+                                          cfg.count_floor)
             else:
-                flux = self.flux(clean, i0)
-                if source == "truth":
-                    noisy = add_quantum_noise(clean, flux * dose, cfg.electronic_noise_var, generator, cfg.count_floor)
-                else:
-                    noisy = insert_dose_reduction_noise(
-                        clean, flux, dose, cfg.electronic_noise_var, generator, cfg.count_floor
-                    )
-            if keep_input:
-                out = batch.float() + self._noise_hu(noisy - clean)
-            else:
-                out = 1000.0 * (self.projector.fbp(noisy, cfg.filter_window) / cfg.mu_water_per_mm - 1.0)
+                noisy = insert_dose_reduction_noise(clean, self.flux(clean, i0), dose, cfg.electronic_noise_var,
+                                                    generator, cfg.count_floor)
+            out = self._reconstruct(batch, clean, noisy)
         return self._outside(out, batch, source, keep_input).to(hu.dtype).reshape(shape)
+
+    def scan_pair(self, truth: torch.Tensor, dose: float, generator: torch.Generator | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A noise-free ``truth`` ((B, H, W), HU) scanned at full dose, and the same scan taken to ``dose``
+        by inserting the extra noise into its *measured* full-dose projections (Yu et al. 2012, as the
+        Mayo pairs were made): ``(ndct, ldct)``, each the shape of ``truth``.
+
+        One projection and one FBP call serve both images, about half the cost of scanning the truth
+        and then the reconstructed NDCT (``self(truth, 1.0)``, then ``self(ndct, dose, source="ndct")``),
+        which also re-projects the NDCT's noise into the variance the insertion uses.
+        """
+        dose = _check_dose(dose)
+        cfg = self.config
+        batch = self._as_batch(truth)
+        clean = self.line_integrals(batch)
+        if cfg.noise:
+            flux = self.flux(clean)
+            full = add_quantum_noise(clean, flux, cfg.electronic_noise_var, generator, cfg.count_floor)
+            low = insert_dose_reduction_noise(full, flux, dose, cfg.electronic_noise_var, generator, cfg.count_floor)
+        else:
+            full = low = clean
+        images = self._reconstruct(torch.cat([batch, batch]), torch.cat([clean, clean]), torch.cat([full, low]))
+        keep_input = cfg.reconstruction == "noise_only"
+        ndct, ldct = (self._outside(part, batch, "truth", keep_input).to(truth.dtype).reshape(truth.shape)
+                      for part in images.chunk(2))
+        return ndct, ldct
+
+    def repeated_scans(self, truth: torch.Tensor, dose: float, count: int, generator: torch.Generator | None = None,
+                       batch_size: int = 4, progress: Callable[[int], object] | None = None) -> torch.Tensor:
+        """``count`` scans of one noise-free slice ``truth`` ((H, W), HU) at ``dose``, each with fresh
+        noise: ``(count, H, W)``, reconstructed ``batch_size`` at a time (``progress(n)`` after each).
+
+        The slice is projected once: the same scans as ``self(truth.expand(count, H, W), dose)``
+        without ``count`` identical projections.
+        """
+        dose = _check_dose(dose)
+        if truth.dim() != 2:
+            raise ValueError(f"expected one slice (H, W), got {tuple(truth.shape)}")
+        if count < 1 or batch_size < 1:
+            raise ValueError(f"count and batch_size must be >= 1, got {count} and {batch_size}")
+        cfg = self.config
+        one = self._as_batch(truth)
+        clean_one = self.line_integrals(one)
+        flux = self.flux(clean_one) * dose
+        keep_input = cfg.reconstruction == "noise_only"
+        out = torch.empty((count, *truth.shape), dtype=truth.dtype, device=truth.device)
+        for start in range(0, count, batch_size):
+            n = min(batch_size, count - start)
+            clean, batch = clean_one.expand(n, -1, -1), one.expand(n, -1, -1, -1)
+            noisy = (add_quantum_noise(clean, flux, cfg.electronic_noise_var, generator, cfg.count_floor)
+                     if cfg.noise else clean)
+            images = self._outside(self._reconstruct(batch, clean, noisy), batch, "truth", keep_input)
+            out[start:start + n] = images[:, 0].to(truth.dtype)
+            if progress is not None:
+                progress(n)
+        return out
+
+    def _reconstruct(self, batch: torch.Tensor, clean: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
+        """HU of the scan whose projections are ``noisy``: the input plus the FBP of the noise
+        (``noise_only``), or the FBP of the whole sinogram (``full``)."""
+        cfg = self.config
+        if cfg.reconstruction == "noise_only":
+            return batch.float() + self._noise_hu(noisy - clean)
+        return 1000.0 * (self.projector.fbp(noisy, cfg.filter_window) / cfg.mu_water_per_mm - 1.0)
 
     def line_integrals(self, hu: torch.Tensor) -> torch.Tensor:
         """Noise-free projections ``(B, views, channels)`` of HU slices (attenuation clipped at 0,

@@ -58,14 +58,8 @@ def simulate_quality_images(phantom: QualityPhantom, config: SimulationConfig, d
     stacks = []
     for signal in (True, False):
         truth = torch.from_numpy(phantom.render(signal)).to(device)
-        out = np.empty((realisations, phantom.size, phantom.size), np.float32)
-        for start in range(0, realisations, batch_size):
-            n = min(batch_size, realisations - start)
-            batch = truth.expand(n, -1, -1).contiguous()
-            out[start:start + n] = simulator(batch, dose, generator=generator).cpu().numpy()
-            if progress is not None:
-                progress(n)
-        stacks.append(out)
+        scans = simulator.repeated_scans(truth, dose, realisations, generator, batch_size, progress)
+        stacks.append(scans.cpu().numpy().astype(np.float32, copy=False))
     return QualityImages(*stacks)
 
 
