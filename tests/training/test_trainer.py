@@ -97,6 +97,28 @@ def test_stage_two_starts_from_stage_one(tmp_path):
         assert torch.equal(value, stage1["generator." + key])
 
 
+def test_time_budget_ends_a_stage_early_and_saves_it(tmp_path, monkeypatch):
+    """stages.*.max_minutes: with a clock that moves 10 s per reading, a 1-minute budget ends the stage
+    after a few steps, validated and saved as final; the next stage still runs."""
+    from types import SimpleNamespace
+
+    from vagan.training import trainer
+
+    clock = {"t": 0.0}
+
+    def tick() -> float:
+        clock["t"] += 10.0
+        return clock["t"]
+
+    monkeypatch.setattr(trainer, "time", SimpleNamespace(perf_counter=tick))
+    cfg = tiny_config("vagan", "stages.*.max_steps=40", "stages.0.max_minutes=1", "train.num_workers=0")
+    train(cfg, tmp_path / "run", data=tiny_data())
+    psnr = load_checkpoint(tmp_path / "run/checkpoints/psnr/final")
+    assert 1 <= psnr.meta["progress"]["step"] <= 6  # 60 s of a clock that reads 20 s per step
+    assert psnr.meta["complete"] and "val_psnr" in psnr.meta["metrics"]
+    assert load_checkpoint(tmp_path / "run/checkpoints/gan/final").meta["progress"]["step"] == 40
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     calls = {"n": 0}
     real = steps.multiscale_loss

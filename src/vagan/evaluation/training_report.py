@@ -39,7 +39,9 @@ def _last_values(csv_path: Path) -> dict[str, dict[str, tuple[int, float]]]:
 def _describe(run: Path) -> str:
     cfg = load_run_config(run)
     stages = ", ".join(f"{s.name} (lr {s.lr:g}, batch {s.batch_size}, "
-                       + (f"{s.max_steps} steps)" if s.max_steps else f"{s.epochs} epochs)") for s in cfg.stages)
+                       + (f"{s.max_steps} steps" if s.max_steps else f"{s.epochs} epochs")
+                       + (f" or {s.max_minutes:g} min, whichever came first)" if s.max_minutes else ")")
+                       for s in cfg.stages)
     m = cfg.model
     text = (f"Preset `{cfg.preset}`: generator {m.generator} ({m.generator_features} features), discriminator "
             f"{m.discriminator}; stages: {stages}. Data: {cfg.data.root}.")

@@ -99,6 +99,9 @@ class StageConfig(Section):
     adversarial: Literal["none", "gan", "wgan_gp"] = "none"
     epochs: int = bounded(20, ge=1)
     max_steps: int | None = bounded(None, ge=1)
+    # wall-clock budget of the stage in this process: it ends (validated and saved as `final`) after the
+    # step that reaches it, or at epochs/max_steps if those come first
+    max_minutes: float | None = bounded(None, gt=0)
     lr: float = bounded(2e-4, gt=0)
     d_lr: float | None = bounded(None, gt=0)
     betas: tuple[float, float] = bounded((0.9, 0.999), ge=0, lt=1)  # Adam's

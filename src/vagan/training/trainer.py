@@ -9,6 +9,7 @@ uninterrupted run would have seen and ends with the same weights.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,6 +241,7 @@ class _Stage:
                    disable=not (self.cfg.train.progress and self.world.is_main), dynamic_ncols=True)
         metrics: dict[str, float] = {}
         last_saved = self.dir / LAST
+        budget = _TimeBudget(self.stage.max_minutes, p.step)
         try:
             while p.step < self.total_steps:
                 tick = time.perf_counter()
@@ -265,6 +267,13 @@ class _Stage:
                         self.log.log(self.stage.name, p.epoch, p.step, values)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in ("loss_g", "loss_d", "patches_per_s")})
                     bar.update(1)
+                    if budget.spent(now):
+                        log.info("stage %s: its time budget of %g min ends it after %d steps", self.stage.name,
+                                 self.stage.max_minutes, p.step)
+                        self.total_steps = p.step
+                    elif budget.active:
+                        bar.total = min(self.total_steps, budget.projected_steps(p.step, now))
+                        bar.refresh()
                     if p.step % self.cfg.train.checkpoint_every == 0 and p.step < self.total_steps:
                         self.save(LAST)
                     if p.step >= self.total_steps:
@@ -281,6 +290,23 @@ class _Stage:
             bar.close()
         self.save(LAST, metrics)
         return self.save(FINAL, metrics)
+
+
+class _TimeBudget:
+    """A stage's wall-clock budget (``max_minutes``), counted from its start in this process."""
+
+    def __init__(self, minutes: float | None, first_step: int) -> None:
+        self.active = minutes is not None
+        self.seconds = 60.0 * minutes if minutes is not None else math.inf
+        self.start, self.first_step = time.perf_counter(), first_step
+
+    def spent(self, now: float) -> bool:
+        return self.active and now - self.start >= self.seconds
+
+    def projected_steps(self, step: int, now: float) -> int:
+        """The step the budget will end at, at the pace so far (for the progress bar)."""
+        per_step = (now - self.start) / max(step - self.first_step, 1)
+        return step + int((self.seconds - (now - self.start)) / max(per_step, 1e-9))
 
 
 def _most_advanced(folder: Path) -> Checkpoint | None:
