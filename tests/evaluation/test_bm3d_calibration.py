@@ -47,6 +47,24 @@ def test_calibration_on_white_noise_picks_about_the_noise_sigma_and_denoises() -
     assert "calibrated on 3 slice(s)" in result.describe()
 
 
+def test_the_walk_finds_the_exhaustive_optimum_with_fewer_bm3d_runs() -> None:
+    """Searching from factor 1 towards lower RMSE picks what trying every factor picks."""
+    from vagan.evaluation.bm3d_calibration import FACTORS
+    from vagan.inference.bm3d_denoiser import BM3DDenoiser
+
+    pairs = _pairs(40.0, n=2, seed=5)
+    result = calibrate_bm3d(pairs)
+    body = [p.ndct > -500 for p in pairs]
+
+    def rmse(sigma: float) -> float:
+        err = np.concatenate([(BM3DDenoiser(sigma_hu=sigma)(p.ldct).hu[0] - p.ndct)[b] for p, b in zip(pairs, body)])
+        return float(np.sqrt(np.mean(err.astype(np.float64) ** 2)))
+
+    exhaustive = {f * result.diff_std_hu: rmse(f * result.diff_std_hu) for f in FACTORS}
+    assert result.sigma_hu == pytest.approx(min(exhaustive, key=exhaustive.get))
+    assert 2 <= len(result.grid) < len(FACTORS)
+
+
 def test_calibration_needs_body_pixels_and_pairs() -> None:
     air = np.full((32, 32), -1000.0, np.float32)
     with pytest.raises(InputDataError, match="body pixels"):

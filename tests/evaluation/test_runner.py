@@ -118,7 +118,7 @@ def test_bm3d_denoises_and_estimates_the_noise_level(evaluated):
     summary = json.loads(evaluated.summary_json.read_text())
     calibration = summary["methods"]["BM3D"]["bm3d_calibration"]
     assert 45.0 < calibration["diff_std_hu"] < 75.0  # the data carry 60 HU of white noise
-    assert 40.0 < calibration["sigma_hu"] < 80.0 and len(calibration["grid"]) >= 5
+    assert 40.0 < calibration["sigma_hu"] < 80.0 and len(calibration["grid"]) >= 3  # the walk from 1x diff_std
     assert "T002" not in calibration["patients"]  # calibrated on non-test patients only
     assert min(e for _, e in calibration["grid"]) == dict(map(tuple, calibration["grid"]))[calibration["sigma_hu"]]
     assert summary["methods"]["BM3D"]["bm3d_sigma_hu"]["mean"] == calibration["sigma_hu"]

@@ -140,6 +140,8 @@ class EvaluationConfig(Section):
     FID: ``fid_net`` ``random-ct`` (default: an untrained fixed-seed net, rankings only),
     ``vgg19`` (ImageNet VGG19 ``fid_vgg_layer`` from ``fid_weights`` or the torch hub cache),
     ``inception`` (torch-fidelity's weights) or ``none``.
+    BM3D: a plain ``bm3d`` or ``bm3d-psd`` is calibrated on ``calibration_slices`` LDCT/NDCT slices of
+    validation, then training patients (two of each, evenly spaced through the series).
     Timing: ``timing_slices`` test LDCT slices centre-padded (air) / cropped to
     ``timing_size``^2, one warm-up call, then one timed call per slice; 0 switches it off.
     Figures: ``figure_slices`` test slices in Fig. 2/3 and as rows of Fig. 4; ``zoom`` is
@@ -163,6 +165,7 @@ class EvaluationConfig(Section):
     precision: PrecisionName = "auto"
     compile: bool = False
     batch_size: int = bounded(4, ge=1)
+    calibration_slices: int = bounded(8, ge=1)  # non-test LDCT/NDCT slices that calibrate plain bm3d / bm3d-psd
     timing_slices: int = bounded(3, ge=0)
     timing_size: int = bounded(512, ge=16)
     patches: PatchSpec = field(default_factory=PatchSpec)

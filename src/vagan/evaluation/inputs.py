@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,13 +151,13 @@ def load_test_set(cfg: EvaluationConfig) -> EvaluationData:
     return EvaluationData(pairs, root, cfg.subset, tuple(patients), split_used, seed, thickness, source)
 
 
-CALIBRATION_PATIENTS = 4  # at most this many non-test patients ...
-CALIBRATION_SLICES_PER_PATIENT = 2  # ... and this many slices of each calibrate BM3D
+CALIBRATION_SLICES_PER_PATIENT = 2  # slices of each non-test patient that calibrate BM3D
 
 
-def calibration_pairs(test: EvaluationData) -> list[SlicePair]:
-    """A few LDCT/NDCT slices of patients outside the test subset (validation first, then training),
-    for :func:`~vagan.evaluation.bm3d_calibration.calibrate_bm3d`; empty when the split has none."""
+def calibration_pairs(test: EvaluationData, count: int) -> list[SlicePair]:
+    """``count`` LDCT/NDCT slices of patients outside the test subset (validation first, then training,
+    :data:`CALIBRATION_SLICES_PER_PATIENT` of each), for
+    :func:`~vagan.evaluation.bm3d_calibration.calibrate_bm3d`; empty when the split has none."""
     from vagan.data.paired import load_slice_pairs, patient_split
     from vagan.evaluation.bm3d_calibration import spread_slices
 
@@ -165,22 +166,22 @@ def calibration_pairs(test: EvaluationData) -> list[SlicePair]:
     subsets = patient_split(test.root, test.split, test.split_seed, test.thickness)
     others = [p for p in (*subsets.get("val", []), *subsets.get("train", [])) if p not in test.patients]
     chosen: list[SlicePair] = []
-    for patient in others[:CALIBRATION_PATIENTS]:  # one series in memory at a time
+    for patient in others[:math.ceil(count / CALIBRATION_SLICES_PER_PATIENT)]:  # one series in memory at a time
         pairs = spread_slices(load_slice_pairs(test.root, [patient], test.thickness), CALIBRATION_SLICES_PER_PATIENT)
         chosen.extend(SlicePair(p.ldct.copy(), p.ndct.copy(), p.patient, p.index, p.pixel_mm) for p in pairs)
-    return chosen
+    return chosen[:count]
 
 
-def calibrate_bm3d_methods(methods: Sequence[Method], test: EvaluationData) -> list[str]:
+def calibrate_bm3d_methods(methods: Sequence[Method], test: EvaluationData, count: int) -> list[str]:
     """Give every plain ``bm3d`` a sigma, and every plain ``bm3d-psd`` a noise autocorrelation,
-    calibrated on non-test pairs; notes for the report."""
+    calibrated on ``count`` non-test pairs; notes for the report."""
     from vagan.evaluation.bm3d_calibration import calibrate_bm3d, calibrate_bm3d_psd
     from vagan.inference.bm3d_denoiser import BM3DDenoiser
 
     plain = [m for m in methods if m.spec.kind == "bm3d" and m.spec.sigma_hu is None and m.spec.psd_file is None]
     if not plain:
         return []
-    pairs = calibration_pairs(test)
+    pairs = calibration_pairs(test, count)
     if not pairs:
         note = ("BM3D: no LDCT/NDCT pairs outside the test set to calibrate its noise on, so sigma is estimated per "
                 "slice by a white-noise wavelet estimator, which reads CT noise too low (BM3D is then too weak); "
