@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from vagan.io.atomic import prepare_growing_dir
 from vagan.io.mayo import DataSplit
 from vagan.io.windowing import BODY_THRESHOLD_HU
 
+if TYPE_CHECKING:
+    from vagan.training.config import ExperimentConfig
+
 log = logging.getLogger(__name__)
 
 DEMO_ENTRIES = ("simulation/*.png",)
@@ -42,7 +45,8 @@ class DemoConfig(Section):
     """What the demo simulates, trains and evaluates (``configs/demo.yaml``).
 
     ``steps`` per stage: ``"psnr"`` for every preset's stage of that name, ``"vagan.gan"`` for one
-    preset's (it wins). ``evaluation`` lists the methods besides the trained presets (default LDCT
+    preset's (it wins). ``minutes``, keyed the same way, caps a stage's wall-clock time (the stage's
+    ``max_minutes``): a slower CPU trains fewer steps, and the report says how many. ``evaluation`` lists the methods besides the trained presets (default LDCT
     and BM3D); its data, split, device and title are the demo's.
     """
 
@@ -50,40 +54,50 @@ class DemoConfig(Section):
     split: DataSplit = field(default_factory=DataSplit)
     presets: tuple[str, ...] = ("g_psnr", "ga_psnr", "vagan")
     steps: dict[str, int] = field(default_factory=lambda: {"psnr": 200, "gan": 50})
+    minutes: dict[str, float] = field(default_factory=dict)
     train_overrides: tuple[str, ...] = ()
     evaluation: EvaluationConfig = field(default_factory=lambda: EvaluationConfig.from_dict(
         {"methods": REFERENCE_METHODS}))
 
     def check(self) -> None:
-        """Every ``steps`` key names a stage (``psnr``) or a preset's stage (``vagan.gan``) of the demo."""
+        """Every ``steps`` and ``minutes`` key names a stage (``psnr``) or a preset's stage (``vagan.gan``)."""
         from vagan.training.config import load_config
 
         stages = {preset: [s.name for s in load_config(preset).stages] for preset in self.presets}
         known = {s for names in stages.values() for s in names} | {f"{p}.{s}" for p, names in stages.items()
                                                                     for s in names}
-        for key, value in self.steps.items():
-            if key not in known:
-                raise ConfigError(f"steps.{key}: not a stage of the demo's presets"
-                                  + did_you_mean(str(key), sorted(known)))
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"steps.{key}: must be an integer >= 1, got {value!r}")
+        for section, mapping, kinds in (("steps", self.steps, (int,)), ("minutes", self.minutes, (int, float))):
+            for key, value in mapping.items():
+                if key not in known:
+                    raise ConfigError(f"{section}.{key}: not a stage of the demo's presets"
+                                      + did_you_mean(str(key), sorted(known)))
+                if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
+                    kind = "an integer >= 1" if section == "steps" else "a number of minutes > 0"
+                    raise ConfigError(f"{section}.{key}: must be {kind}, got {value!r}")
 
     @classmethod
     def prepare(cls, data: dict[str, Any], where: str) -> dict[str, Any]:
         """``--set steps.vagan.gan=N`` nests ``{"vagan": {"gan": N}}``: flattened to ``"vagan.gan"``;
         ``evaluation.methods`` defaults to LDCT and BM3D."""
-        steps = data.get("steps")
-        if isinstance(steps, dict):
-            flat: dict[str, Any] = {}
-            for key, value in steps.items():
-                if isinstance(value, dict):
-                    flat.update({f"{key}.{stage}": n for stage, n in value.items()})
-                else:
-                    flat[key] = value
-            data["steps"] = flat
+        for section in ("steps", "minutes"):
+            mapping = data.get(section)
+            if isinstance(mapping, dict):
+                flat: dict[str, Any] = {}
+                for key, value in mapping.items():
+                    if isinstance(value, dict):
+                        flat.update({f"{key}.{stage}": n for stage, n in value.items()})
+                    else:
+                        flat[key] = value
+                data[section] = flat
         if isinstance(data.get("evaluation"), dict):
             data["evaluation"] = {"methods": REFERENCE_METHODS, **data["evaluation"]}
         return data
+
+
+    @staticmethod
+    def stage_value(mapping: dict[str, Any], preset: str, stage: str, default: Any) -> Any:
+        """``mapping``'s value for one preset's stage: ``"preset.stage"`` first, then ``"stage"``."""
+        return mapping.get(f"{preset}.{stage}", mapping.get(stage, default))
 
 
 def load_demo_config(path: Path | None = None, overrides: list[str] | None = None) -> DemoConfig:
@@ -142,6 +156,29 @@ def simulation_check(data_root: Path, out_dir: Path, dose: float):
     return [section], [table], figures
 
 
+def training_budget_table(runs_dir: Path, configs: dict[str, ExperimentConfig]):
+    """Per preset and stage: the steps trained against the step cap and the minutes cap, so the report
+    says how far a slower CPU got in the demo's time."""
+    from vagan.evaluation.report import ReportTable
+    from vagan.training.checkpoint import read_meta
+    from vagan.training.run_folder import final_dir
+
+    rows = []
+    for preset, cfg in configs.items():
+        for stage in cfg.stages:
+            trained = int(read_meta(final_dir(runs_dir / preset, stage.name))["progress"]["step"])
+            ended = "step cap" if stage.max_steps is not None and trained >= stage.max_steps else "time cap"
+            rows.append([preset, stage.name, str(trained), str(stage.max_steps),
+                         f"{stage.max_minutes:g}" if stage.max_minutes else "–", ended])
+    return ReportTable(
+        title="Demo training: steps per stage",
+        columns=["preset", "stage", "steps trained", "step cap", "minutes cap", "ended by"],
+        rows=rows,
+        caption=("Each stage stops at its step cap or its minutes, whichever comes first, so a CPU without native "
+                 "bf16 trains fewer steps in the same time. Networks stopped far below their step cap are "
+                 "undertrained: compare the methods on a real training budget (vagan train, vagan study)."))
+
+
 def run_demo(out: Path, config: DemoConfig, overwrite: bool = False, device: str = "auto",
              inputs: Sequence[Path] = ()) -> Path:
     """Run the whole demo into ``out``; return the report's Markdown path.
@@ -169,16 +206,21 @@ def run_demo(out: Path, config: DemoConfig, overwrite: bool = False, device: str
 
     perceptual = _perceptual()
     runs = {}
+    runs_configs: dict[str, ExperimentConfig] = {}
     for i, preset in enumerate(config.presets, start=1):
         cfg = load_config(preset, list(config.train_overrides))
         values: dict[str, Any] = {"data.root": str(data_root), "data.split": config.split,
                                   "train.device": str(torch_device), "train.perceptual": perceptual}
-        values.update({f"stages.{j}.max_steps": config.steps.get(f"{preset}.{s.name}", config.steps.get(s.name, 100))
-                       for j, s in enumerate(cfg.stages)})
+        for j, stage in enumerate(cfg.stages):
+            values[f"stages.{j}.max_steps"] = config.stage_value(config.steps, preset, stage.name, 100)
+            values[f"stages.{j}.max_minutes"] = config.stage_value(config.minutes, preset, stage.name, None)
         cfg = with_values(cfg, values)
-        log.info("2/4 training %s (%d/%d): %s", preset, i, len(config.presets),
-                 ", ".join(f"{s.name} {s.max_steps} steps" for s in cfg.stages))
+        log.info("2/4 training %s (%d/%d): %s", preset, i, len(config.presets), ", ".join(
+            f"{s.name} {s.max_steps} steps" + (f" or {s.max_minutes:g} min" if s.max_minutes else "")
+            for s in cfg.stages))
         runs[preset] = train(cfg, out / "runs" / preset)
+        runs_configs[preset] = cfg
+    extra_tables.append(training_budget_table(out / "runs", runs_configs))
     log.info("3/4 + 4/4 BM3D, evaluation and report")
     runs_specs = [MethodSpec(preset, str(out / "runs" / preset)) for preset in config.presets]
     methods = (*config.evaluation.methods, *runs_specs)

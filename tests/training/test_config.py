@@ -129,6 +129,11 @@ def test_demo_steps_name_stages_of_its_presets():
         load_demo_config(None, ["steps.nosuch=2"])
     with pytest.raises(ConfigError, match=r"steps.psnr: must be an integer >= 1"):
         load_demo_config(None, ["steps.psnr=0"])
+    assert load_demo_config(None, ["minutes.vagan.gan=0.25"]).minutes["vagan.gan"] == 0.25
+    with pytest.raises(ConfigError, match=r"minutes.psnr: must be a number of minutes > 0"):
+        load_demo_config(None, ["minutes.psnr=-1"])
+    with pytest.raises(ConfigError, match=r"minutes.gna: not a stage"):
+        load_demo_config(None, ["minutes.gna=1"])
 
 
 def test_typed_values_are_never_parsed_as_yaml():

@@ -94,7 +94,9 @@ def method_sections(cfg: EvaluationConfig, methods: Sequence[Method], test: Eval
     for m in methods:
         if m.model is not None:
             c = m.model.config
-            described.append(f"- {m.name}: preset {c.preset}, stage {m.model.stage}, generator {c.model.generator} "
+            n = m.model.steps
+            steps = f" ({n} step{'' if n == 1 else 's'})" if n is not None else ""
+            described.append(f"- {m.name}: preset {c.preset}, stage {m.model.stage}{steps}, generator {c.model.generator} "
                              f"({c.model.generator_features} features), checkpoint {m.model.checkpoint}; "
                              f"HU range [{c.data.hu_min:g}, {c.data.hu_max:g}], attention target mode "
                              f"{c.data.attention_mode}; inference in {m.precision.describe() if m.precision else 'fp32'}.")

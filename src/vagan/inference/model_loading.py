@@ -25,6 +25,7 @@ class TrainedModel:
     checkpoint: Path
     stage: str
     notice: str = ""  # e.g. a shipped model's "trained on simulated data; not for diagnostic use"
+    steps: int | None = None  # optimiser steps its stage took (None: not recorded)
 
     @property
     def name(self) -> str:
@@ -66,5 +67,8 @@ def load_trained_model(path: Path, device: torch.device | str = "cpu") -> Traine
     generator = build_generator(config.model)
     load_module_state(generator, ckpt, "generator")
     generator.to(device).eval()
+    progress = ckpt.meta.get("progress")
+    steps = progress.get("step") if isinstance(progress, dict) else None
     return TrainedModel(generator=generator, config=config, checkpoint=ckpt_path, stage=str(ckpt.meta.get("stage")),
-                        notice=str(ckpt.meta.get("notice", "")))
+                        notice=str(ckpt.meta.get("notice", "")),
+                        steps=steps if isinstance(steps, int) and not isinstance(steps, bool) else None)
