@@ -1,8 +1,15 @@
 """Training patches and evaluation slices from paired LDCT/NDCT slices.
 
-Patch positions (slice, row, column, augmentation) are all drawn once at construction from a
-seed, so a dataset is a fixed list: the same seed gives the same patches on every machine and
+Patch positions (slice, row, column, augmentation, pixel size) are all drawn once at construction
+from a seed, so a dataset is a fixed list: the same seed gives the same patches on every machine and
 an interrupted run resumes on exactly the same data.
+
+Augmentations keep HU intact: the 8 flips and 90-degree rotations, and (``resample_mm``) resampling
+each patch to a pixel size drawn log-uniformly from a range, as if the scanner had reconstructed a
+smaller or larger field of view. Resampling is bilinear with an anti-aliasing filter when it shrinks,
+a convex combination of pixels: a uniform region keeps its HU, and the noise keeps its power spectrum
+in physical units (line pairs per mm) up to the new Nyquist frequency, as a reconstruction at that
+pixel size would have it (docs/design.md, "Training across scanners").
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from vagan.data.attention_target import AttentionMode, attention_target
@@ -71,9 +79,18 @@ class PatchPairDataset(Dataset):
         attention_mode: AttentionMode = "signed",
         hu_range: HURange = NETWORK_RANGE,
         doses: Sequence[float] | None = None,
+        resample_mm: tuple[float, float] | None = None,
     ) -> None:
         if not pairs:
             raise ValueError("no slice pairs to draw patches from")
+        if resample_mm is not None:
+            lo, hi = resample_mm
+            if not 0 < lo <= hi:
+                raise ValueError(f"resample_mm must be (smallest, largest) pixel size in mm, got {resample_mm}")
+            unknown = [f"{p.patient}#{p.index}" for p in pairs if not p.pixel_mm]
+            if unknown:
+                raise ValueError(f"resampling to {lo:g}-{hi:g} mm pixels needs each slice's pixel size; unknown for "
+                                 f"{unknown[:3]}")
         if doses is not None:
             missing = [f"{p.patient}#{p.index}" for p in pairs if p.noise is None]
             if missing or not doses or not all(0 < d <= 1 for d in doses):
@@ -81,11 +98,13 @@ class PatchPairDataset(Dataset):
                                  f"training slice; without one: {missing[:3]}")
         if patches_per_slice < 1:
             raise ValueError(f"patches_per_slice must be >= 1, got {patches_per_slice}")
-        for pair in pairs:
-            if min(pair.ldct.shape) < patch_size:
-                raise ValueError(f"slice {pair.patient}#{pair.index} of shape {pair.ldct.shape} is smaller than patch {patch_size}")
         self.pairs = list(pairs)
         self.patch_size = patch_size
+        self.resample_mm = resample_mm
+        for pair in pairs:
+            if min(pair.ldct.shape) < self._window_side(pair, resample_mm[1] if resample_mm else None):
+                raise ValueError(f"slice {pair.patient}#{pair.index} of shape {pair.ldct.shape} is smaller than patch "
+                                 f"{patch_size}" + (f" at {resample_mm[1]:g} mm pixels" if resample_mm else ""))
         self.attention_mode = attention_mode
         self.hu_range = hu_range
         self._ldct = [_to_unit(p.ldct, hu_range) for p in self.pairs]
@@ -94,19 +113,35 @@ class PatchPairDataset(Dataset):
         self.doses = tuple(float(d) for d in doses) if doses is not None else None
         self.seed = seed
 
+    def _window_side(self, pair: SlicePair, pixel_mm: float | None) -> int:
+        """Source pixels a side of a patch covers at ``pixel_mm`` (None: the slice's own)."""
+        if pixel_mm is None or not pair.pixel_mm:
+            return self.patch_size
+        return max(4, int(round(self.patch_size * pixel_mm / pair.pixel_mm)))
+
     def _draw_positions(self, per_slice: int, seed: int, with_augment: bool) -> np.ndarray:
+        """Rows ``(slice, top, left, augmentation, window side)``: the window of source pixels that
+        becomes the patch (its side differs from ``patch_size`` where the patch is resampled)."""
         rng = np.random.default_rng(seed)
-        half = self.patch_size // 2
         rows = []
         for s, pair in enumerate(self.pairs):
             h, w = pair.ndct.shape
-            inner = pair.ndct[half : h - self.patch_size + half + 1, half : w - self.patch_size + half + 1]
+            if self.resample_mm is None:
+                sides = np.full(per_slice, self.patch_size)
+            else:
+                lo, hi = np.log(self.resample_mm)
+                sides = np.array([self._window_side(pair, float(np.exp(v))) for v in rng.uniform(lo, hi, per_slice)])
+            biggest = int(sides.max())
+            half = biggest // 2
+            inner = pair.ndct[half : h - biggest + half + 1, half : w - biggest + half + 1]
             ys, xs = np.nonzero(inner > BODY_THRESHOLD_HU)
             if ys.size == 0:  # no body (e.g. an air slice): draw anywhere
                 ys, xs = np.indices(inner.shape).reshape(2, -1)
             pick = rng.integers(0, ys.size, size=per_slice)
             codes = rng.integers(0, N_AUGMENTATIONS, size=per_slice) if with_augment else np.zeros(per_slice, int)
-            rows.append(np.stack([np.full(per_slice, s), ys[pick], xs[pick], codes], axis=1))
+            # the centre is a body pixel; each window sits on it (it fits: the biggest window does)
+            tops, lefts = ys[pick] + half - sides // 2, xs[pick] + half - sides // 2
+            rows.append(np.stack([np.full(per_slice, s), tops, lefts, codes, sides], axis=1))
         return np.concatenate(rows).astype(np.int64)
 
     def __len__(self) -> int:
@@ -114,14 +149,20 @@ class PatchPairDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         epoch, index = divmod(int(index), len(self.positions))
-        s, top, left, code = (int(v) for v in self.positions[index])
-        window = (slice(top, top + self.patch_size), slice(left, left + self.patch_size))
-        if self.doses is None:
-            ldct = augment(self._ldct[s][window][None], code)
-        else:
-            ldct = augment(self._fresh_ldct(s, window, epoch, index)[None], code)
-        ndct = augment(self._ndct[s][window][None], code)
+        s, top, left, code, side = (int(v) for v in self.positions[index])
+        window = (slice(top, top + side), slice(left, left + side))
+        ldct = self._ldct[s][window] if self.doses is None else self._fresh_ldct(s, window, epoch, index)
+        ldct = augment(self._resampled(ldct[None]), code)
+        ndct = augment(self._resampled(self._ndct[s][window][None]), code)
         return {"ldct": ldct, "ndct": ndct, "attention": attention_target(ldct, ndct, self.attention_mode)}
+
+    def _resampled(self, window: torch.Tensor) -> torch.Tensor:
+        """A ``(1, side, side)`` window as a ``(1, P, P)`` patch: bilinear, anti-aliased when it shrinks."""
+        if window.shape[-1] == self.patch_size:
+            return window
+        size = (self.patch_size, self.patch_size)
+        return F.interpolate(window[None], size=size, mode="bilinear", align_corners=False,
+                             antialias=window.shape[-1] > self.patch_size)[0]
 
 
     def _fresh_ldct(self, s: int, window: tuple[slice, slice], epoch: int, index: int) -> torch.Tensor:

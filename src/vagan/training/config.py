@@ -60,6 +60,10 @@ class DataConfig(Section):
     # fresh noise every epoch at these dose fractions, mixed from each training series' noise pool
     # (vagan.data.noise_pool; `vagan simulate --from ... --set noise_pool=true`); None: the stored LDCT
     train_doses: tuple[float, ...] | None = bounded(None, gt=0, le=1)
+    # augmentation: each patch resampled to a pixel size drawn log-uniformly from [smallest, largest]
+    # mm (e.g. [0.6, 1.1], clinical abdominal series), for scanners and fields of view the data lack;
+    # None: the data's own pixel size
+    resample_mm: tuple[float, float] | None = bounded(None, gt=0, le=5)
 
     @property
     def hu_range(self) -> HURange:
@@ -71,6 +75,8 @@ class DataConfig(Section):
             raise ConfigError(f"patch_size: must be a multiple of 4, got {self.patch_size}")
         if self.hu_max <= self.hu_min:
             raise ConfigError(f"hu_max: must exceed hu_min ({self.hu_min:g}), got {self.hu_max:g}")
+        if self.resample_mm is not None and self.resample_mm[0] > self.resample_mm[1]:
+            raise ConfigError(f"resample_mm: expected [smallest, largest] pixel size in mm, got {list(self.resample_mm)}")
         if self.train_doses is not None and not self.train_doses:
             raise ConfigError("train_doses: give at least one dose fraction, e.g. [0.1, 0.25, 0.5], or null for the "
                               "stored LDCT")

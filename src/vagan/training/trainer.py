@@ -71,6 +71,11 @@ class TrainData:
 
     train: Dataset
     val: list[SlicePair] = field(default_factory=list)
+    pixel_mm: tuple[float, float] | None = None  # smallest and largest pixel size the patches have (None: unknown)
+
+    def describe(self) -> dict[str, object]:
+        """What a checkpoint records of its training data, for the range check of ``vagan denoise``."""
+        return {"pixel_mm": list(self.pixel_mm) if self.pixel_mm else None}
 
 
 @dataclass
@@ -94,16 +99,22 @@ def load_data(cfg: ExperimentConfig) -> TrainData:
     smallest = min(min(p.ldct.shape) for p in train_pairs)
     if d.patch_size > smallest:
         raise ConfigError(f"data.patch_size {d.patch_size} is larger than the smallest training slice ({smallest} px)")
-    patches = PatchPairDataset(train_pairs, d.patch_size, d.patches_per_slice, seed=cfg.train.seed,
-                               augment=d.augment, attention_mode=d.attention_mode, hu_range=hu_range,
-                               doses=d.train_doses)
+    try:
+        patches = PatchPairDataset(train_pairs, d.patch_size, d.patches_per_slice, seed=cfg.train.seed,
+                                   augment=d.augment, attention_mode=d.attention_mode, hu_range=hu_range,
+                                   doses=d.train_doses, resample_mm=d.resample_mm)
+    except ValueError as err:
+        raise ConfigError(f"data: {err}") from None
+    sizes = [p.pixel_mm for p in train_pairs]
+    pixel_mm = (d.resample_mm if d.resample_mm is not None
+                else (min(sizes), max(sizes)) if all(sizes) else None)  # type: ignore[type-var]
     val_pairs: list[SlicePair] = []
     if d.val_slices > 0:
         if patient_split(root, d.split, d.split_seed, d.thickness).get("val"):
             val_pairs = load_split(root, d.split, d.split_seed, "val", d.thickness, d.val_slices)
         else:
             log.warning("data.split has no validation patients: training runs without validation")
-    return TrainData(train=patches, val=val_pairs)
+    return TrainData(train=patches, val=val_pairs, pixel_mm=pixel_mm)
 
 
 class _EpochBatches:
@@ -197,7 +208,7 @@ class _Stage:
         meta = {"preset": self.cfg.preset, "stage": self.stage.name, "config": self.cfg.to_dict(),
                 "precision": self.precision.name,
                 "progress": {"epoch": p.epoch, "batch": p.batch, "step": p.step}, "complete": name == FINAL,
-                "metrics": metrics or {}}
+                "metrics": metrics or {}, "training_data": self.data.describe()}
         state = {"opt_g": self.opt_g.state_dict(), "rng": self.rng.get_state()}
         if self.scaler.is_enabled():
             state["scaler"] = self.scaler.state_dict()
