@@ -238,3 +238,42 @@ def test_denoise_refuses_to_write_inside_a_vagan_dataset(tmp_path):
         assert result.exit_code == 2 and len(lines) == 1 and "inside the vagan paired LDCT/NDCT dataset" in lines[0]
     assert sorted((p.name, p.read_bytes()) for p in series.iterdir()) == before
     assert not (data / "PH001" / "denoised").exists()
+
+
+def test_a_pixel_size_far_outside_the_training_range_warns_once(ct_small, tmp_path, caplog):
+    """The run records its patches' pixel sizes; CT_small (0.66 mm) through a model trained on 1.5-2 mm
+    warns once, naming both; through one trained on 0.6-0.8 mm it does not."""
+    from dataclasses import replace
+
+    from vagan.training.checkpoint import read_meta
+
+    coarse, fine = tmp_path / "coarse", tmp_path / "fine"
+    train(tiny_config("g_psnr", "stages.*.max_steps=1"), coarse, data=replace(tiny_data(), pixel_mm=(1.5, 2.0)))
+    train(tiny_config("g_psnr", "stages.*.max_steps=1"), fine, data=replace(tiny_data(), pixel_mm=(0.6, 0.8)))
+    assert read_meta(coarse / "checkpoints/psnr/final")["training_data"] == {"pixel_mm": [1.5, 2.0]}
+    for run, expected in ((coarse, 1), (fine, 0)):
+        caplog.clear()
+        job = DenoiseJob.checked(ct_small, tmp_path / f"out-{run.name}")
+        denoise_path(NetworkDenoiser(load_trained_model(run)), job, progress=False)
+        warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "trained on" in r.getMessage()]
+        assert len(warned) == expected, warned
+        if warned:
+            assert "0.66 mm pixels" in warned[0] and "1.50-2.00 mm" in warned[0]
+
+
+def test_training_records_the_pixel_sizes_its_patches_have(tmp_path):
+    """load_data: the data's own pixel sizes, or the resampling range when data.resample_mm is set."""
+    from support import write_tiny_dataset
+
+    from vagan.training.trainer import load_data
+
+    root = write_tiny_dataset(tmp_path / "data", size=96)
+    split = "data.split={train: [T000, T001], val: [T002], test: []}"
+    own = load_data(tiny_config("g_psnr", f"data.root={root}", split))
+    assert own.pixel_mm == pytest.approx((0.7, 0.7), abs=1e-6)
+    wider = load_data(tiny_config("g_psnr", f"data.root={root}", split, "data.resample_mm=[0.6, 1.1]"))
+    assert wider.pixel_mm == (0.6, 1.1)
+    from vagan.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="smaller than patch"):
+        load_data(tiny_config("g_psnr", f"data.root={root}", split, "data.resample_mm=[0.6, 3.0]"))

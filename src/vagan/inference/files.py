@@ -102,11 +102,36 @@ def _is_2d_npy(path: Path) -> bool:
     return Path(path).is_file() and detect_kind(path) == "npy" and len(npy_header(path)[0]) == 2
 
 
+PIXEL_RANGE_SLACK = 1.25
+"""How far beyond its training pixel sizes a model is used before :func:`warn_outside_training_range` speaks."""
+
+
+def warn_outside_training_range(model: object, pixel_mm: float, source: Path) -> bool:
+    """Warn (once per input) when ``pixel_mm`` lies well outside the pixel sizes ``model`` trained on.
+
+    A network learns noise grain and anatomy at its training pixel size: on much finer pixels the noise
+    looks coarser than any it saw and is left in, on much coarser ones fine detail looks like noise.
+    Returns whether it warned; models that recorded no range (shipped phantom models, older runs) pass.
+    """
+    trained = getattr(model, "pixel_mm", None)
+    if trained is None or not pixel_mm > 0:
+        return False
+    lo, hi = trained
+    if lo / PIXEL_RANGE_SLACK <= pixel_mm <= hi * PIXEL_RANGE_SLACK:
+        return False
+    log.warning("%s: its %.2f mm pixels lie outside the %.2f-%.2f mm pixels %s was trained on; the result may keep "
+                "noise or lose fine detail. Check it, or train with data.resample_mm covering %.2f mm", source,
+                pixel_mm, lo, hi, getattr(model, "name", "the model"), pixel_mm)
+    return True
+
+
 def denoise_path(denoiser: Denoiser, job: DenoiseJob, progress: bool = True) -> DenoiseReport:
     """Read ``job.input_path``, denoise every slice with ``denoiser``, write ``job.output_path`` of the same kind."""
     if job.attention_dir is not None and not denoiser.has_attention:
         raise ConfigError(f"--attention-out: {denoiser.name} has no attention block, so there are no maps to write")
     volume: CTVolume = read_volume(job.input_path)  # validated by its reader
+    if detect_kind(job.input_path) != "npy":  # a .npy carries no pixel size
+        warn_outside_training_range(getattr(denoiser, "model", None), volume.pixel_spacing_mm[0], job.input_path)
     with tqdm(total=volume.hu.shape[0], desc=f"denoise {denoiser.name}", unit="slice", disable=not progress,
               dynamic_ncols=True) as bar:
         try:

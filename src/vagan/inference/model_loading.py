@@ -26,6 +26,7 @@ class TrainedModel:
     stage: str
     notice: str = ""  # e.g. a shipped model's "trained on simulated data; not for diagnostic use"
     steps: int | None = None  # optimiser steps its stage took (None: not recorded)
+    pixel_mm: tuple[float, float] | None = None  # pixel sizes of its training patches (None: not recorded)
 
     @property
     def name(self) -> str:
@@ -71,4 +72,15 @@ def load_trained_model(path: Path, device: torch.device | str = "cpu") -> Traine
     steps = progress.get("step") if isinstance(progress, dict) else None
     return TrainedModel(generator=generator, config=config, checkpoint=ckpt_path, stage=str(ckpt.meta.get("stage")),
                         notice=str(ckpt.meta.get("notice", "")),
-                        steps=steps if isinstance(steps, int) and not isinstance(steps, bool) else None)
+                        steps=steps if isinstance(steps, int) and not isinstance(steps, bool) else None,
+                        pixel_mm=_pixel_range(ckpt.meta))
+
+
+def _pixel_range(meta: dict) -> tuple[float, float] | None:
+    """The ``training_data.pixel_mm`` a checkpoint recorded, if it is a sane ``[lo, hi]``."""
+    data = meta.get("training_data")
+    value = data.get("pixel_mm") if isinstance(data, dict) else None
+    if (isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                            for v in value) and 0 < value[0] <= value[1] < 100):
+        return float(value[0]), float(value[1])
+    return None
