@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from support import tiny_config, write_tiny_dataset
 
 from vagan.errors import ConfigError
@@ -88,3 +89,42 @@ def test_unknown_dose_too_few_realisations_and_bad_rois_are_refused_before_any_w
     with pytest.raises(ConfigError, match=r"quality.rois\[0\]: \(0, 0\) .* leaves the body's soft tissue"):
         evaluate(_config(root, ["ldct"], phantom=False, pixel_mm=1.4, rois=[[0, 0]]), out, progress=False)
     assert not out.exists()
+
+
+def test_do_no_harm_on_full_dose_scans_tells_identity_from_offset_and_blur(tmp_path):
+    """quality.full_dose_input: an identity leaves the full-dose scans as they are (TTF ratio 1, shift 0,
+    meets the bounds); +5 HU is caught as a shift; a strong blur as lost TTF and removed noise."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from scipy import ndimage
+
+    from vagan.evaluation.eval_config import MethodSpec
+    from vagan.evaluation.inputs import Method
+    from vagan.evaluation.quality_run import run_phantom
+    from vagan.evaluation.report_quality import full_dose_table, quality_record
+    from vagan.quality.setup import quality_setup
+
+    root = _dataset(tmp_path / "data")
+    cfg = _config(root, ["ldct"], full_dose_input=True).quality
+    setup = quality_setup(cfg, root, 256)
+
+    def method(name, fn):
+        return Method(name, MethodSpec(name, "bm3d:1"), denoiser=lambda hu: SimpleNamespace(hu=fn(hu)))
+
+    methods = [method("identity", lambda hu: hu.copy()), method("offset", lambda hu: hu + 5.0),
+               method("blur", lambda hu: ndimage.gaussian_filter(hu, (0, 2.5, 2.5)))]
+    outcome = run_phantom(cfg, setup, methods, torch.device("cpu"), progress=False)
+    effects = outcome.on_full_dose
+    assert set(effects) == {"identity", "offset", "blur"}
+    assert all(abs(i.estimate) < 1e-6 for i in effects["identity"].shift_hu.values())
+    assert all(i.estimate == pytest.approx(5.0, abs=1e-3) for i in effects["offset"].shift_hu.values())
+    full_noise = outcome.results[FULL_DOSE].noise_std_hu
+    assert effects["identity"].quality.noise_std_hu == pytest.approx(full_noise, rel=1e-4)
+    assert effects["blur"].quality.noise_std_hu < 0.5 * full_noise
+    rows = {row[0]: row for row in full_dose_table(outcome).rows}
+    assert rows["identity"][-1] == "yes" and rows["identity"][3] == "1.00"
+    assert rows["offset"][-1] == "no" and rows["blur"][-1] == "no"
+    assert float(rows["blur"][3]) < 0.9
+    record = quality_record(outcome)["on_full_dose"]
+    assert record["offset"]["shift_hu"]["muscle"]["estimate"] == pytest.approx(5.0, abs=1e-3)

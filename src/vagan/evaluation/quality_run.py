@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -17,12 +17,14 @@ from vagan.evaluation.inputs import EvaluationData, Method
 from vagan.quality.assessment import (
     MethodQuality,
     assess,
+    ct_number_shift,
     simulate_quality_images,
 )
 from vagan.quality.config import QualityConfig
 from vagan.quality.nps import NoisePowerSpectrum, noise_power_spectrum
 from vagan.quality.setup import QualitySetup, quality_setup
 from vagan.quality.uniform import check_user_rois, find_uniform_rois, roi_side
+from vagan.study.stats import Interval
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +55,21 @@ class QualityPlan:
 
 
 @dataclass(frozen=True)
+class FullDoseEffect:
+    """A method run on the full-dose scans (no noise added): what it does to a scan it should leave alone."""
+
+    quality: MethodQuality
+    shift_hu: dict[str, Interval]  # tissue -> mean of output - input inside the insert
+
+
+@dataclass(frozen=True)
 class QualityOutcome:
     """Each method's measurements on the phantom (the full-dose reference first)."""
 
     setup: QualitySetup
     config: QualityConfig
     results: dict[str, MethodQuality]
+    on_full_dose: dict[str, FullDoseEffect] = field(default_factory=dict)  # quality.full_dose_input
 
 
 def _pixel_group(cfg: QualityConfig, test: EvaluationData) -> tuple[float, list[int]]:
@@ -132,7 +143,8 @@ def run_phantom(cfg: QualityConfig, setup: QualitySetup, methods: list[Method], 
     k = cfg.realisations
     log.info("quality phantom: %d realisations per class, %s", k, setup.realisations_note)
     denoisers = [m for m in methods if m.spec.kind not in ("ldct", "ndct")]  # ndct: the full-dose row itself
-    with tqdm(total=2 * k * (2 + len(denoisers)), desc="quality phantom", unit="scan", disable=not progress,
+    runs = 2 if cfg.full_dose_input else 1
+    with tqdm(total=2 * k * (2 + runs * len(denoisers)), desc="quality phantom", unit="scan", disable=not progress,
               dynamic_ncols=True) as bar:
         bar.set_postfix_str("simulating")
         low = simulate_quality_images(phantom, setup.simulation, setup.dose, k, cfg.seed, device, progress=bar.update)
@@ -144,4 +156,10 @@ def run_phantom(cfg: QualityConfig, setup: QualitySetup, methods: list[Method], 
             bar.set_postfix_str(method.name)
             outputs = low if method.spec.kind == "ldct" else low.map(lambda batch, m=method: _run(m, batch, bar))
             results[method.name] = assess(outputs, phantom, channels=cfg.channels, seed=cfg.seed)
-    return QualityOutcome(setup, cfg, results)
+        on_full: dict[str, FullDoseEffect] = {}
+        for method in denoisers if cfg.full_dose_input else []:
+            bar.set_postfix_str(f"{method.name} on full dose")
+            outputs = full.map(lambda batch, m=method: _run(m, batch, bar))
+            on_full[method.name] = FullDoseEffect(assess(outputs, phantom, channels=cfg.channels, seed=cfg.seed),
+                                                  ct_number_shift(outputs, full, phantom, seed=cfg.seed))
+    return QualityOutcome(setup, cfg, results, on_full)

@@ -76,7 +76,49 @@ def quality_tables(outcome: QualityOutcome) -> list[ReportTable]:
             caption=caption,
         ))
     tables.append(dose_table(outcome))
+    if outcome.on_full_dose:
+        tables.append(full_dose_table(outcome))
     return tables
+
+
+SOFT_TISSUE_HU = 300.0  # tissue inserts below this |HU| count as soft tissue
+HARM_TTF_RATIO = 0.9  # a method should keep at least this fraction of a full-dose scan's TTF f50 ...
+HARM_SHIFT_HU = 2.0  # ... and move no soft-tissue CT number by more than this (docs/model-card.md)
+
+
+def _f50(ttf: TaskTransferFunction | None, nyquist: float) -> float:
+    """TTF f50 with 'above Nyquist' read as Nyquist and an erased edge as 0."""
+    if ttf is None:
+        return 0.0
+    return nyquist if math.isnan(ttf.f50) else ttf.f50
+
+
+def full_dose_table(outcome: QualityOutcome) -> ReportTable:
+    """Do no harm: each method on full-dose scans, against the scans themselves."""
+    phantom = outcome.setup.phantom
+    nyquist = 0.5 / phantom.pixel_mm
+    reference = outcome.results[FULL_DOSE]
+    rods = [r.name for r in phantom.of_kind("rod")]
+    soft = [t.name for t in phantom.of_kind("tissue") if abs(t.hu) < SOFT_TISSUE_HU]
+    rows = []
+    for name, effect in outcome.on_full_dose.items():
+        ratios = [_f50(effect.quality.ttf[r], nyquist) / _f50(reference.ttf[r], nyquist) for r in rods]
+        worst = max(soft, key=lambda t: abs(effect.shift_hu[t].estimate))
+        meets = min(ratios) >= HARM_TTF_RATIO and abs(effect.shift_hu[worst].estimate) <= HARM_SHIFT_HU
+        rows.append([name, _num(effect.quality.noise_std_hu, 1),
+                     _num(100 * (1 - effect.quality.noise_std_hu / reference.noise_std_hu), 0),
+                     *[_num(r, 2) for r in ratios], f"{worst} {effect.shift_hu[worst].format(1)}",
+                     "yes" if meets else "no"])
+    return ReportTable(
+        "Do no harm: every method on the full-dose scans",
+        ["method", f"noise std [HU] (input {reference.noise_std_hu:.1f})", "noise removed [%]",
+         *[f"TTF f50 / input's, {r}" for r in rods], "largest soft-tissue shift [HU]",
+         f"TTF kept >= {HARM_TTF_RATIO:.0%} and shift <= {HARM_SHIFT_HU:g} HU"],
+        rows,
+        caption=(f"The same {outcome.config.realisations} + {outcome.config.realisations} full-dose scans as the NDCT "
+                 "row, each denoised: a method should remove at most the scan's own noise, keep its resolution and "
+                 "leave its CT numbers. TTF f50 above Nyquist counts as Nyquist; the shift is the mean of output - "
+                 "input inside each soft-tissue insert (paired per scan, 95% interval)."))
 
 
 def _seen_at_full_dose(full: MethodQuality) -> list[str]:
@@ -309,4 +351,6 @@ def quality_record(outcome: QualityOutcome) -> dict[str, Any]:
         "realisations": outcome.config.realisations, "channels": outcome.config.channels,
         "statements": dose_statements(outcome),
         "methods": {name: _method_record(q) for name, q in outcome.results.items()},
+        "on_full_dose": {name: {**_method_record(e.quality), "shift_hu": {t: _interval(i) for t, i in e.shift_hu.items()}}
+                         for name, e in outcome.on_full_dose.items()},
     }

@@ -36,6 +36,9 @@ class QualityConfig(Section):
     pixel_mm: float | None = bounded(None, gt=0, le=5)  # None: the test data's (manifest, else DICOM)
     size: int | None = bounded(None, ge=128, le=2048)  # None: the test slices' side
     seed: int = 0
+    # do no harm: also run every method on the full-dose scans and report the noise it removes there,
+    # the TTF it keeps and the CT numbers it moves (costs 2 x realisations more slices per method)
+    full_dose_input: bool = False
 
     def check(self) -> None:
         for key in ("lesion_diameters_mm", "lesion_contrasts_hu", "rod_contrasts_hu"):
