@@ -11,6 +11,16 @@ from vagan.training.checkpoint import (
 )
 
 
+def _restamp(path):
+    """Record the files' current SHA-256 in meta.json: a crafted checkpoint whose meta matches its
+    damaged files, so the checks behind the checksum are reached."""
+    from vagan.io.checksum import file_sha256
+
+    meta = json.loads((path / "meta.json").read_text())
+    meta["checksums"] = {name: file_sha256(path / name) for name in meta["checksums"]}
+    (path / "meta.json").write_text(json.dumps(meta))
+
+
 def _net(width=4):
     return torch.nn.Sequential(torch.nn.Conv2d(1, width, 3), torch.nn.ReLU(), torch.nn.Conv2d(width, 1, 3))
 
@@ -51,6 +61,7 @@ def test_wrong_preset_version_and_corruption_are_clear_errors(tmp_path):
     (path / "meta.json").write_text(json.dumps(meta))
     data = (path / "model.safetensors").read_bytes()
     (path / "model.safetensors").write_bytes(data[: len(data) // 2])
+    _restamp(path)
     with pytest.raises(CheckpointError, match="corrupt or truncated"):
         load_checkpoint(path)
     with pytest.raises(CheckpointError, match="not found"):
@@ -71,6 +82,7 @@ def test_state_file_with_code_is_refused(tmp_path):
             return (print, ("executed",))
 
     torch.save({"opt_g": Evil()}, path / "state.pt")
+    _restamp(path)
     with pytest.raises(CheckpointError, match="holds more than tensors"):
         load_checkpoint(path, with_state=True)
 
@@ -95,5 +107,25 @@ def test_nan_weights_are_refused_at_load_naming_the_file(tmp_path):
     weights[first] = weights[first].clone()
     weights[first].view(-1)[0] = float("nan")
     save_file(weights, str(path / "model.safetensors"))
+    _restamp(path)
     with pytest.raises(CheckpointError, match=r"model\.safetensors.*NaN or infinite.*" + first.replace(".", r"\.")):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "state.pt"])
+def test_a_flipped_byte_in_a_saved_file_is_refused_at_load(tmp_path, name):
+    """Issue 23 item 7: a flipped byte in a run's tensor data loaded silently (up to 4,096 HU off);
+    meta.json now records each file's SHA-256 and load checks it. A checkpoint that records none
+    (written before the checksums) still loads."""
+    path = save_checkpoint(tmp_path / "ck", {"generator": _net()}, {"preset": "g_psnr"}, {"opt_g": {}})
+    meta = json.loads((path / "meta.json").read_text())
+    assert set(meta["checksums"]) == {"model.safetensors", "state.pt"}
+    load_checkpoint(path, with_state=True)
+    data = bytearray((path / name).read_bytes())
+    data[-7] ^= 0x10  # inside the tensor data, not the header
+    (path / name).write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=f"{name} does not match the SHA-256"):
+        load_checkpoint(path, with_state=True)
+    del meta["checksums"]
+    (path / "meta.json").write_text(json.dumps(meta))
+    load_checkpoint(path, with_state=name == "model.safetensors")  # an older checkpoint: no sums to check

@@ -9,8 +9,6 @@ A file that fails its checksum is an error: nothing is ever downloaded or silent
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, field
@@ -24,6 +22,7 @@ from safetensors.torch import save_file
 
 from vagan.errors import CheckpointError, ConfigError, OutputExistsError
 from vagan.io.atomic import atomic_file, staged_dir, with_default_mode
+from vagan.io.checksum import file_sha256
 from vagan.training.checkpoint import META_FILE, WEIGHTS_FILE, read_meta
 
 log = logging.getLogger(__name__)
@@ -68,29 +67,13 @@ def shipped_models(root: Path | None = None) -> dict[str, ShippedModel]:
         raise CheckpointError(f"{path} is corrupt ({err}); reinstall vagan") from None
 
 
-def _sha256(path: Path) -> str:
-    """The file's SHA-256, computed once per version of the file (a method's path is looked up several
-    times per command)."""
-    stat = path.stat()
-    return _sha256_of(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-
-
-@functools.lru_cache(maxsize=64)
-def _sha256_of(path: str, mtime_ns: int, size: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verified_folder(model: ShippedModel) -> Path:
     """The model's checkpoint folder once every file matches its checksum."""
     for name, expected in model.sha256.items():
         path = model.folder / name
         if not path.is_file():
             raise CheckpointError(f"shipped model {model.name!r}: {path} is missing; reinstall vagan")
-        if _sha256(path) != expected:
+        if file_sha256(path) != expected:
             raise CheckpointError(f"shipped model {model.name!r}: {path} fails its SHA-256 checksum (the file is damaged "
                                   "or was changed); reinstall vagan. Nothing is downloaded")
     return model.folder
@@ -134,12 +117,13 @@ def pack_model(source: Path, name: str, *, training_data: str, dose: float, budg
     rms = float(np.sqrt(np.mean((NetworkDenoiser(model)(check).hu - reference) ** 2)))
     storage = "fp16" if rms <= MAX_FP16_RMS_HU else "fp32"
     log.info("%s: fp16 weights change the check slice by %.3f HU RMS; stored in %s", name, rms, storage)
-    meta = {**stored, "shipped_as": name, "notice": NOTICE}
+    # the run's file checksums describe the run's weights, not these; the registry's SHA-256 covers both files
+    meta = {**{k: v for k, v in stored.items() if k != "checksums"}, "shipped_as": name, "notice": NOTICE}
     with staged_dir(root / name, replace=(root / name).exists()) as tmp:
         save_file(half if storage == "fp16" else generator, str(tmp / WEIGHTS_FILE))
         with_default_mode(tmp / WEIGHTS_FILE)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
-        sums = {WEIGHTS_FILE: _sha256(tmp / WEIGHTS_FILE), META_FILE: _sha256(tmp / META_FILE)}
+        sums = {WEIGHTS_FILE: file_sha256(tmp / WEIGHTS_FILE), META_FILE: file_sha256(tmp / META_FILE)}
     entry = ShippedModel(name, model.config.preset, training_data, float(dose), budget, dict(test_metrics), sums,
                          storage, folder=root / name)
     registry = {n: _record(m) for n, m in registered.items()} | {name: _record(entry)}

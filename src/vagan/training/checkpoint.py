@@ -3,7 +3,9 @@
 A checkpoint is a folder written atomically:
 
 - ``model.safetensors``: network weights, keys prefixed ``generator.`` / ``discriminator.``;
-- ``meta.json``: format tag and version, preset, the whole config, stage, epoch, step, metrics;
+- ``meta.json``: format tag and version, preset, the whole config, stage, epoch, step, metrics, and
+  the SHA-256 of the other two files (``checksums``), checked at load: a flipped byte in the weights
+  is an error, not a silently wrong model;
 - ``state.pt``: optimizer and RNG states, read back with ``torch.load(weights_only=True)``.
 
 Inference needs only the first two.
@@ -23,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from vagan import __version__
 from vagan.errors import MACHINE_FAULTS, CheckpointError
 from vagan.io.atomic import staged_dir, with_default_mode
+from vagan.io.checksum import file_sha256
 
 FORMAT = "vagan-checkpoint"
 FORMAT_VERSION = 1
@@ -66,10 +69,22 @@ def save_checkpoint(
     with staged_dir(Path(path), replace=True) as tmp:  # inside a run folder this run owns
         save_file(weights, str(tmp / WEIGHTS_FILE))
         with_default_mode(tmp / WEIGHTS_FILE)  # as meta.json, not safetensors' private 0600
-        (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2, default=str))
         if state is not None:
             torch.save(state, tmp / STATE_FILE)
+        full_meta["checksums"] = {name: file_sha256(tmp / name) for name in (WEIGHTS_FILE, STATE_FILE)
+                                  if (tmp / name).is_file()}
+        (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2, default=str))
     return Path(path)
+
+
+def _verify(path: Path, meta: dict[str, Any], name: str) -> None:
+    """``path/name`` against the SHA-256 its ``meta.json`` recorded (checkpoints older than the
+    checksums, and shipped models, which the registry checks, record none)."""
+    expected = meta.get("checksums", {}).get(name) if isinstance(meta.get("checksums"), dict) else None
+    if expected is not None and (path / name).is_file() and file_sha256(path / name) != expected:
+        raise CheckpointError(f"{path / name} does not match the SHA-256 its {META_FILE} recorded when it was saved: "
+                              "the file is damaged (a flipped byte, a bad disk or copy) or was replaced; use another "
+                              "checkpoint of the run (last or final) or train again")
 
 
 def read_meta(path: Path, expect_preset: str | None = None) -> dict[str, Any]:
@@ -100,6 +115,7 @@ def load_checkpoint(path: Path, with_state: bool = False, expect_preset: str | N
     """Read a checkpoint folder; every failure is a :class:`CheckpointError` naming the file."""
     path = Path(path)
     meta = read_meta(path, expect_preset)
+    _verify(path, meta, WEIGHTS_FILE)
     try:
         weights = load_file(str(path / WEIGHTS_FILE))
     except FileNotFoundError:
@@ -112,6 +128,7 @@ def load_checkpoint(path: Path, with_state: bool = False, expect_preset: str | N
                               f"(first: {broken[0]}); the checkpoint is damaged or its training diverged")
     state: dict[str, Any] = {}
     if with_state:
+        _verify(path, meta, STATE_FILE)
         try:
             state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=True)
         except FileNotFoundError:
