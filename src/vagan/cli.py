@@ -7,7 +7,9 @@ stderr and a non-zero exit code, never a traceback.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
+import os
 import signal
 import warnings
 from pathlib import Path
@@ -24,8 +26,14 @@ if TYPE_CHECKING:
 
 
 def _os_error(err: OSError) -> str:
-    """``[Errno 13] Permission denied: 'x'`` as ``permission denied: x`` (both paths of a rename)."""
-    what = (err.strerror or type(err).__name__).lower()
+    """``[Errno 13] Permission denied: 'x'`` as ``permission denied: x`` (both paths of a rename). A full
+    disk reads "no space left on device" however the library raised it (numpy says "not enough free
+    space to write N bytes", with no errno)."""
+    text = str(err)
+    if err.errno == errno.ENOSPC or "free space" in text.lower():
+        what = "no space left on device" + (f" ({text})" if err.errno != errno.ENOSPC and text else "")
+    else:
+        what = (err.strerror or (os.strerror(err.errno) if err.errno else "") or text or type(err).__name__).lower()
     paths = [str(p) for p in (err.filename, err.filename2) if p is not None]
     return f"{what}: {' -> '.join(paths)}" if paths else what
 

@@ -277,3 +277,26 @@ def test_training_records_the_pixel_sizes_its_patches_have(tmp_path):
 
     with pytest.raises(ConfigError, match="smaller than patch"):
         load_data(tiny_config("g_psnr", f"data.root={root}", split, "data.resample_mm=[0.6, 3.0]"))
+
+
+def test_a_full_disk_is_named_before_the_work_and_after_it(trained_run, ct_small, tmp_path, monkeypatch):
+    """Issue 23 item 4: a full disk printed `error: oserror` after all the work. Too little free space
+    for the output is now refused before any work; a disk that fills during the write reads "no space
+    left on device" however the library raised it."""
+    import errno
+    from collections import namedtuple
+
+    from vagan import cli
+    from vagan.io import atomic
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(atomic.shutil, "disk_usage", lambda path: usage(10**9, 10**9 - 100, 100))
+    out = tmp_path / "denoised"
+    result = _denoise(trained_run, ct_small, out)
+    assert result.exit_code == 2 and not out.exists()
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: no space left on device:") and "MB free" in lines[0]
+    assert cli._os_error(OSError(errno.ENOSPC, "No space left on device", "/d/x.dcm")) == \
+        "no space left on device: /d/x.dcm"
+    assert cli._os_error(OSError("Not enough free space to write 4096 bytes")).startswith("no space left on device")
+    assert cli._os_error(OSError(errno.EIO, "Input/output error", "/d/y")) == "input/output error: /d/y"

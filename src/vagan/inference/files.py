@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from vagan.errors import ConfigError, InputDataError, OutputError, VaganError
 from vagan.inference.denoise import Denoised, Denoiser
-from vagan.io.atomic import atomic_dir, check_output, check_outputs_apart
+from vagan.io.atomic import atomic_dir, check_free_space, check_output, check_outputs_apart
 from vagan.io.ownership import enclosing_container
 from vagan.io.readers import detect_kind, read_volume, write_volume
 from vagan.io.volume import CTVolume
@@ -93,7 +93,19 @@ class DenoiseJob:
             if inside is not None:
                 raise OutputError(f"{output} lies inside the vagan {inside[1]} {inside[0]}; writing there would change "
                                   "what its command made; write the output outside it")
+        check_free_space(job.output_path, _input_bytes(job.input_path))  # the same kind: about the same size
+        if job.attention_dir is not None:
+            check_free_space(job.attention_dir, 2 * _input_bytes(job.input_path))
         return job
+
+
+def _input_bytes(path: Path) -> int:
+    """Bytes of a series folder's files, or of one file: about what the denoised output of the same kind
+    takes (a floor: a compressed DICOM input is written uncompressed)."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+    return path.stat().st_size
+
 
 
 def _is_2d_npy(path: Path) -> bool:

@@ -61,13 +61,28 @@ def check_outputs_apart(outputs: Sequence[Path]) -> None:
 
 def check_writable(path: Path) -> None:
     """Refuse an output whose nearest existing parent is not a folder we may write into."""
-    parent = _resolved(path).parent
-    while not parent.exists():
-        parent = parent.parent
+    parent = _existing_parent(path)
     if not parent.is_dir():
         raise OutputError(f"cannot write {path}: {parent} is a file, not a folder")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {path}: no permission to write in {parent}")
+
+
+def _existing_parent(path: Path) -> Path:
+    parent = _resolved(path).parent
+    while not parent.exists():
+        parent = parent.parent
+    return parent
+
+
+def check_free_space(path: Path, needed_bytes: int) -> None:
+    """Refuse, before any work, an output of about ``needed_bytes`` where the file system has less free:
+    "no space left on device" at the end of a long run is worse than at its start."""
+    parent = _existing_parent(path)
+    free = shutil.disk_usage(parent).free
+    if free < needed_bytes:
+        raise OutputError(f"no space left on device: {parent} has {free / 1e6:.1f} MB free, and {path} needs about "
+                          f"{needed_bytes / 1e6:.1f} MB; free some space or write elsewhere")
 
 
 def check_output(path: Path, overwrite: bool, inputs: Sequence[Path] = (), kind: OutputKind | None = None) -> None:
