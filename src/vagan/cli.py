@@ -111,8 +111,9 @@ AmpAlias = typer.Option(False, "--amp", hidden=True, help="Old flag, replaced by
 @app.command()
 def simulate(
     out: Path = typer.Argument(..., metavar="OUT", help="New dataset folder (Mayo 2016 layout + manifest.json)."),
-    from_: Optional[Path] = typer.Option(None, "--from", help="Normal-dose DICOM series folder (or a folder of them); "
-                                         "default: synthetic phantom patients."),
+    from_: Optional[Path] = typer.Option(None, "--from", help="Normal-dose CT: a DICOM series folder, a NIfTI file, or "
+                                         "a folder holding them (nested, e.g. a CD or PACS export); default: "
+                                         "synthetic phantom patients."),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML with dataset and `simulation:` settings."),
     dose: Optional[float] = typer.Option(None, "--dose", help="Dose fraction of the LDCT, e.g. 0.25 (quarter dose)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),

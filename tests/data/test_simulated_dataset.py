@@ -139,3 +139,33 @@ def test_unusable_series_are_listed_with_a_reason_and_nothing_usable_is_one_erro
     lines = [ln for ln in result.output.splitlines() if ln.startswith("error:")]
     assert result.exit_code == 2 and len(lines) == 1 and "no usable normal-dose series" in lines[0]
     assert not (tmp_path / "none").exists()
+
+
+def test_nested_trees_and_nifti_files_are_found_and_simulated(tmp_path):
+    """--from walks nested folders (a CD or PACS export) for DICOM series and takes NIfTI files too,
+    each named by its PatientID or file name; a link back up the tree does not trap the search."""
+    from vagan.io.dicom import write_dicom_series
+    from vagan.io.readers import write_volume
+    from vagan.io.volume import CTVolume
+
+    body = np.full((2, 64, 64), -1000.0, np.float32)
+    body[:, 8:-8, 8:-8] = 40.0
+    tree = tmp_path / "export"
+    write_dicom_series(body, tree / "CD" / "DICOM" / "ST0" / "SE1", series_description="ndct", patient_id="C",
+                       pixel_spacing_mm=(0.7, 0.7), slice_thickness_mm=1.0)
+    write_volume(tree / "nifti" / "P9.nii.gz", CTVolume(body, pixel_spacing_mm=(0.8, 0.8), slice_thickness_mm=2.0))
+    (tree / "nifti" / "notes.txt").write_text("not a series")
+    (tree / "CD" / "loop").symlink_to(tree, target_is_directory=True)
+    before = sorted(str(p) for p in tree.rglob("*"))
+    out = tmp_path / "pairs"
+    result = runner.invoke(app, ["simulate", str(out), "--from", str(tree), "--device", "cpu", "--dose", "0.25", *FAST])
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert sorted(p["id"] for p in manifest["patients"]) == ["C", "P9"] and not manifest["skipped_series"]
+    nifti_pair = load_mayo_pair(out, "P9", "2mm")
+    assert nifti_pair.ndct.pixel_spacing_mm == pytest.approx((0.8, 0.8))
+    assert np.abs(nifti_pair.ndct.hu - body).max() <= 1.0 and np.std(nifti_pair.ldct.hu - nifti_pair.ndct.hu) > 1.0
+    assert sorted(str(p) for p in tree.rglob("*")) == before  # the input is untouched
+    one = runner.invoke(app, ["simulate", str(tmp_path / "one"), "--from", str(tree / "nifti" / "P9.nii.gz"),
+                              "--device", "cpu", *FAST])
+    assert one.exit_code == 0, one.output

@@ -162,20 +162,50 @@ def _write_patient(root: Path, pid: str, label: str, ndct: np.ndarray, ldct: np.
     return entry
 
 
-def _series_folders(source: Path) -> list[Path]:
-    """``source`` itself if it holds DICOM files, else its sub-folders that do (one series each)."""
-    if not source.is_dir():
-        raise InputDataError(f"{source}: not a folder; --from takes a DICOM series folder or a folder of series folders")
-    files = sorted(p for p in source.iterdir() if p.is_file() and not p.name.startswith("."))
-    if any(looks_like_dicom(p) for p in files):
+MAX_SEARCH_DEPTH = 8
+"""How deep ``--from`` looks for series below the folder it is given (a CD or PACS export nests 3-5)."""
+
+
+def _series_sources(source: Path) -> list[Path]:
+    """Every series under ``source``: each folder that holds DICOM files, and each NIfTI file, down to
+    :data:`MAX_SEARCH_DEPTH` folders (links to folders are not followed, so a loop cannot trap it).
+    ``source`` may itself be a series folder or a NIfTI file."""
+    from vagan.io.nifti import is_nifti_path
+
+    if source.is_file() and is_nifti_path(source):
         return [source]
-    folders = sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not folders:
-        raise InputDataError(f"{source}: holds no DICOM files and no series folders")
-    if files:
-        log.warning("%s: %d file(s) beside the series folders are not DICOM and not read: %s", source, len(files),
-                    ", ".join(p.name for p in files[:5]))
-    return folders
+    if not source.is_dir():
+        raise InputDataError(f"{source}: not a folder or NIfTI file; --from takes a DICOM series folder, a NIfTI "
+                             "file, or a folder holding them (nested folders too)")
+    found: list[Path] = []
+    others = 0
+    pending = [(source, 0)]
+    while pending:
+        folder, depth = pending.pop()
+        entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+        files = [p for p in entries if p.is_file()]
+        niftis = [p for p in files if is_nifti_path(p)]
+        found.extend(niftis)
+        if any(looks_like_dicom(p) for p in files if p not in niftis):
+            found.append(folder)
+        else:
+            others += len(files) - len(niftis)
+        if depth < MAX_SEARCH_DEPTH:
+            pending.extend((p, depth + 1) for p in reversed(entries) if p.is_dir() and not p.is_symlink())
+    if not found:
+        raise InputDataError(f"{source}: holds no DICOM series and no NIfTI files (searched {MAX_SEARCH_DEPTH} "
+                             "folders deep)")
+    if others:
+        log.warning("%s: %d file(s) in folders without DICOM are not DICOM or NIfTI and are not read", source, others)
+    return sorted(found)
+
+
+def _volume_patient(volume: CTVolume, path: Path) -> str:
+    """A series' patient: its DICOM PatientID, else its file or folder name (NIfTI carries none)."""
+    pid = str(volume.headers[0].get("PatientID", "") if volume.headers else "")
+    name = path.name[: -len(".nii.gz")] if path.name.lower().endswith(".nii.gz") else path.stem if path.is_file() \
+        else path.name
+    return _safe_id(pid or name)
 
 
 def _safe_id(text: str) -> str:
@@ -199,19 +229,19 @@ def _plan_series(folders: list[Path]) -> tuple[list[_PlannedSeries], list[tuple[
     slice thickness. Series of one patient at other thicknesses (Mayo's 1 mm and 3 mm) go into that
     patient's folder as further dose-folder pairs, so a patient split keeps them together. Nothing
     usable is an :class:`InputDataError`."""
-    from vagan.io.dicom import read_dicom_series
+    from vagan.io.readers import read_volume
 
     planned: list[_PlannedSeries] = []
     skipped: list[tuple[str, str]] = []
     used: dict[tuple[str, str], Path] = {}
     for folder in folders:
         try:
-            volume = read_dicom_series(folder).validate()
+            volume = read_volume(folder).validate()
         except InputDataError as err:
             skipped.append((str(folder), str(err)))
             continue
         rows, cols = volume.pixel_spacing_mm
-        pid = _safe_id(str(volume.headers[0].get("PatientID", "") if volume.headers else "") or folder.name)
+        pid = _volume_patient(volume, folder)
         label = _thickness_label(volume)
         if abs(rows - cols) > 1e-3:
             skipped.append((str(folder), f"the simulator needs square pixels, got spacing {rows} x {cols} mm"))
@@ -257,14 +287,14 @@ def write_dataset_from_series(source: Path, out: Path, dose: float, config: Simu
 
     from vagan.data.noise_matching import match_exposure
     from vagan.data.noise_pool import make_noise_pool, mix, pool_path, positions_mm, save_pool
-    from vagan.io.dicom import read_dicom_series
+    from vagan.io.readers import read_volume
 
     if not 0.0 < dose <= 1.0:
         raise ConfigError(f"dose: a fraction of the full dose in (0, 1], got {dose}")
     if exposure not in ("matched", "config"):
         raise ConfigError(f"exposure: 'matched' or 'config', got {exposure!r}")
     device = torch.device(device)
-    planned, skipped = _plan_series(_series_folders(Path(source)))
+    planned, skipped = _plan_series(_series_sources(Path(source)))
     pooled = noise_pool and config.noise  # no noise, no pool
     noise = torch.Generator(device=device).manual_seed(seed)
     manifest: dict[str, Any] = {"kind": "vagan-paired-dataset", "source": str(source), "dose": dose, "seed": seed,
@@ -274,7 +304,7 @@ def write_dataset_from_series(source: Path, out: Path, dose: float, config: Simu
             tqdm(total=sum(p.slices for p in planned), desc="slices", unit="slice", disable=not progress) as bar:
         for plan in planned:
             bar.set_postfix_str(plan.patient)
-            volume = read_dicom_series(plan.folder).validate()
+            volume = read_volume(plan.folder).validate()
             pixel = float(volume.pixel_spacing_mm[0])
             simulator = series_simulator(config, exposure, volume.hu.shape[1:], pixel, device)
             matched = match_exposure(simulator, volume.hu, pixel, volume.headers, noise, device) \
