@@ -52,7 +52,7 @@ def test_the_walk_finds_the_exhaustive_optimum_with_fewer_bm3d_runs() -> None:
     from vagan.evaluation.bm3d_calibration import FACTORS
     from vagan.inference.bm3d_denoiser import BM3DDenoiser
 
-    pairs = _pairs(40.0, n=2, seed=5)
+    pairs = _pairs(40.0, n=1, seed=5)
     result = calibrate_bm3d(pairs)
     body = [p.ndct > -500 for p in pairs]
 

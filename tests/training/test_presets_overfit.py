@@ -5,7 +5,8 @@ alike) change their trajectories. WGAN-VGG has no pixel loss at all, and its pix
 with the critic (measured over 5 seeds on an AVX2 EPYC: at 200 steps of lr 2e-3 it ranged from 0.03
 to 0.96 of the start). So it runs longer, at a steadier step size, and is judged by the median of its
 last third, which stayed at 0.02-0.07 of the start over 7 seeds at lr 1e-3 and 600 steps; the threshold
-of 1/5 leaves three times that room.
+of 1/5 leaves three times that room. The other GAN stages start from a generator their PSNR stage has
+already fitted, so 100 steps show that a GAN step keeps it there (the suite's time is budgeted).
 """
 
 import contextlib
@@ -42,7 +43,7 @@ def test_preset_overfits_one_batch(preset):
     tail: list[float] = []
     for stage in cfg.stages:
         wgan = stage.adversarial == "wgan_gp"
-        steps = 600 if wgan else 200
+        steps = {"wgan_gp": 600, "gan": 100}.get(stage.adversarial, 200)
         # tiny batch, so a larger step size than the paper's stays stable and converges in seconds
         stage = stage.__class__(**{**stage.__dict__, "lr": 1e-3 if wgan else max(stage.lr, 2e-3)})
         disc = build_discriminator(cfg.model) if stage.adversarial != "none" else None
@@ -58,5 +59,11 @@ def test_preset_overfits_one_batch(preset):
             else:
                 wgan_step(nets, opt_g, opt_d, batch, stage, contextlib.nullcontext, NO_SCALER, update_generator=step % 2 == 1,
                           generator=torch.Generator().manual_seed(step))
-    end = _pixel_mse(generator, batch)
-    assert end < start / 10, f"{preset}: pixel MSE {start:.3g} -> {end:.3g}"
+                if step >= 2 * steps // 3 and step % 5 == 0:
+                    tail.append(_pixel_mse(generator, batch))
+    if tail:  # WGAN-VGG: the median of its last third (see the module docstring)
+        median = statistics.median(tail)
+        assert median < start / 5, f"{preset}: pixel MSE {start:.3g} -> median {median:.3g} over the last third"
+    else:
+        end = _pixel_mse(generator, batch)
+        assert end < start / 10, f"{preset}: pixel MSE {start:.3g} -> {end:.3g}"

@@ -160,6 +160,7 @@ def run_phantom(cfg: QualityConfig, setup: QualitySetup, methods: list[Method], 
         for method in denoisers if cfg.full_dose_input else []:
             bar.set_postfix_str(f"{method.name} on full dose")
             outputs = full.map(lambda batch, m=method: _run(m, batch, bar))
-            on_full[method.name] = FullDoseEffect(assess(outputs, phantom, channels=cfg.channels, seed=cfg.seed),
-                                                  ct_number_shift(outputs, full, phantom, seed=cfg.seed))
+            on_full[method.name] = FullDoseEffect(
+                assess(outputs, phantom, channels=cfg.channels, seed=cfg.seed, detect=False),  # noise, TTF, CT numbers
+                ct_number_shift(outputs, full, phantom, seed=cfg.seed))
     return QualityOutcome(setup, cfg, results, on_full)

@@ -100,11 +100,12 @@ def channel_width_px(diameter_mm: float, pixel_mm: float) -> float:
 
 
 def assess(images: QualityImages, phantom: QualityPhantom, *, channels: int = 5, resamples: int = 2000,
-           seed: int = 0) -> MethodQuality:
+           seed: int = 0, detect: bool = True) -> MethodQuality:
     """NPS, TTF, CT-number bias and detectability of one method's outputs on the phantom's realisations.
 
     The observers train on the first half of the scans and test on the rest (ROIs of one scan
-    never straddle the split)."""
+    never straddle the split). ``detect=False`` skips them (their bootstraps are most of the cost):
+    ``detectability`` is then empty."""
     roi = phantom.roi_px
     cells = phantom.of_kind("lesion")  # uniform background in the signal-absent images
     noise_rois = roi_stack(ensemble_noise(images.absent), cells, roi)
@@ -114,7 +115,7 @@ def assess(images: QualityImages, phantom: QualityPhantom, *, channels: int = 5,
     ttf = {rod.name: _rod_ttf(mean_image, rod, phantom.pixel_mm) for rod in phantom.of_kind("rod")}
     n_train = (len(images.present) // 2) * len(phantom.lesions_of(phantom.lesion_types[0]))  # whole scans per half
     found: dict[str, dict[ObserverName, Detectability]] = {}
-    for lesion in phantom.lesion_types:
+    for lesion in phantom.lesion_types if detect else ():
         sites = phantom.lesions_of(lesion)
         present = roi_stack(images.present, sites, roi)
         absent = roi_stack(images.absent, sites, roi)
