@@ -4,7 +4,9 @@ Speed: forward projection, FBP and the whole ``simulate_low_dose`` (forward + no
 default Siemens-like geometry (1152 views x 736 channels), batch of 1 and of 4, on the CPU and on
 CUDA when present; best and median of ``--repeats`` runs, in seconds per slice. Also the noise pool
 of ``vagan simulate --from --set noise_pool=true`` (forward + the four unit noise images, one batched
-FBP; vagan.data.noise_pool) with the real-series exposure model (body bowtie, angular modulation).
+FBP; vagan.data.noise_pool) with the real-series exposure model (body bowtie, angular modulation), and
+a phantom slice's NDCT + LDCT pair made by two scans against ``LowDoseSimulator.scan_pair`` (one
+projection for both).
 
 Calibration: a 320 mm water cylinder on 512^2 pixels of 0.7 mm at the default ``I0``. It reports the
 RMSE over the body (10 mm from the edge) of the quarter-minus-full difference, (a) for a quarter
@@ -71,7 +73,8 @@ def time_device(device: torch.device, batch: int, repeats: int) -> dict:
     mu = hu_to_mu(hu, cfg.mu_water_per_mm).unsqueeze(1)
     generator = torch.Generator(device=device).manual_seed(0)
     sim(hu, 0.25, generator)  # warm-up (CUDA kernels, allocator)
-    times: dict[str, list[float]] = {"forward": [], "fbp": [], "simulate_total": [], "noise_pool": []}
+    times: dict[str, list[float]] = {"forward": [], "fbp": [], "simulate_total": [], "noise_pool": [],
+                                     "pair_two_scans": [], "pair_one_projection": []}
     real = LowDoseSimulator(SimulationConfig(bowtie="body", tube_current_modulation=True), (SIZE, SIZE), PIXEL_MM,
                             device=device)
     for _ in range(repeats):
@@ -83,6 +86,12 @@ def time_device(device: torch.device, batch: int, repeats: int) -> dict:
         times["simulate_total"].append(t_sim / batch)
         t_pool, _ = _timed(lambda: real.noise_components(real.line_integrals(hu), None, generator, 2), device)
         times["noise_pool"].append(t_pool / batch)
+        # a phantom slice's NDCT and LDCT: scanning the truth and then the reconstructed NDCT, against
+        # LowDoseSimulator.scan_pair (one projection, the LDCT noise inserted into the NDCT's projections)
+        t_two, _ = _timed(lambda: sim(sim(hu, 1.0, generator), 0.25, generator, source="ndct"), device)
+        t_one, _ = _timed(lambda: sim.scan_pair(hu, 0.25, generator), device)
+        times["pair_two_scans"].append(t_two / batch)
+        times["pair_one_projection"].append(t_one / batch)
     return {
         name: {"seconds_per_slice": statistics.median(v), "best_seconds_per_slice": min(v), "runs": v}
         for name, v in times.items()
@@ -145,14 +154,15 @@ def markdown(report: dict) -> str:
         "",
         f"CPU: {machine.get('cpu', '?')}.",
         "",
-        "| device | batch | forward | FBP | simulate (fwd + noise + FBP) | noise pool (fwd + 4 noise FBPs) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| device | batch | forward | FBP | simulate (fwd + noise + FBP) | noise pool (fwd + 4 noise FBPs) "
+        "| NDCT + LDCT pair: two scans | pair: one projection (`scan_pair`) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["timing"]:
         r = row["results"]
         cells = [
             f"{r[k]['best_seconds_per_slice']:.2f} ({r[k]['seconds_per_slice']:.2f})"
-            for k in ("forward", "fbp", "simulate_total", "noise_pool")
+            for k in ("forward", "fbp", "simulate_total", "noise_pool", "pair_two_scans", "pair_one_projection")
         ]
         lines.append(f"| {row['device']} | {row['batch']} | " + " | ".join(cells) + " |")
     cal = report.get("calibration")
