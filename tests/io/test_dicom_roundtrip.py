@@ -189,3 +189,35 @@ def test_dcmdump_reports_no_errors(random_hu: np.ndarray, make_series, ct_small:
         for path in _files(folder):
             res = subprocess.run([dcmdump, "+E", str(path)], capture_output=True, text=True, check=False)
             assert res.returncode == 0 and "E:" not in res.stderr and "W:" not in res.stderr, res.stderr
+
+
+def test_pixel_padding_value_is_kept_in_the_derived_series(tmp_path):
+    """Issue 23 item 10: PixelPaddingValue was dropped from the derived series, so viewers showed the
+    padding outside the field of view. It is carried over in the new stored units."""
+    import numpy as np
+    import pydicom
+
+    from vagan.io.dicom import read_dicom_series, write_dicom_series
+
+    ds = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
+    pixels = ds.pixel_array.copy()
+    pad = -2000  # stored; HU = stored * slope + intercept
+    pixels[:10, :] = pad
+    ds.PixelData = pixels.astype(pixels.dtype).tobytes()
+    ds.PixelPaddingValue = pad
+    ds["PixelPaddingValue"].VR = "SS"
+    source = tmp_path / "src"
+    source.mkdir()
+    ds.save_as(source / "a.dcm")
+    pad_hu = pad * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    volume = read_dicom_series(source)
+    assert np.all(volume.hu[0, :10] == pad_hu)
+    out = write_dicom_series(volume.hu, tmp_path / "out", series_description="d", template=volume)
+    written = pydicom.dcmread(next(out.glob("*.dcm")))
+    kept = written.PixelPaddingValue * float(written.RescaleSlope) + float(written.RescaleIntercept)
+    assert kept == pad_hu and np.all(written.pixel_array[:10] == written.PixelPaddingValue)
+    # once the padding pixels are gone (here: overwritten), no stale PixelPaddingValue is written
+    filled = volume.hu.copy()
+    filled[0, :10] = 0.0
+    again = pydicom.dcmread(next(write_dicom_series(filled, tmp_path / "out2", series_description="d", template=volume).glob("*.dcm")))
+    assert "PixelPaddingValue" not in again

@@ -145,6 +145,32 @@ def _derived_header(template: Dataset) -> Dataset:
     return ds
 
 
+def _padding_hu(template: Dataset) -> float | None:
+    """The HU a template slice marks as padding outside the scanner's field of view (its
+    PixelPaddingValue through its rescale), or ``None``."""
+    value = template.get("PixelPaddingValue")
+    if isinstance(value, (bytes, bytearray)) and len(value) == 2:  # US or SS, as the pixels: read it signed
+        value = int.from_bytes(value, "little", signed=template.get("PixelRepresentation", 0) == 1)
+    if not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value) * float(template.get("RescaleSlope", 1) or 1) + float(template.get("RescaleIntercept", 0) or 0)
+    except (TypeError, ValueError):
+        return None
+
+
+def _keep_padding(ds: Dataset, template: Dataset, stored: np.ndarray) -> None:
+    """Carry the template's padding over in the derived slice's own stored units, where those pixels
+    are still padding (vagan passes padding through unchanged), so viewers keep hiding it."""
+    hu = _padding_hu(template)
+    if hu is None:
+        return
+    value = (hu - STORE_INTERCEPT) / STORE_SLOPE
+    if value == round(value) and INT16.min <= value <= INT16.max and bool((stored == int(value)).any()):
+        ds.PixelPaddingValue = int(value)
+        ds["PixelPaddingValue"].VR = "SS"
+
+
 def _reference(template: Dataset) -> Dataset:
     item = Dataset()
     item.ReferencedSOPClassUID = template.get("SOPClassUID", CTImageStorage)
@@ -246,6 +272,8 @@ def write_dicom_series(
             stored, clipped = _encode(volume.hu[k])
             n_clipped += clipped
             _set_pixels(ds, stored)
+            if headers:
+                _keep_padding(ds, headers[k], stored)
             ds.file_meta = _file_meta(str(ds.SOPClassUID), ds.SOPInstanceUID)
             _write_slice(ds, tmp / f"IM{k + 1:06d}.dcm")
         written = len(list(tmp.glob("*.dcm")))
