@@ -211,7 +211,9 @@ def denoise(
     report = denoise_path(denoiser, job)
     typer.echo(f"wrote {report.slices} slice(s) of {report.shape[0]}x{report.shape[1]} to {report.output}")
     if report.skipped:
-        listed = "; ".join(f"{path.name} ({reason})" for path, reason in report.skipped)
+        from vagan.io.dicom_read import summarise_skipped
+
+        listed = "; ".join(summarise_skipped(list(report.skipped)))
         typer.echo(f"skipped {len(report.skipped)} file(s) of {input_path} that are not slices of the series: {listed}")
     if report.attention_dir is not None:
         typer.echo(f"attention maps in {report.attention_dir}")

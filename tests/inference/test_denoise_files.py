@@ -200,7 +200,30 @@ def test_skipped_files_are_listed_in_the_summary(trained_run, ct_small, tmp_path
     (ct_small / "notes.txt").write_text("not a slice")
     result = _denoise(trained_run, ct_small, tmp_path / "out")
     assert result.exit_code == 0, result.output
-    assert "skipped 1 file(s)" in result.output and "notes.txt (not DICOM)" in result.output
+    assert "skipped 1 file(s)" in result.output and "not DICOM: 1 file(s) (notes.txt)" in result.output
+
+
+def test_two_thousand_junk_files_are_summarised_not_listed(trained_run, ct_small, tmp_path):
+    """Issue 23 item 10: 2,000 junk files beside a series printed 2,000 lines; now one per reason."""
+    for i in range(2000):
+        (ct_small / f"junk{i:04d}.txt").write_text("x")
+    result = _denoise(trained_run, ct_small, tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert len(result.output.splitlines()) < 15, result.output[:2000]
+    assert "not DICOM: 2000 file(s) (junk0000.txt, junk0001.txt, junk0002.txt and 1997 more)" in result.output
+
+
+def test_a_cd_layout_points_at_its_series_folders(trained_run, ct_small, tmp_path):
+    """Issue 23 item 10: a DICOMDIR with the series in sub-folders said only "no DICOM CT images found"."""
+    import shutil
+
+    cd = tmp_path / "cd"
+    shutil.copytree(ct_small, cd / "DICOM" / "ST000000" / "SE000000")
+    (cd / "DICOMDIR").write_bytes(b"\0" * 132)
+    result = _denoise(trained_run, cd, tmp_path / "out")
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "holds a DICOMDIR" in lines[0] and str(cd / "DICOM" / "ST000000" / "SE000000") in lines[0]
 
 
 def test_a_checkpoint_given_as_model_protects_its_whole_run(trained_run, ct_small, tmp_path):

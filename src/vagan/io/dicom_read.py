@@ -244,6 +244,47 @@ def _list_files(folder: Path, skipped: list[tuple[Path, str]]) -> list[Path]:
     return [p for p in entries if p.is_file()]
 
 
+def summarise_skipped(skipped: list[tuple[Path, str]], examples: int = 3) -> list[str]:
+    """One line per reason: how many files, and the first few names (2,000 junk files are one line)."""
+    by_reason: dict[str, list[Path]] = {}
+    for path, reason in skipped:
+        by_reason.setdefault(reason, []).append(path)
+    lines = []
+    for reason, paths in by_reason.items():
+        names = ", ".join(p.name for p in paths[:examples]) + (f" and {len(paths) - examples} more"
+                                                               if len(paths) > examples else "")
+        lines.append(f"{reason}: {len(paths)} file(s) ({names})")
+    return lines
+
+
+def _log_skipped(folder: Path, skipped: list[tuple[Path, str]]) -> None:
+    for line in summarise_skipped(skipped):
+        log.warning("%s: skipped %s", folder, line)
+
+
+def _series_hint(folder: Path, depth: int = 4) -> str:
+    """Where the series are when ``folder`` is a CD or export layout (a DICOMDIR, series in sub-folders)."""
+    if not folder.is_dir():
+        return ""
+    pending, found = [(folder, 0)], []
+    while pending and len(found) < 3:
+        current, level = pending.pop(0)
+        try:
+            entries = sorted(p for p in current.iterdir() if not p.name.startswith("."))
+        except OSError:
+            continue
+        if current != folder and any(p.is_file() and _parse(p) is not None for p in entries[:20]):
+            found.append(current)
+            continue
+        if level < depth:
+            pending += [(p, level + 1) for p in entries if p.is_dir() and not p.is_symlink()]
+    dicomdir = " holds a DICOMDIR (a CD layout) and" if (folder / "DICOMDIR").is_file() else ""
+    if not found:
+        return f"; {folder}{dicomdir} has no DICOM files in its sub-folders either" if dicomdir else ""
+    shown = ", ".join(str(p) for p in found)
+    return f"; {folder}{dicomdir} has DICOM files in sub-folders: give one series folder, e.g. {shown}"
+
+
 def read_dicom_series(folder: Path, skip_localizers: bool = True) -> CTVolume:
     """Read one CT series from ``folder`` (or a single DICOM file) into float32 HU ``(Z, H, W)``.
 
@@ -256,23 +297,21 @@ def read_dicom_series(folder: Path, skip_localizers: bool = True) -> CTVolume:
     for path in _list_files(folder, skipped):
         ds = _parse(path)
         if ds is None:
-            log.info("%s: not DICOM, ignored", path)
             skipped.append((path, "not DICOM"))
             continue
         if not is_image_object(ds):
-            reason = f"not an image ({UID(declared_sop_class(ds)).name or 'no SOP class'})"
-            log.warning("%s: %s, ignored", path, reason)
-            skipped.append((path, reason))
+            skipped.append((path, f"not an image ({UID(declared_sop_class(ds)).name or 'no SOP class'})"))
             continue
         reason = _localizer_reason(ds) if skip_localizers else None
         if reason is not None:
-            log.warning("%s: skipping %s", path, reason)
             skipped.append((path, reason))
             continue
         check_ct_image(path, ds)
         files.append((path, ds))
+    _log_skipped(folder, skipped)
     if not files:
-        raise InputDataError(f"{folder}: no DICOM CT images found (localizers skipped); expected a folder holding one CT series")
+        raise InputDataError(f"{folder}: no DICOM CT images found (localizers skipped); expected a folder holding one "
+                             f"CT series{_series_hint(folder)}")
     if skip_localizers:
         files = _drop_off_orientation(files, skipped)
     _check_single_series(folder, files)
