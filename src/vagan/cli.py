@@ -50,6 +50,9 @@ class _Commands(TyperGroup):
     line and exit code 2, an :class:`OSError` of the file system (permission, disk full) exit code 1."""
 
     def invoke(self, ctx):  # click.Group.invoke
+        from vagan.io.atomic import mark_command_start
+
+        mark_command_start()
         try:
             return super().invoke(ctx)
         except VaganError as err:

@@ -323,3 +323,25 @@ def test_a_full_disk_is_named_before_the_work_and_after_it(trained_run, ct_small
         "no space left on device: /d/x.dcm"
     assert cli._os_error(OSError("Not enough free space to write 4096 bytes")).startswith("no space left on device")
     assert cli._os_error(OSError(errno.EIO, "Input/output error", "/d/y")) == "input/output error: /d/y"
+
+
+def test_an_output_made_by_a_concurrent_denoise_is_named_as_such_and_kept(trained_run, ct_small, tmp_path, monkeypatch):
+    """Issue 23 item 10: of two denoises into one output, the loser said "exists; pass --overwrite".
+    It now says the documented "created by another process while this one ran", and the winner's
+    output stays as it was."""
+    from vagan.inference import denoise as denoise_module
+    from vagan.io.dicom import write_dicom_series
+
+    out = tmp_path / "out"
+    real_call = denoise_module.NetworkDenoiser.__call__
+
+    def racing(self, hu, *args, **kwargs):  # the other process finishes first, during this one's work
+        write_dicom_series(np.zeros((1, 16, 16), np.float32), out, series_description="winner")
+        return real_call(self, hu, *args, **kwargs)
+
+    monkeypatch.setattr(denoise_module.NetworkDenoiser, "__call__", racing)
+    result = _denoise(trained_run, ct_small, out)
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert "created by another process while this one ran" in lines[0]
+    assert read_dicom_series(out).hu.shape == (1, 16, 16)  # the winner's output is kept

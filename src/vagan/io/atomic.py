@@ -21,6 +21,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -193,6 +194,26 @@ def _sweep_stale(final: Path) -> None:
             _remove(path)
 
 
+_command_started: float | None = None
+
+
+def mark_command_start() -> None:
+    """Note when the current command began (the CLI calls this): an output that appears after it was
+    made by another process working at the same time, which the error then says."""
+    global _command_started
+    _command_started = time.time()
+
+
+def _check_not_made_meanwhile(final: Path, overwrite: bool) -> None:
+    """An output absent when this command began but present now was written by a concurrent process:
+    say so (and keep it), rather than "exists; pass --overwrite"."""
+    if overwrite or _command_started is None:
+        return
+    with contextlib.suppress(OSError):
+        if os.lstat(final).st_mtime >= _command_started:
+            raise _exists_now(final)
+
+
 def _exists_now(final: Path) -> OutputExistsError:
     return OutputExistsError(f"output {final} was created by another process while this one ran; its output is kept "
                              "and this one is discarded")
@@ -261,6 +282,7 @@ def staged_dir(final: Path, replace: bool, kind: OutputKind | None = None) -> It
 @contextlib.contextmanager
 def atomic_dir(final: Path, kind: OutputKind, overwrite: bool = False, inputs: Sequence[Path] = ()) -> Iterator[Path]:
     """Yield a temporary folder next to ``final``; on success it gets the ``kind`` marker and becomes ``final``."""
+    _check_not_made_meanwhile(Path(final), overwrite)
     check_output(final, overwrite, inputs, kind=kind)
     with staged_dir(final, replace=overwrite, kind=kind) as tmp:
         yield tmp
@@ -303,6 +325,7 @@ def prepare_growing_dir(final: Path, kind: OutputKind, entries: Sequence[str], *
 def atomic_file(final: Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary file path next to ``final``; on success it is renamed to ``final``."""
     final = Path(final)
+    _check_not_made_meanwhile(final, overwrite)
     check_output(final, overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
     _sweep_stale(final)
