@@ -221,3 +221,25 @@ def test_pixel_padding_value_is_kept_in_the_derived_series(tmp_path):
     filled[0, :10] = 0.0
     again = pydicom.dcmread(next(write_dicom_series(filled, tmp_path / "out2", series_description="d", template=volume).glob("*.dcm")))
     assert "PixelPaddingValue" not in again
+
+
+def test_links_loops_and_fifos_in_a_series_folder_are_listed_not_silently_dropped(tmp_path):
+    """Issue 23 item 10: a symlink loop, a dangling link or a FIFO beside the slices was skipped silently."""
+    import os
+    import shutil
+
+    import pydicom
+
+    from vagan.io.dicom import read_dicom_series
+
+    folder = tmp_path / "series"
+    folder.mkdir()
+    shutil.copy(pydicom.data.get_testdata_file("CT_small.dcm"), folder / "a.dcm")
+    (folder / "loop").symlink_to(folder / "loop")
+    (folder / "dangling").symlink_to(tmp_path / "nowhere")
+    os.mkfifo(folder / "pipe")
+    volume = read_dicom_series(folder)  # does not block on the FIFO
+    reasons = {p.name: why for p, why in volume.skipped}
+    assert volume.hu.shape[0] == 1
+    assert reasons == {"loop": "a symbolic link loop", "dangling": "a dangling symbolic link",
+                       "pipe": "not a regular file (a FIFO, socket or device)"}

@@ -9,6 +9,7 @@ are listed in :attr:`CTVolume.skipped` with the reason (docs/data-safety.md).
 
 from __future__ import annotations
 
+import errno
 import logging
 from collections import Counter
 from pathlib import Path
@@ -241,7 +242,21 @@ def _list_files(folder: Path, skipped: list[tuple[Path, str]]) -> list[Path]:
     entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
     skipped += [(p, "a sub-folder: a series is read from one folder, not from its sub-folders")
                 for p in entries if p.is_dir()]
+    skipped += [(p, _not_a_file(p)) for p in entries if not p.is_dir() and not p.is_file()]
     return [p for p in entries if p.is_file()]
+
+
+def _not_a_file(path: Path) -> str:
+    """Why an entry that is neither a file nor a folder is not read (reading a FIFO would block)."""
+    if path.is_symlink():
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:
+            return "a symbolic link loop"
+        except OSError as err:
+            return "a symbolic link loop" if err.errno == errno.ELOOP else "a dangling symbolic link"
+        return "a symbolic link to something that is not a file"
+    return "not a regular file (a FIFO, socket or device)"
 
 
 def summarise_skipped(skipped: list[tuple[Path, str]], examples: int = 3) -> list[str]:
