@@ -179,7 +179,7 @@ def test_missing_decoder_is_named(monkeypatch, tmp_path: Path) -> None:
         raise RuntimeError("Unable to decompress: all plugins are missing dependencies")
 
     monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(no_decoder))
-    with pytest.raises(InputDataError, match=r"explicit_VR-UN\.dcm.*JPEG 2000.*pip install pylibjpeg"):
+    with pytest.raises(InputDataError, match=r"explicit_VR-UN\.dcm.*JPEG 2000.*pip install python-gdcm pyjpegls"):
         read_dicom_series(Path(path))
 
 
@@ -288,3 +288,29 @@ def test_an_element_that_cannot_be_parsed_is_one_error_naming_the_file(tmp_path)
     victim.write_bytes(data.replace(tag, b"\x20\x00\x32\x00\x44\x00"))
     with pytest.raises(InputDataError, match=f"{victim.name}: corrupt or truncated DICOM file"):
         read_dicom_series(folder)
+
+
+def test_jpeg_lossless_ct_from_a_scanner_is_read():
+    """Issue 23 item 12: JPEG Lossless (Process 14, SV1) could not be read with the documented install.
+    pydicom-data's bad_sequence.dcm is such a CT slice from a Siemens scanner."""
+    path = pydicom.data.get_testdata_file("bad_sequence.dcm", download=False)
+    if path is None:
+        pytest.skip("pydicom-data's bad_sequence.dcm is not installed")
+    ds = pydicom.dcmread(path)
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.JPEGLosslessSV1
+    vol = read_dicom_series(Path(path))
+    expected = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    assert vol.hu.shape == (1, 512, 512) and np.array_equal(vol.hu[0], expected.astype(np.float32))
+    assert float(vol.hu.min()) < -500 < 0 < float(vol.hu.max())  # air and tissue of a real scan
+
+
+def test_jpeg_ls_lossless_series_reads_back_exactly(tmp_path):
+    """A CT series re-encoded as JPEG-LS Lossless (CharLS) reads back to the same HU as uncompressed."""
+    source = pydicom.data.get_testdata_file("CT_small.dcm")
+    ds = pydicom.dcmread(source)
+    ds.compress(pydicom.uid.JPEGLSLossless)
+    folder = tmp_path / "jls"
+    folder.mkdir()
+    ds.save_as(folder / "a.dcm")
+    assert pydicom.dcmread(folder / "a.dcm").file_meta.TransferSyntaxUID == pydicom.uid.JPEGLSLossless
+    assert np.array_equal(read_dicom_series(folder).hu, read_dicom_series(Path(source)).hu)

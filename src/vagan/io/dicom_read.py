@@ -222,8 +222,9 @@ def _decode_hu(path: Path, ds: Dataset) -> np.ndarray:
             compressed = False
         if compressed:
             raise InputDataError(
-                f"{path}: cannot decode pixel data compressed as {UID(str(syntax)).name} ({_one_line(err)}); install "
-                "a decoder, e.g. `pip install pylibjpeg pylibjpeg-openjpeg pylibjpeg-libjpeg`"
+                f"{path}: cannot decode pixel data compressed as {UID(str(syntax)).name} ({_one_line(err)}); vagan's "
+                "install brings GDCM and CharLS (`pip install python-gdcm pyjpegls`); for other syntaxes install a "
+                "decoder, e.g. `pip install pylibjpeg pylibjpeg-openjpeg`"
             ) from None
         raise InputDataError(f"{path}: corrupt or truncated pixel data ({_one_line(err)})") from None
     expected = (int(ds.Rows), int(ds.Columns))
