@@ -50,11 +50,11 @@ class _Commands(TyperGroup):
     line and exit code 2, an :class:`OSError` of the file system (permission, disk full) exit code 1."""
 
     def invoke(self, ctx):  # click.Group.invoke
-        from vagan.io.atomic import mark_command_start
+        from vagan.io.atomic import command_window
 
-        mark_command_start()
         try:
-            return super().invoke(ctx)
+            with command_window():
+                return super().invoke(ctx)
         except VaganError as err:
             typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
             raise typer.Exit(code=err.exit_code) from None

@@ -197,11 +197,16 @@ def _sweep_stale(final: Path) -> None:
 _command_started: float | None = None
 
 
-def mark_command_start() -> None:
-    """Note when the current command began (the CLI calls this): an output that appears after it was
+@contextlib.contextmanager
+def command_window() -> Iterator[None]:
+    """While a command runs (the CLI wraps each in this), an output that appears after it began was
     made by another process working at the same time, which the error then says."""
     global _command_started
     _command_started = time.time()
+    try:
+        yield
+    finally:
+        _command_started = None
 
 
 def _check_not_made_meanwhile(final: Path, overwrite: bool) -> None:
