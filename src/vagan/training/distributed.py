@@ -47,6 +47,16 @@ def barrier(world: World) -> None:
         dist.barrier()
 
 
+def any_rank(flag: bool, world: World, device: torch.device) -> bool:
+    """Whether ``flag`` holds on any process: a decision every rank must take together (a stage's
+    time budget runs out at slightly different moments on each)."""
+    if not world.distributed:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def shutdown(world: World) -> None:
     if world.distributed and dist.is_initialized():
         dist.destroy_process_group()

@@ -278,7 +278,7 @@ class _Stage:
                         self.log.log(self.stage.name, p.epoch, p.step, values)
                     bar.set_postfix({k: f"{v:.3g}" for k, v in values.items() if k in ("loss_g", "loss_d", "patches_per_s")})
                     bar.update(1)
-                    if budget.spent(now):
+                    if budget.active and distributed.any_rank(budget.spent(now), self.world, self.device):
                         log.info("stage %s: its time budget of %g min ends it after %d steps", self.stage.name,
                                  self.stage.max_minutes, p.step)
                         self.total_steps = p.step
