@@ -8,6 +8,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.vagan-installed
+# the tests run single-threaded (tests/conftest.py), so one pytest-xdist worker per core; a file's tests
+# stay on one worker, so its module fixtures are built once
+PARALLEL ?= -n auto --dist loadfile
 PYTEST_ARGS ?= -q --durations=15
 DEMO_ARGS ?=
 
@@ -34,4 +37,4 @@ machine: $(STAMP)
 	@$(BIN)/python -c "import torch; from vagan.precision import resolve_precision; print('torch', torch.__version__, '| precision auto:', resolve_precision('auto', 'cpu').describe())"
 
 test: $(STAMP) machine
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PARALLEL) $(PYTEST_ARGS)

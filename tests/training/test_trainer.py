@@ -30,21 +30,21 @@ def test_resume_gives_the_weights_of_an_uninterrupted_run(tmp_path, monkeypatch,
     # a loss scale that changes every step, so a resume that lost the scaler's state would differ
     monkeypatch.setattr(precision_policy.Precision, "grad_scaler", lambda self: torch.amp.GradScaler(
         self.device_type, growth_interval=1, growth_factor=64.0, enabled=self.needs_grad_scaler))
-    data = tiny_data()  # 32 patches, 8 batches of 4 per epoch: step 3 is mid-epoch
+    data = tiny_data()  # 32 patches, 8 batches of 4 per epoch: step 2 is mid-epoch
     chosen = f"train.precision={precision}"
-    straight = tiny_config("vagan", "stages.*.max_steps=6", chosen)
+    straight = tiny_config("vagan", "stages.*.max_steps=4", chosen)
     train(straight, tmp_path / "a", data=data)
-    # interrupted: each stage stops after 3 steps ...
-    train(tiny_config("vagan", "stages.0.max_steps=6", "stages.1.max_steps=3", chosen), tmp_path / "b", data=data)
-    # ... and is resumed to 6
+    # interrupted: the GAN stage stops after 2 steps ...
+    train(tiny_config("vagan", "stages.0.max_steps=4", "stages.1.max_steps=2", chosen), tmp_path / "b", data=data)
+    # ... and is resumed to 4
     train(straight, tmp_path / "b", data=data, resume=True)
     for stage in ("psnr", "gan"):
         _assert_same(_weights(tmp_path / "a/checkpoints" / stage / "final"),
                      _weights(tmp_path / "b/checkpoints" / stage / "final"), atol=1e-6)
-    assert load_checkpoint(tmp_path / "b/checkpoints/gan/final").meta["progress"]["step"] == 6
+    assert load_checkpoint(tmp_path / "b/checkpoints/gan/final").meta["progress"]["step"] == 4
     # and reduced precision really trained differently from fp32 (autocast was on)
     if precision != "fp32":
-        train(tiny_config("vagan", "stages.*.max_steps=6", "train.precision=fp32"), tmp_path / "c", data=data)
+        train(tiny_config("vagan", "stages.*.max_steps=4", "train.precision=fp32"), tmp_path / "c", data=data)
         a, c = _weights(tmp_path / "a/checkpoints/gan/final"), _weights(tmp_path / "c/checkpoints/gan/final")
         assert any(not torch.equal(a[k], c[k]) for k in a)
 
