@@ -119,6 +119,36 @@ def test_time_budget_ends_a_stage_early_and_saves_it(tmp_path, monkeypatch):
     assert load_checkpoint(tmp_path / "run/checkpoints/gan/final").meta["progress"]["step"] == 40
 
 
+def test_cosine_schedule_lowers_both_rates_by_step_and_resumes_by_step(tmp_path, monkeypatch):
+    """stages.*.lr_schedule=cosine: the generator's and the discriminator's rates follow the half cosine
+    from lr to 1% of it, step by step; being a function of the step, a resumed stage picks the schedule
+    up where its step count stands."""
+    from vagan.training import trainer
+
+    seen: list[tuple[float, float]] = []
+    real_gan_step = steps.gan_step
+
+    def spy(nets, opt_g, opt_d, *args, **kwargs):
+        seen.append((opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"]))
+        return real_gan_step(nets, opt_g, opt_d, *args, **kwargs)
+
+    monkeypatch.setattr(trainer, "gan_step", spy)
+    data = tiny_data()
+    cosine = ("stages.*.lr_schedule=cosine", "stages.1.lr=1e-3", "stages.1.d_lr=4e-3")
+    straight = tiny_config("vagan", "stages.*.max_steps=4", *cosine)
+    train(straight, tmp_path / "a", data=data)
+    expected = [trainer.lr_scale("cosine", k, 4) for k in range(4)]
+    assert [g for g, _ in seen] == pytest.approx([1e-3 * f for f in expected])
+    assert [d for _, d in seen] == pytest.approx([4e-3 * f for f in expected])
+    assert expected[0] == 1.0 and expected[-1] < 0.2 and trainer.lr_scale("cosine", 4, 4) == pytest.approx(0.01)
+    seen.clear()
+    train(tiny_config("vagan", "stages.0.max_steps=4", "stages.1.max_steps=2", *cosine), tmp_path / "b", data=data)
+    # the interrupted stage planned 2 steps; resumed with max_steps=4, it follows the 4-step schedule
+    train(straight, tmp_path / "b", data=data, resume=True)
+    assert [g for g, _ in seen[-2:]] == pytest.approx([1e-3 * f for f in expected[2:]])
+    assert load_checkpoint(tmp_path / "b/checkpoints/gan/final").meta["progress"]["step"] == 4
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     calls = {"n": 0}
     real = steps.multiscale_loss

@@ -110,6 +110,10 @@ class StageConfig(Section):
     max_minutes: float | None = bounded(None, gt=0)
     lr: float = bounded(2e-4, gt=0)
     d_lr: float | None = bounded(None, gt=0)
+    # "cosine": the learning rates fall from lr (d_lr) to 1% of it along a half cosine over the stage's
+    # planned steps (epochs or max_steps), a function of the step alone, so a resumed run repeats it;
+    # "constant": the paper's
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     betas: tuple[float, float] = bounded((0.9, 0.999), ge=0, lt=1)  # Adam's
     batch_size: int = bounded(32, ge=1)
     init_from: str | None = None

@@ -177,6 +177,7 @@ class _Stage:
         self.loader = self._make_loader()
         total = self.batches_per_epoch * stage.epochs
         self.total_steps = min(total, stage.max_steps) if stage.max_steps else total
+        self.planned_steps = self.total_steps  # what the schedule spans, though a time budget may end it sooner
 
     # -- state -------------------------------------------------------------------------------
     def initialise_from(self, ckpt: Checkpoint) -> None:
@@ -234,6 +235,13 @@ class _Stage:
         return wgan_step(self.nets, self.opt_g, self.opt_d, batch, self.stage, self.autocast, self.scaler, update_g,
                          self.rng)
 
+    def _set_learning_rates(self, step: int) -> None:
+        """Both optimisers' rates for ``step`` under ``stages.*.lr_schedule`` (see :func:`lr_scale`)."""
+        scale = lr_scale(self.stage.lr_schedule, step, self.planned_steps)
+        for opt, base in ((self.opt_g, self.stage.lr), (self.opt_d, self.stage.d_lr or self.stage.lr)):
+            for group in opt.param_groups if opt is not None else ():
+                group["lr"] = base * scale
+
     def _validate(self) -> dict[str, float]:
         metrics: dict[str, float] = {}
         if self.world.is_main and self.data.val:
@@ -260,6 +268,7 @@ class _Stage:
                 for batch in self.loader:
                     waited = time.perf_counter() - tick
                     batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
+                    self._set_learning_rates(p.step)
                     try:
                         values = self._step(batch)
                     except NonFiniteLossError as err:
@@ -301,6 +310,18 @@ class _Stage:
             bar.close()
         self.save(LAST, metrics)
         return self.save(FINAL, metrics)
+
+
+LR_FLOOR = 0.01
+"""The fraction of its rate a cosine schedule ends at."""
+
+
+def lr_scale(schedule: str, step: int, total: int) -> float:
+    """The factor on the base learning rate at ``step`` of ``total`` (0-based): 1 for ``constant``;
+    for ``cosine`` ``LR_FLOOR + (1 - LR_FLOOR) (1 + cos(pi step / total)) / 2``."""
+    if schedule == "constant":
+        return 1.0
+    return LR_FLOOR + (1.0 - LR_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
 
 class _TimeBudget:
