@@ -105,6 +105,11 @@ def test_resampled_noise_is_as_a_coarser_reconstruction_would_have_it():
 
     (s0, m0), (s1, m1) = std_and_mean(same), std_and_mean(coarse)
     assert s0 == pytest.approx(40.0, rel=0.05) and 0.3 < s1 / s0 < 0.6
+    # 3x coarser: without the anti-aliasing filter bilinear sampling would hit single pixels and keep
+    # the whole std (aliasing the noise); filtered, it falls to about a third
+    coarser = PatchPairDataset([pair], patch_size=32, patches_per_slice=20, seed=1, augment=False,
+                               resample_mm=(1.5, 1.5))
+    assert std_and_mean(coarser)[0] / s0 < 0.5
     assert m1 == pytest.approx(40.0, abs=1.0) and m0 == pytest.approx(40.0, abs=1.0)
     spread = PatchPairDataset([pair], patch_size=32, patches_per_slice=200, seed=2, resample_mm=(0.6, 1.1))
     sides = spread.positions[:, 4] * 0.5 / 32  # the drawn pixel sizes, mm
