@@ -191,8 +191,7 @@ class LowDoseSimulator:
         shape = hu.shape
         batch = self._as_batch(hu)
         cfg = self.config
-        keep_input = cfg.reconstruction == "noise_only"
-        if keep_input and (not cfg.noise or (source == "ndct" and dose == 1.0)):
+        if self.keeps_input and (not cfg.noise or (source == "ndct" and dose == 1.0)):
             out = batch.float().clone()
         else:
             clean = self.line_integrals(batch)
@@ -205,7 +204,7 @@ class LowDoseSimulator:
                 noisy = insert_dose_reduction_noise(clean, self.flux(clean, i0), dose, cfg.electronic_noise_var,
                                                     generator, cfg.count_floor)
             out = self._reconstruct(batch, clean, noisy)
-        return self._outside(out, batch, source, keep_input).to(hu.dtype).reshape(shape)
+        return self._outside(out, batch, source).to(hu.dtype).reshape(shape)
 
     def scan_pair(self, truth: torch.Tensor, dose: float, generator: torch.Generator | None = None
                   ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -228,8 +227,7 @@ class LowDoseSimulator:
         else:
             full = low = clean
         images = self._reconstruct(torch.cat([batch, batch]), torch.cat([clean, clean]), torch.cat([full, low]))
-        keep_input = cfg.reconstruction == "noise_only"
-        ndct, ldct = (self._outside(part, batch, "truth", keep_input).to(truth.dtype).reshape(truth.shape)
+        ndct, ldct = (self._outside(part, batch, "truth").to(truth.dtype).reshape(truth.shape)
                       for part in images.chunk(2))
         return ndct, ldct
 
@@ -250,24 +248,28 @@ class LowDoseSimulator:
         one = self._as_batch(truth)
         clean_one = self.line_integrals(one)
         flux = self.flux(clean_one) * dose
-        keep_input = cfg.reconstruction == "noise_only"
         out = torch.empty((count, *truth.shape), dtype=truth.dtype, device=truth.device)
         for start in range(0, count, batch_size):
             n = min(batch_size, count - start)
             clean, batch = clean_one.expand(n, -1, -1), one.expand(n, -1, -1, -1)
             noisy = (add_quantum_noise(clean, flux, cfg.electronic_noise_var, generator, cfg.count_floor)
                      if cfg.noise else clean)
-            images = self._outside(self._reconstruct(batch, clean, noisy), batch, "truth", keep_input)
+            images = self._outside(self._reconstruct(batch, clean, noisy), batch, "truth")
             out[start:start + n] = images[:, 0].to(truth.dtype)
             if progress is not None:
                 progress(n)
         return out
 
+    @property
+    def keeps_input(self) -> bool:
+        """``noise_only``: the output is the input plus the FBP of the noise (see the module docstring)."""
+        return self.config.reconstruction == "noise_only"
+
     def _reconstruct(self, batch: torch.Tensor, clean: torch.Tensor, noisy: torch.Tensor) -> torch.Tensor:
         """HU of the scan whose projections are ``noisy``: the input plus the FBP of the noise
         (``noise_only``), or the FBP of the whole sinogram (``full``)."""
         cfg = self.config
-        if cfg.reconstruction == "noise_only":
+        if self.keeps_input:
             return batch.float() + self._noise_hu(noisy - clean)
         return 1000.0 * (self.projector.fbp(noisy, cfg.filter_window) / cfg.mu_water_per_mm - 1.0)
 
@@ -340,14 +342,14 @@ class LowDoseSimulator:
         """FBP of a projection-domain difference, in HU (FBP is linear: the noise of the scan)."""
         return 1000.0 / self.config.mu_water_per_mm * self.projector.fbp(sinogram_noise, self.config.filter_window)
 
-    def _outside(self, out: torch.Tensor, batch: torch.Tensor, source: str, keep_input: bool) -> torch.Tensor:
+    def _outside(self, out: torch.Tensor, batch: torch.Tensor, source: str) -> torch.Tensor:
         """Pixels no ray measured: air for a noise-free input; a real scan keeps its own values there,
         and its padding (below :data:`PADDING_BELOW_HU`) passes through."""
         fov = self._fov.to(batch.device)
         if source == "ndct":
-            measured = fov & (batch >= PADDING_BELOW_HU) if keep_input else fov
+            measured = fov & (batch >= PADDING_BELOW_HU) if self.keeps_input else fov
             return torch.where(measured, out, batch.float())
-        if keep_input:
+        if self.keeps_input:
             out = torch.where(batch >= PADDING_BELOW_HU, out, batch.float())
         return torch.where(fov, out, torch.full_like(out, AIR_HU))
 
