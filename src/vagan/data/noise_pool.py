@@ -9,9 +9,10 @@ independent realisations of each, ``cos(t) Q_1 + sin(t) Q_2`` is a new realisati
 for every patch of every epoch, with nothing simulated during training.
 
 ``vagan simulate --from DIR --set noise_pool=true`` writes ``<patient>/noise_<T>.npz`` beside the
-series: ``pool`` ``(2, 2, Z, H, W)`` float16 HU (quantum/electronic x realisation), the slice
-positions along the normal (``positions_mm``, to pair it with the series as read) and the dose of
-the written LDCT. Training uses it with ``data.train_doses`` (:class:`vagan.training.config.DataConfig`).
+series (``noise_<T>_series-<name>.npz`` for a patient's further series at ``T``, named as its dose
+folders: :func:`vagan.io.mayo.series_label`): ``pool`` ``(2, 2, Z, H, W)`` float16 HU
+(quantum/electronic x realisation), the slice positions along the normal (``positions_mm``, to pair
+it with the series as read) and the dose of the written LDCT. Training uses it with ``data.train_doses`` (:class:`vagan.training.config.DataConfig`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def positions_mm(volume) -> np.ndarray:
 
 
 def pool_path(patient_dir: Path, label: str) -> Path:
-    """``<patient>/noise_<label>.npz`` (``label`` the thickness label of the series, e.g. ``3mm``)."""
+    """``<patient>/noise_<label>.npz``: ``label`` that of the series' dose folders, its thickness (``3mm``)
+    or for a patient's further series at it ``3mm_series-<name>`` (:func:`vagan.io.mayo.series_label`)."""
     return Path(patient_dir) / f"{POOL_PREFIX}{label}.npz"
 
 

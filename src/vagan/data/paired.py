@@ -1,7 +1,8 @@
 """Load the slice pairs of a split (train/val/test) from a dataset in the Mayo 2016 layout.
 
 Both real Mayo data and datasets written by ``vagan simulate`` use that layout; the split is
-by patient, never by slice (docs/design.md, "Data and units").
+by patient, never by slice (docs/design.md, "Data and units"), so all series of one patient
+(``vagan simulate --from`` may write several at one thickness) fall in the same subset.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from vagan.errors import ConfigError, InputDataError
 from vagan.io.mayo import (
     DEFAULT_THICKNESS,
     DataSplit,
+    dose_folders,
     list_mayo_patients,
-    load_mayo_pair,
+    load_mayo_pairs,
     split_patients,
 )
 
@@ -36,27 +38,35 @@ def patient_split(root: Path, split: DataSplit, seed: int, thickness: str = DEFA
 def load_slice_pairs(root: Path, patients: list[str], thickness: str = DEFAULT_THICKNESS, max_slices: int | None = None,
                      with_noise_pool: bool = False) -> list[SlicePair]:
     """All LDCT/NDCT slice pairs of ``patients`` (in order), at most ``max_slices`` of them; with
-    ``with_noise_pool`` each carries its unit noise images (:mod:`vagan.data.noise_pool`)."""
+    ``with_noise_pool`` each carries its unit noise images (:mod:`vagan.data.noise_pool`).
+
+    A patient with several series at ``thickness`` gives the slices of all of them, series by series
+    (:func:`~vagan.io.mayo.load_mayo_pairs`), each with its own noise pool; ``index`` counts through
+    the patient's slices in that order, so the first series' slices keep ``0..Z-1``.
+    """
     from vagan.data.noise_pool import load_pool, pool_path, positions_mm
-    from vagan.io.mayo import patient_thickness
 
     pairs: list[SlicePair] = []
     for patient in patients:
-        paired = load_mayo_pair(root, patient, thickness=thickness)
-        pixel = float(paired.ndct.pixel_spacing_mm[0])
-        pool = None
-        if with_noise_pool:
-            path = pool_path(Path(root) / patient, str(patient_thickness(Path(root) / patient, thickness)))
-            if not path.is_file():
-                raise InputDataError(f"{path}: no noise pool for patient {patient}; data.train_doses needs one per "
-                                     "training patient (vagan simulate --from ... --set noise_pool=true)")
-            pool = load_pool(path, positions_mm(paired.ndct), paired.ndct.hu.shape)
-        for z in range(paired.ndct.hu.shape[0]):
-            noise = None if pool is None else pool[:, :, z]
-            pairs.append(SlicePair(paired.ldct.hu[z], paired.ndct.hu[z], patient=patient, index=z, pixel_mm=pixel,
-                                   noise=noise))
-            if max_slices is not None and len(pairs) >= max_slices:
-                return pairs
+        index = 0
+        for paired in load_mayo_pairs(root, patient, thickness=thickness):
+            pixel = float(paired.ndct.pixel_spacing_mm[0])
+            pool = None
+            if with_noise_pool:
+                path = pool_path(Path(root) / patient, paired.label)
+                if not path.is_file():
+                    raise InputDataError(f"{path}: no noise pool for patient {patient} "
+                                         f"({dose_folders(paired.label)[1]}); data.train_doses needs one per series "
+                                         "of every training patient "
+                                         "(vagan simulate --from ... --set noise_pool=true)")
+                pool = load_pool(path, positions_mm(paired.ndct), paired.ndct.hu.shape)
+            for z in range(paired.ndct.hu.shape[0]):
+                noise = None if pool is None else pool[:, :, z]
+                pairs.append(SlicePair(paired.ldct.hu[z], paired.ndct.hu[z], patient=patient, index=index,
+                                       pixel_mm=pixel, noise=noise))
+                index += 1
+                if max_slices is not None and len(pairs) >= max_slices:
+                    return pairs
     return pairs
 
 

@@ -5,9 +5,14 @@
     root/<patient>/full_1mm/*.IMA|*.dcm      normal dose (NDCT)
     root/<patient>/quarter_1mm/...           quarter dose (LDCT), same slice positions
     root/<patient>/full_3mm/, quarter_3mm/   the same at 3 mm
+    root/<patient>/full_1mm_series-<name>/, quarter_1mm_series-<name>/
+                                             a further 1 mm series of the patient (``vagan simulate --from``)
 
 ``vagan simulate`` writes its datasets in this layout too (plus a ``manifest.json`` at the root,
-ignored here). Splits are always by patient, never by slice (docs/design.md, "Data and units").
+ignored here). A patient may hold several series at one thickness: the first in the plain folders,
+each further one in folders labelled ``<T>_series-<name>`` (:func:`series_label`). The readers take
+all of them, in :func:`patient_series` order, so a patient's series always stay together. Splits are
+always by patient, never by slice (docs/design.md, "Data and units").
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import difflib
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,45 +36,99 @@ log = logging.getLogger(__name__)
 
 SUBSETS = ("train", "val", "test")
 DEFAULT_THICKNESS = "1mm"  # the Mayo 2016 slices the paper used
-ANY_THICKNESS = "any"  # each patient's one pair of dose folders, whatever its thickness (e.g. `simulate --from` data)
+ANY_THICKNESS = "any"  # each patient's pairs at its one thickness, whatever it is (e.g. `simulate --from` data)
+SERIES_MARK = "_series-"  # <dose>_<T>_series-<name>: a further series of one patient at thickness T
 Z_TOLERANCE_MM = 0.1  # slices of the two doses closer than this along the normal are one pair
 
 
 def dose_folders(thickness: str) -> tuple[str, str]:
-    """(LDCT, NDCT) folder names for a slice thickness such as ``"1mm"``."""
+    """(LDCT, NDCT) folder names for a slice thickness such as ``"1mm"``, or a series label such as
+    ``"1mm_series-3"`` (:func:`series_label`)."""
     return f"quarter_{thickness}", f"full_{thickness}"
+
+
+def series_label(thickness: str, name: str | None = None) -> str:
+    """The label of a pair of dose folders: ``thickness`` for a patient's first series at it,
+    ``<thickness>_series-<name>`` for each further one (``name`` already safe for a folder name)."""
+    return thickness if name is None else f"{thickness}{SERIES_MARK}{name}"
+
+
+def label_thickness(label: str) -> str:
+    """The thickness of a dose-folder label: ``"1mm_series-3"`` -> ``"1mm"``, ``"1mm"`` -> ``"1mm"``."""
+    return label.split(SERIES_MARK, 1)[0]
 
 
 @dataclass(frozen=True)
 class PairedVolume:
-    """LDCT and NDCT series of one patient, slice ``k`` of one paired with slice ``k`` of the other."""
+    """LDCT and NDCT series of one patient, slice ``k`` of one paired with slice ``k`` of the other;
+    ``label`` names their dose folders (``"1mm"``, or ``"1mm_series-3"`` for a further series)."""
 
     patient: str
     ldct: CTVolume
     ndct: CTVolume
+    label: str = ""
+
+
+def _dose_labels(folder: Path) -> tuple[set[str], set[str]]:
+    """Labels of the ``quarter_*`` and of the ``full_*`` folders in ``folder``."""
+    low: set[str] = set()
+    full: set[str] = set()
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_dir() and path.name.startswith("quarter_"):
+                low.add(path.name.removeprefix("quarter_"))
+            elif path.is_dir() and path.name.startswith("full_"):
+                full.add(path.name.removeprefix("full_"))
+    return low, full
+
+
+def _at_thickness(label: str, thickness: str) -> bool:
+    return label == thickness or label.startswith(thickness + SERIES_MARK)
+
+
+def patient_series(folder: Path, thickness: str) -> list[str]:
+    """Labels of every pair of dose folders that ``folder`` holds at ``thickness``: the plain one
+    (``thickness`` itself) first, then each further series (``<thickness>_series-<name>``) sorted by
+    name; empty when it holds none (the patient is skipped).
+
+    ``thickness`` names it (``"1mm"``), or is :data:`ANY_THICKNESS`: the patient's pairs at its one
+    thickness, whatever that is; pairs at several thicknesses are then an :class:`InputDataError`. A
+    dose folder without its partner is left out with a warning (for a named thickness).
+    """
+    folder = Path(folder)
+    low, full = _dose_labels(folder)
+    both = low & full
+    if thickness == ANY_THICKNESS:
+        found = sorted({label_thickness(label) for label in both})
+        if len(found) > 1:
+            raise InputDataError(f"{folder}: dose folders at {', '.join(found)}; give the thickness to use instead of "
+                                 f"{ANY_THICKNESS!r}")
+        if not found:
+            return []
+        thickness = found[0]
+    else:
+        for label in sorted(low ^ full):
+            if _at_thickness(label, thickness):
+                log.warning("%s: has only %s, not its partner; that series is skipped", folder,
+                            dose_folders(label)[0 if label in low else 1])
+    return sorted((label for label in both if _at_thickness(label, thickness)),
+                  key=lambda label: (label != thickness, label))
 
 
 def patient_thickness(folder: Path, thickness: str) -> str | None:
-    """The thickness label whose two dose folders ``folder`` holds, or ``None`` (the patient is skipped).
+    """The thickness label whose dose folders ``folder`` holds, or ``None`` (the patient is skipped).
 
-    ``thickness`` names it (``"1mm"``), or is :data:`ANY_THICKNESS`: the patient's one pair, whatever
-    its label; a patient with pairs at several thicknesses is then an :class:`InputDataError`.
+    ``thickness`` names it (``"1mm"``), or is :data:`ANY_THICKNESS`: the thickness of the patient's
+    pairs, whatever it is; a patient with pairs at several thicknesses is then an :class:`InputDataError`.
+    All of the patient's series at it are in :func:`patient_series`.
     """
-    if thickness != ANY_THICKNESS:
-        have = [(folder / name).is_dir() for name in dose_folders(thickness)]
-        if any(have) and not all(have):
-            log.warning("%s: has only %s; patient skipped", folder, dose_folders(thickness)[0 if have[0] else 1])
-        return thickness if all(have) else None
-    labels = sorted(p.name.removeprefix("full_") for p in folder.glob("full_*") if p.is_dir()
-                    and (folder / dose_folders(p.name.removeprefix("full_"))[0]).is_dir())
-    if len(labels) > 1:
-        raise InputDataError(f"{folder}: dose folders at {', '.join(labels)}; give the thickness to use instead of "
-                             f"{ANY_THICKNESS!r}")
-    return labels[0] if labels else None
+    labels = patient_series(folder, thickness)
+    return label_thickness(labels[0]) if labels else None
 
 
 def list_mayo_patients(root: Path, thickness: str = DEFAULT_THICKNESS) -> list[str]:
-    """Sorted names of the patient folders under ``root`` holding both dose folders of ``thickness``."""
+    """Sorted names of the patient folders under ``root`` holding both dose folders of ``thickness``
+    (one pair or several: :func:`patient_series`)."""
     root = Path(root)
     if not root.is_dir():
         raise InputDataError(f"{root}: Mayo dataset folder does not exist; expected root/<patient>/full_{thickness}/")
@@ -116,20 +175,40 @@ def _fmt(values: list[float], limit: int = 6) -> str:
     return f"[{shown}{', ...' if len(values) > limit else ''}]"
 
 
+def _patient_labels(root: Path, patient: str, thickness: str) -> tuple[Path, list[str]]:
+    folder = Path(root) / patient
+    if not folder.is_dir():
+        raise InputDataError(f"{folder}: patient folder does not exist under {root}")
+    labels = patient_series(folder, thickness)
+    if not labels:
+        raise InputDataError(f"{folder}: no pair of dose folders ({', '.join(dose_folders(thickness))})")
+    return folder, labels
+
+
 def load_mayo_pair(
     root: Path, patient: str, thickness: str = DEFAULT_THICKNESS, z_tolerance_mm: float = Z_TOLERANCE_MM
 ) -> PairedVolume:
     """Read one patient's quarter- and full-dose series and check that they pair slice by slice.
 
-    Pairs are matched by position along the slice normal (within ``z_tolerance_mm``); different
-    slice counts, unmatched positions or different geometry raise :class:`InputDataError`.
+    This is the patient's first pair at ``thickness`` (:func:`patient_series`); :func:`load_mayo_pairs`
+    reads all of them. Pairs are matched by position along the slice normal (within ``z_tolerance_mm``);
+    different slice counts, unmatched positions or different geometry raise :class:`InputDataError`.
     """
-    folder = Path(root) / patient
-    if not folder.is_dir():
-        raise InputDataError(f"{folder}: patient folder does not exist under {root}")
-    label = patient_thickness(folder, thickness)
-    if label is None:
-        raise InputDataError(f"{folder}: no pair of dose folders ({', '.join(dose_folders(thickness))})")
+    folder, labels = _patient_labels(root, patient, thickness)
+    return _load_pair(folder, patient, labels[0], z_tolerance_mm)
+
+
+def load_mayo_pairs(
+    root: Path, patient: str, thickness: str = DEFAULT_THICKNESS, z_tolerance_mm: float = Z_TOLERANCE_MM
+) -> Iterator[PairedVolume]:
+    """Every pair of one patient at ``thickness``, in :func:`patient_series` order, read one at a time
+    and checked as :func:`load_mayo_pair` does; its ``label`` names its dose folders."""
+    folder, labels = _patient_labels(root, patient, thickness)
+    for label in labels:
+        yield _load_pair(folder, patient, label, z_tolerance_mm)
+
+
+def _load_pair(folder: Path, patient: str, label: str, z_tolerance_mm: float) -> PairedVolume:
     low_name, full_name = dose_folders(label)
     ldct = read_dicom_series(folder / low_name)
     ndct = read_dicom_series(folder / full_name)
@@ -141,8 +220,8 @@ def load_mayo_pair(
                 f"patient {patient}: {len(ldct.hu)} LDCT slices ({ldct.source}) but {len(ndct.hu)} NDCT slices "
                 f"({ndct.source}) and no positions to match them by"
             )
-        log.warning("patient %s: no slice positions; LDCT and NDCT paired by slice order", patient)
-        return PairedVolume(patient, ldct, ndct)
+        log.warning("patient %s (%s): no slice positions; LDCT and NDCT paired by slice order", patient, label)
+        return PairedVolume(patient, ldct, ndct, label)
     only_low, only_full = _unmatched(z_low, z_full, z_tolerance_mm)
     if only_low or only_full or len(z_low) != len(z_full):
         raise InputDataError(
@@ -151,7 +230,7 @@ def load_mayo_pair(
             f"(tolerance {z_tolerance_mm} mm); make both series cover the same slices"
         )
     # Both are sorted along the same normal and every slice has a partner: index k pairs with k.
-    return PairedVolume(patient, ldct, ndct)
+    return PairedVolume(patient, ldct, ndct, label)
 
 
 # ------------------------------------------------------------------------------------------ splits
