@@ -126,12 +126,11 @@ def test_unusable_series_are_listed_with_a_reason_and_nothing_usable_is_one_erro
     result = runner.invoke(app, ["simulate", str(tmp_path / "pairs"), "--from", str(tree), "--device", "cpu", *FAST])
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "pairs" / "manifest.json").read_text())
-    assert [p["id"] for p in manifest["patients"]] == ["A", "A"]  # 1 mm and 3 mm pairs in one patient folder
+    assert [p["id"] for p in manifest["patients"]] == ["A", "A", "A"]  # all of A's pairs in one patient folder
     assert sorted(p.name for p in (tmp_path / "pairs" / "A").iterdir() if p.is_dir()) == [
-        "full_1mm", "full_3mm", "quarter_1mm", "quarter_3mm"]
+        "full_1mm", "full_1mm_series-1001", "full_3mm", "quarter_1mm", "quarter_1mm_series-1001", "quarter_3mm"]
     reasons = {Path(s["folder"]).name: s["reason"] for s in manifest["skipped_series"]}
-    assert set(reasons) == {"b_second_series_of_A", "d_broken"} and "second 1mm series of patient 'A'" in reasons[
-        "b_second_series_of_A"]
+    assert set(reasons) == {"d_broken"}
     assert sorted(str(p) for p in tree.rglob("*")) == before  # the input is untouched
     for folder in ("a_ok", "b_second_series_of_A", "c_A_at_3mm"):
         shutil.rmtree(tree / folder)
@@ -169,3 +168,98 @@ def test_nested_trees_and_nifti_files_are_found_and_simulated(tmp_path):
     one = runner.invoke(app, ["simulate", str(tmp_path / "one"), "--from", str(tree / "nifti" / "P9.nii.gz"),
                               "--device", "cpu", *FAST])
     assert one.exit_code == 0, one.output
+
+
+# ------------------------------------------------- several series of one patient at one thickness
+
+# folder, SeriesNumber, slices, body HU
+SERIES_OF_A = (("a_first", 5, 2, 40.0), ("b_second", 9, 3, 100.0), ("c_third", 9, 2, 160.0))
+
+
+@pytest.fixture(scope="module")
+def several_series(tmp_path_factory):
+    """Patient A with three 1 mm series (SeriesNumber 5, 9 and 9 again) and patient B with one, each
+    with its own body HU, simulated at 25% with noise pools."""
+    from vagan.io.dicom import write_dicom_series
+
+    base = tmp_path_factory.mktemp("several")
+    sources = {}
+    for folder, pid, number, slices, hu in (*(("A/" + f, "A", n, z, h) for f, n, z, h in SERIES_OF_A),
+                                           ("B/only", "B", 3, 2, 70.0)):
+        volume = np.full((slices, 32, 32), -1000.0, np.float32)
+        volume[:, 4:-4, 3:-3] = hu
+        write_dicom_series(volume, base / "in" / folder, series_description="ndct", patient_id=pid,
+                           series_number=number, pixel_spacing_mm=(2.0, 2.0), slice_thickness_mm=1.0)
+        sources[folder] = volume
+    out = base / "data"
+    result = runner.invoke(app, ["simulate", str(out), "--from", str(base / "in"), "--dose", "0.25", "--device", "cpu",
+                                 "--set", "noise_pool=true", "--set", "exposure=config", "--set", "simulation.i0=20000",
+                                 *FAST])
+    assert result.exit_code == 0, result.output
+    return out, base / "in", sources
+
+
+def test_several_series_of_one_patient_at_one_thickness_are_pairs_in_its_folder(several_series):
+    out, source, _ = several_series
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not manifest["skipped_series"]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["A", "B"]
+    # the first keeps the plain folders, the others are named by SeriesNumber, a repeated one made unique
+    assert sorted(p.name for p in (out / "A").iterdir()) == [
+        "full_1mm", "full_1mm_series-9", "full_1mm_series-9-2", "noise_1mm.npz", "noise_1mm_series-9-2.npz",
+        "noise_1mm_series-9.npz", "quarter_1mm", "quarter_1mm_series-9", "quarter_1mm_series-9-2"]
+    entries = [(e["id"], Path(e["from"]).relative_to(source).as_posix(), e["label"], e["full"], e["noise_pool"])
+               for e in manifest["patients"]]
+    assert entries == [("A", "A/a_first", "1mm", "A/full_1mm", "A/noise_1mm.npz"),
+                       ("A", "A/b_second", "1mm_series-9", "A/full_1mm_series-9", "A/noise_1mm_series-9.npz"),
+                       ("A", "A/c_third", "1mm_series-9-2", "A/full_1mm_series-9-2", "A/noise_1mm_series-9-2.npz"),
+                       ("B", "B/only", "1mm", "B/full_1mm", "B/noise_1mm.npz")]
+    assert list_mayo_patients(out) == list_mayo_patients(out, "any") == ["A", "B"]
+    assert load_mayo_pair(out, "A").ndct.hu.shape == (2, 32, 32)  # the first pair, as before
+
+
+def test_training_data_holds_the_slices_of_every_series_of_a_patient(several_series):
+    from vagan.data.paired import load_slice_pairs
+    from vagan.io.mayo import load_mayo_pairs
+
+    out, _, sources = several_series
+    assert [p.label for p in load_mayo_pairs(out, "A")] == ["1mm", "1mm_series-9", "1mm_series-9-2"]
+    for thickness in ("1mm", "any"):
+        pairs = load_slice_pairs(out, ["A", "B"], thickness)
+        expected = np.concatenate([sources["A/" + f] for f, *_ in SERIES_OF_A] + [sources["B/only"]])
+        assert len(pairs) == 9 and [p.patient for p in pairs] == ["A"] * 7 + ["B"] * 2
+        assert [p.index for p in pairs] == [*range(7), 0, 1]  # unique within a patient; the first series' unchanged
+        assert np.abs(np.stack([p.ndct for p in pairs]) - expected).max() <= 1.0
+        assert all(np.std(p.ldct - p.ndct) > 1.0 for p in pairs)
+    assert len(load_slice_pairs(out, ["A"], "1mm", max_slices=4)) == 4
+
+
+def test_a_split_keeps_all_series_of_a_patient_together(several_series):
+    out, _, _ = several_series
+    train = load_split(out, {"train": ["A"], "test": ["B"]}, 0, "train")
+    assert len(train) == 7 and {p.patient for p in train} == {"A"}
+    for seed in range(4):
+        subsets = {s: load_split(out, {"train": 0.5, "test": 0.5}, seed, s, "any") for s in ("train", "test")}
+        patients = {s: {p.patient for p in pairs} for s, pairs in subsets.items()}
+        assert not patients["train"] & patients["test"]
+        assert sorted(len(subsets[s]) for s in subsets) == [2, 7]  # all 7 slices of A in one subset
+
+
+def test_each_series_has_its_own_noise_pool(several_series, tmp_path):
+    from vagan.data.noise_pool import mix, pool_path
+    from vagan.data.paired import load_slice_pairs
+    from vagan.data.patches import PatchPairDataset
+    from vagan.errors import InputDataError
+
+    out, _, _ = several_series
+    pairs = load_slice_pairs(out, ["A", "B"], "any", with_noise_pool=True)
+    assert len(pairs) == 9 and all(p.noise is not None and p.noise.shape == (2, 2, 32, 32) for p in pairs)
+    for pair in pairs:  # the stored LDCT is its own series' pool at the dataset dose
+        assert np.abs(pair.ldct - (pair.ndct + mix(pair.noise, 0.25))).max() < 0.5
+    patches = PatchPairDataset(pairs, patch_size=16, patches_per_slice=2, seed=0, doses=(0.1, 0.5))
+    assert len(patches) == 18 and patches[17]["ldct"].shape == (1, 16, 16)
+    copy = tmp_path / "data"
+    shutil.copytree(out, copy)
+    pool_path(copy / "A", "1mm_series-9").unlink()
+    with pytest.raises(InputDataError, match="noise_1mm_series-9.npz: no noise pool for patient A"):
+        load_slice_pairs(copy, ["A"], "1mm", with_noise_pool=True)

@@ -6,6 +6,9 @@ Layout (the one :mod:`vagan.io.mayo` reads)::
     OUT/<patient>/full_<T>mm/     NDCT series (DICOM)
     OUT/<patient>/quarter_<T>mm/  LDCT series at the chosen dose fraction
     OUT/<patient>/truth_<T>mm/    noise-free phantom (phantom datasets, optional)
+    OUT/<patient>/noise_<T>mm.npz unit noise images of the series (``--from`` with ``noise_pool``)
+    OUT/<patient>/{full,quarter}_<T>mm_series-<name>/, noise_<T>mm_series-<name>.npz
+                                  each further ``--from`` series of the patient at <T> mm (``_plan_series``)
 
 As for the Mayo data, the LDCT is made from the NDCT by inserting the extra noise of the lower
 dose into its projections (``source="ndct"``); phantom NDCT is itself a full-dose scan of the
@@ -200,40 +203,65 @@ def _series_sources(source: Path) -> list[Path]:
     return sorted(found)
 
 
+def _source_name(path: Path) -> str:
+    """A series folder's name, or a NIfTI file's without its extension."""
+    return path.name[: -len(".nii.gz")] if path.name.lower().endswith(".nii.gz") else path.stem if path.is_file() \
+        else path.name
+
+
+def _header_text(volume: CTVolume, key: str) -> str:
+    value = volume.headers[0].get(key) if volume.headers else None
+    return "" if value is None else str(value).strip()
+
+
 def _volume_patient(volume: CTVolume, path: Path) -> str:
     """A series' patient: its DICOM PatientID, else its file or folder name (NIfTI carries none)."""
-    pid = str(volume.headers[0].get("PatientID", "") if volume.headers else "")
-    name = path.name[: -len(".nii.gz")] if path.name.lower().endswith(".nii.gz") else path.stem if path.is_file() \
-        else path.name
-    return _safe_id(pid or name)
+    return _safe_id(_header_text(volume, "PatientID") or _source_name(path))
 
 
-def _safe_id(text: str) -> str:
-    """A patient ID usable as one folder name."""
+def _series_name(volume: CTVolume, path: Path) -> str:
+    """The name of a patient's further series at one thickness: its DICOM SeriesNumber, else its
+    folder or file name, made safe for a folder name."""
+    return _safe_id(_header_text(volume, "SeriesNumber") or _source_name(path), "series")
+
+
+def _safe_id(text: str, empty: str = "patient") -> str:
+    """A patient ID (or series name) usable as one folder name; ``empty`` where nothing is left."""
     import re
 
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "patient"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or empty
 
 
 @dataclass
 class _PlannedSeries:
     folder: Path
     patient: str
-    label: str  # the slice thickness label of its dose folders, e.g. "3mm"
+    thickness: str  # its slice thickness label, e.g. "3mm"
     slices: int
+    label: str  # that of its dose folders: the thickness, or "3mm_series-<name>" for a patient's further series at it
+
+    @property
+    def further(self) -> bool:
+        return self.label != self.thickness
 
 
 def _plan_series(folders: list[Path]) -> tuple[list[_PlannedSeries], list[tuple[str, str]]]:
     """Read and check every series before any simulation. Returns the usable ones and, with a reason,
-    those skipped: unreadable, not CT, non-square pixels, or a second series of one patient at the same
-    slice thickness. Series of one patient at other thicknesses (Mayo's 1 mm and 3 mm) go into that
-    patient's folder as further dose-folder pairs, so a patient split keeps them together. Nothing
-    usable is an :class:`InputDataError`."""
+    those skipped: unreadable, not CT, or non-square pixels. Nothing usable is an :class:`InputDataError`.
+
+    All series of one patient go into that patient's folder, so a patient split keeps them together:
+    each thickness (Mayo's 1 mm and 3 mm) as its own dose-folder pair labelled by the thickness, and
+    each further series at a thickness already taken (in ``folders`` order, which is sorted) as a pair
+    labelled ``<T>_series-<name>`` (:func:`vagan.io.mayo.series_label`), ``name`` its DICOM
+    SeriesNumber, else its folder or file name, made safe for a folder name; a name the patient already
+    has at that thickness gets ``-2``, ``-3``, ... The readers (:func:`vagan.io.mayo.patient_series`)
+    load every pair."""
+    from vagan.io.mayo import series_label
     from vagan.io.readers import read_volume
 
     planned: list[_PlannedSeries] = []
     skipped: list[tuple[str, str]] = []
-    used: dict[tuple[str, str], Path] = {}
+    labels: dict[str, dict[str, Path]] = {}  # per patient: the label of each series planned, and its source
     for folder in folders:
         try:
             volume = read_volume(folder).validate()
@@ -242,15 +270,22 @@ def _plan_series(folders: list[Path]) -> tuple[list[_PlannedSeries], list[tuple[
             continue
         rows, cols = volume.pixel_spacing_mm
         pid = _volume_patient(volume, folder)
-        label = _thickness_label(volume)
+        thickness = _thickness_label(volume)
         if abs(rows - cols) > 1e-3:
             skipped.append((str(folder), f"the simulator needs square pixels, got spacing {rows} x {cols} mm"))
-        elif (pid, label) in used:
-            skipped.append((str(folder), f"a second {label} series of patient {pid!r} (the first is "
-                                         f"{used[pid, label]}); a patient holds one series per slice thickness"))
-        else:
-            used[pid, label] = folder
-            planned.append(_PlannedSeries(folder, pid, label, volume.hu.shape[0]))
+            continue
+        taken = labels.setdefault(pid, {})
+        label = thickness
+        if label in taken:
+            name = _series_name(volume, folder)
+            label, copy = series_label(thickness, name), 1
+            while label in taken:
+                copy += 1
+                label = series_label(thickness, f"{name}-{copy}")
+            log.info("patient %s: %s is a further %s series (the first is %s); its pairs go to %s/full_%s and "
+                     "quarter_%s", pid, folder, thickness, taken[thickness], pid, label, label)
+        taken[label] = folder
+        planned.append(_PlannedSeries(folder, pid, thickness, volume.hu.shape[0], label))
     for folder, why in skipped:
         log.warning("skipped %s: %s", folder, why)
     if not planned:
@@ -280,8 +315,10 @@ def write_dataset_from_series(source: Path, out: Path, dose: float, config: Simu
 
     Every series is read and checked before the first simulation. With ``exposure="matched"`` each
     slice's photons follow the series' own noise and tube current (:mod:`vagan.data.noise_matching`);
-    the manifest records what was found per series. With ``noise_pool`` each patient also gets
-    ``noise_<T>.npz`` (:mod:`vagan.data.noise_pool`), and its LDCT is mixed from that pool.
+    the manifest records what was found per series, and the source folder (``from``) and dose-folder
+    ``label`` of each. Several series of one patient all go into its folder (:func:`_plan_series`).
+    With ``noise_pool`` each series also gets ``<patient>/noise_<label>.npz``
+    (:mod:`vagan.data.noise_pool`), and its LDCT is mixed from that pool.
     """
     from tqdm.auto import tqdm
 
@@ -303,7 +340,7 @@ def write_dataset_from_series(source: Path, out: Path, dose: float, config: Simu
     with atomic_dir(Path(out), "dataset", overwrite=overwrite, inputs=(Path(source),)) as tmp, \
             tqdm(total=sum(p.slices for p in planned), desc="slices", unit="slice", disable=not progress) as bar:
         for plan in planned:
-            bar.set_postfix_str(plan.patient)
+            bar.set_postfix_str(f"{plan.patient} {plan.label}" if plan.further else plan.patient)
             volume = read_volume(plan.folder).validate()
             pixel = float(volume.pixel_spacing_mm[0])
             simulator = series_simulator(config, exposure, volume.hu.shape[1:], pixel, device)
@@ -319,7 +356,7 @@ def write_dataset_from_series(source: Path, out: Path, dose: float, config: Simu
             else:
                 ldct = _simulate_volume(simulator, volume.hu, dose, "ndct", noise, batch_size, device, i0, bar)
             entry = _write_patient(tmp, plan.patient, label, volume.hu, ldct, dose, template=volume)
-            entry |= {"from": str(plan.folder), "skipped": [[p.name, why] for p, why in volume.skipped],
+            entry |= {"from": str(plan.folder), "label": label, "skipped": [[p.name, why] for p, why in volume.skipped],
                       "n_detectors": simulator.config.n_detectors}
             if matched is not None:
                 entry["exposure"] = matched.to_dict()
