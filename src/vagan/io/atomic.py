@@ -256,6 +256,28 @@ def _publish(tmp: Path, final: Path, replace: bool, kind: OutputKind | None) -> 
     shutil.rmtree(backup.parent, ignore_errors=True)
 
 
+def _within(path: str | bytes | os.PathLike, folder: Path) -> bool:
+    path, folder = os.path.abspath(os.fsdecode(path)), os.path.abspath(folder)
+    return path == folder or path.startswith(folder + os.sep)
+
+
+@contextlib.contextmanager
+def _naming(final: Path, tmp: Path) -> Iterator[None]:
+    """An OS error while ``tmp`` is written names ``final``, the output the user asked for: a disk that fills
+    (ENOSPC) or fails (EIO) mid-write raises it without a file name, or naming the hidden temporary (a nested
+    writer), and pydicom wraps it in an OSError without errno (with the original as its cause). An error that
+    names another file (an input) is left as it is."""
+    try:
+        yield
+    except OSError as err:
+        cause = err
+        while cause.errno is None and isinstance(cause.__cause__, OSError):
+            cause = cause.__cause__
+        if cause.errno is None or (cause.filename is not None and not _within(cause.filename, tmp)):
+            raise
+        raise OSError(cause.errno, os.strerror(cause.errno), str(final)) from err
+
+
 def _remove(path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -275,7 +297,8 @@ def staged_dir(final: Path, replace: bool, kind: OutputKind | None = None) -> It
     tmp = Path(tempfile.mkdtemp(prefix=_prefix(final, "tmp"), dir=final.parent))
     _as_if_created(tmp, 0o777)
     try:
-        yield tmp
+        with _naming(final, tmp):
+            yield tmp
         if kind is not None:
             write_marker(tmp, kind)
         _publish(tmp, final, replace, kind)
@@ -339,7 +362,8 @@ def atomic_file(final: Path, overwrite: bool = False) -> Iterator[Path]:
     tmp = Path(name)
     _as_if_created(tmp, 0o666)
     try:
-        yield tmp
+        with _naming(final, tmp):
+            yield tmp
         if overwrite:
             os.replace(tmp, final)
         else:
