@@ -82,6 +82,9 @@ def write_npy(path: Path, hu: np.ndarray | CTVolume, *, overwrite: bool = False)
     array = np.ascontiguousarray(array, dtype=np.float32)
     CTVolume(hu=array if array.ndim == 3 else array[None], source=path).validate(check_scale=False)
     with atomic_file(path, overwrite=overwrite) as tmp, tmp.open("wb") as fh:
-        np.save(fh, array, allow_pickle=False)
+        # np.save's header, then the data through Python's file, not np.save's fwrite: a disk that fills or fails
+        # mid-write then raises OSError(ENOSPC/EIO), where fwrite's error says only "N requested and M written"
+        np.lib.format.write_array_header_1_0(fh, np.lib.format.header_data_from_array_1_0(array))
+        fh.write(memoryview(array).cast("B"))
     log.debug("%s: wrote %s float32 HU", path, array.shape)
     return path
