@@ -13,6 +13,7 @@ Inference needs only the first two.
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +21,11 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from vagan import __version__
 from vagan.errors import MACHINE_FAULTS, CheckpointError
-from vagan.io.atomic import staged_dir, with_default_mode
+from vagan.io.atomic import staged_dir
 from vagan.io.checksum import file_sha256
 
 FORMAT = "vagan-checkpoint"
@@ -67,10 +68,13 @@ def save_checkpoint(
     }
     full_meta = {"format": FORMAT, "version": FORMAT_VERSION, "vagan_version": __version__, **meta}
     with staged_dir(Path(path), replace=True) as tmp:  # inside a run folder this run owns
-        save_file(weights, str(tmp / WEIGHTS_FILE))
-        with_default_mode(tmp / WEIGHTS_FILE)  # as meta.json, not safetensors' private 0600
+        # serialised in memory, written through Python's files: a disk that fills or fails mid-write raises
+        # OSError(ENOSPC/EIO), where safetensors' writer raises SafetensorError and torch.save's "unexpected pos"
+        (tmp / WEIGHTS_FILE).write_bytes(save(weights))
         if state is not None:
-            torch.save(state, tmp / STATE_FILE)
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            (tmp / STATE_FILE).write_bytes(buffer.getbuffer())
         full_meta["checksums"] = {name: file_sha256(tmp / name) for name in (WEIGHTS_FILE, STATE_FILE)
                                   if (tmp / name).is_file()}
         (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2, default=str))
