@@ -27,3 +27,9 @@ def _single_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _vagan_cache(tmp_path_factory, monkeypatch):
+    """vagan's cache (exported ONNX graphs, engine probes) in one folder per test session, never ~/.cache."""
+    monkeypatch.setenv("VAGAN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "vagan-cache"))

@@ -185,6 +185,9 @@ def denoise(
     precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP + " Default: auto."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the network (a one-off 15-60 s, then "
                                   "faster per slice; worth it for long series). Falls back to eager with a warning."),
+    engine: str = typer.Option("auto", "--engine", help="auto, torch or onnxruntime. auto: PyTorch on a GPU; on a CPU "
+                               "the faster of PyTorch and onnxruntime (when installed), measured once per model and "
+                               "CPU and cached (docs/performance.md, Engines)."),
     amp: bool = AmpAlias,
     attention_out: Optional[Path] = typer.Option(None, "--attention-out", help="Folder for the learned attention maps M_T."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing OUTPUT."),
@@ -205,12 +208,11 @@ def denoise(
                           "bm3d_psd_autocorrelation.npy that `vagan evaluate ... bm3d-psd` wrote for your pairs")
     model_inputs = [method.path] if method.path is not None else []
     job = DenoiseJob.checked(input_path, output_path, attention_out, overwrite, model_inputs)  # before loading anything
-    denoiser = _denoiser(method, batch_size, device, _legacy_amp(amp, precision) or "auto", compile_)
-    from vagan.inference.denoise import NetworkDenoiser
-
-    if isinstance(denoiser, NetworkDenoiser) and denoiser.model.notice:
-        job = dataclasses.replace(job, notice=denoiser.model.notice)
-        typer.echo(f"note: {model} was {denoiser.model.notice}")
+    denoiser = _denoiser(method, batch_size, device, _legacy_amp(amp, precision) or "auto", compile_, engine)
+    notice = getattr(getattr(denoiser, "model", None), "notice", "")
+    if notice:
+        job = dataclasses.replace(job, notice=notice)
+        typer.echo(f"note: {model} was {notice}")
     report = denoise_path(denoiser, job)
     typer.echo(f"wrote {report.slices} slice(s) of {report.shape[0]}x{report.shape[1]} to {report.output}")
     if report.skipped:
@@ -222,7 +224,8 @@ def denoise(
         typer.echo(f"attention maps in {report.attention_dir}")
 
 
-def _denoiser(method: MethodSpec, batch_size: int | None, device: str, precision: str, compile_: bool) -> Denoiser:
+def _denoiser(method: MethodSpec, batch_size: int | None, device: str, precision: str, compile_: bool,
+              engine: str) -> Denoiser:
     if method.kind == "bm3d":
         from vagan.evaluation.inputs import bm3d_denoiser
 
@@ -232,15 +235,17 @@ def _denoiser(method: MethodSpec, batch_size: int | None, device: str, precision
                 "fair BM3D give --model bm3d:SIGMA_HU with the sigma `vagan evaluate` calibrated on your pairs")
         return bm3d_denoiser(method)
     from vagan.devices import resolve_device
-    from vagan.inference.denoise import NetworkDenoiser
+    from vagan.inference.engine import ENGINES, network_denoiser
     from vagan.inference.model_loading import load_trained_model
     from vagan.precision import resolve_precision
 
     torch_device = resolve_device(device)
     chosen = resolve_precision(precision, torch_device)
     logging.getLogger(__name__).info("precision: %s", chosen.describe())
-    return NetworkDenoiser(load_trained_model(method.path, torch_device), batch_size=batch_size, precision=chosen,
-                           compile=compile_)
+    if engine not in ENGINES:  # before the model is loaded
+        raise ConfigError(f"--engine {engine}: one of {', '.join(ENGINES)}")
+    return network_denoiser(load_trained_model(method.path, torch_device), engine=engine, precision=chosen,
+                            batch_size=batch_size, compile=compile_)
 
 
 @app.command()
@@ -256,6 +261,7 @@ def evaluate(
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP + " Default: auto."),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the networks."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="auto (default), torch or onnxruntime, as in denoise."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out folder."),
     amp: bool = AmpAlias,
     set_: Optional[list[str]] = Overrides,
@@ -268,7 +274,8 @@ def evaluate(
     raw = read_yaml_mapping(config) if config else {}
     if methods:
         raw["methods"] = list(methods)
-    cfg = EvaluationConfig.from_dict(raw, list(set_ or []))
+    engine_set = [f"engine={engine}"] if engine is not None else []  # validated with the file's keys
+    cfg = EvaluationConfig.from_dict(raw, list(set_ or []) + engine_set)
     typed = {"data_root": str(data) if data is not None else None, "subset": subset, "fid_net": fid_net,
              "device": device, "precision": _legacy_amp(amp, precision), "compile": compile_}
     cfg = dataclasses.replace(cfg, **{k: v for k, v in typed.items() if v is not None})  # typed options win, as in train

@@ -23,6 +23,7 @@ from vagan.config_schema import (
 from vagan.errors import ConfigError
 from vagan.evaluation.feature_nets import FeatureKind
 from vagan.evaluation.metrics import PatchSpec
+from vagan.inference.engine import EngineName
 from vagan.inference.pretrained import resolve_model, shipped_models
 from vagan.io.mayo import DataSplit
 from vagan.precision import PrecisionName, upgrade_amp
@@ -164,6 +165,7 @@ class EvaluationConfig(Section):
     device: str = "cpu"
     precision: PrecisionName = "auto"
     compile: bool = False
+    engine: EngineName = "auto"  # vagan.inference.engine: PyTorch or onnxruntime, the faster one measured
     batch_size: int = bounded(4, ge=1)
     calibration_slices: int = bounded(8, ge=1)  # non-test LDCT/NDCT slices that calibrate plain bm3d / bm3d-psd
     timing_slices: int = bounded(3, ge=0)

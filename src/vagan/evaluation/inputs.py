@@ -69,7 +69,7 @@ class EvaluationData:
 def load_methods(cfg: EvaluationConfig, device: torch.device, precision: Precision) -> list[Method]:
     """Load every model (a :class:`~vagan.errors.CheckpointError` for a folder that is not one) and name all methods."""
     from vagan.inference.bm3d_denoiser import BM3DDenoiser
-    from vagan.inference.denoise import NetworkDenoiser
+    from vagan.inference.engine import network_denoiser
     from vagan.inference.model_loading import load_trained_model
     from vagan.training.run_folder import run_of_checkpoint
 
@@ -78,7 +78,8 @@ def load_methods(cfg: EvaluationConfig, device: torch.device, precision: Precisi
         if spec.kind == "model":
             model = load_trained_model(spec.path, device)
             name = spec.name or model.name
-            denoiser = NetworkDenoiser(model, cfg.batch_size, precision=precision, compile=cfg.compile, name=name)
+            denoiser = network_denoiser(model, engine=cfg.engine, precision=precision, batch_size=cfg.batch_size,
+                                        compile=cfg.compile, name=name)
             methods.append(Method(name, spec, denoiser, model, precision=denoiser.precision,
                                   run_dir=run_of_checkpoint(model.checkpoint)))
         elif spec.kind == "bm3d":

@@ -63,6 +63,8 @@ class NetworkDenoiser:
             compiler is unavailable or fails, a warning and the eager path.
     """
 
+    engine = "torch"  # see vagan.inference.engine
+
     def __init__(self, model: TrainedModel, batch_size: int | None = None, precision: Precision | None = None,
                  compile: bool = False, name: str | None = None) -> None:
         self.device = model.device

@@ -346,6 +346,8 @@ class OnnxDenoiser:
         providers: onnxruntime execution providers (default: CPU).
     """
 
+    engine = "onnxruntime"  # see vagan.inference.engine
+
     def __init__(self, path: Path, name: str | None = None, batch_size: int = 2, threads: int | None = None,
                  providers: list[str] | None = None) -> None:
         ort = _require("onnxruntime", "running an ONNX model")

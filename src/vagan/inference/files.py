@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from vagan.errors import ConfigError, InputDataError, OutputError, VaganError
 from vagan.inference.denoise import Denoised, Denoiser
+from vagan.io.arrays import write_npy
 from vagan.io.atomic import atomic_dir, check_free_space, check_output, check_outputs_apart
 from vagan.io.ownership import enclosing_container
 from vagan.io.readers import detect_kind, read_volume, write_volume
@@ -55,7 +56,7 @@ def write_attention_maps(maps: np.ndarray, folder: Path, overwrite: bool = False
     import matplotlib.pyplot as plt
 
     with atomic_dir(folder, "attention-maps", overwrite=overwrite) as tmp:
-        np.save(tmp / "attention.npy", maps.astype(np.float32))
+        write_npy(tmp / "attention.npy", maps.astype(np.float32))  # through Python's file: a full disk names its cause
         for z, image in enumerate(maps):
             plt.imsave(tmp / f"attention_{z + 1:04d}.png", image, cmap="magma", vmin=0.0, vmax=1.0)
     return folder
