@@ -175,6 +175,35 @@ class PatchPairDataset(Dataset):
         return _to_unit(pair.ndct[window] + noise, self.hu_range)
 
 
+class MixedPatchDataset(Dataset):
+    """Several :class:`PatchPairDataset` s as one (``data.mix``): index ``i + e n`` (``n`` patches in
+    all) is patch ``i`` of epoch ``e``, and each part sees its own epoch, so fresh noise and exact
+    resume hold in every part."""
+
+    def __init__(self, parts: Sequence[PatchPairDataset]) -> None:
+        if not parts:
+            raise ValueError("no patch datasets to mix")
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+
+    @property
+    def pairs(self) -> list[SlicePair]:
+        return [pair for part in self.parts for pair in part.pairs]
+
+    def shares(self) -> list[float]:
+        """Each part's fraction of the patches."""
+        return [len(p) / len(self) for p in self.parts]
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        epoch, index = divmod(int(index), len(self))
+        k = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        part = self.parts[k]
+        return part[index - int(self.offsets[k]) + epoch * len(part)]
+
+
 class SlicePairDataset(Dataset):
     """Whole slices for validation and evaluation, in network units, with their HU originals."""
 

@@ -42,6 +42,25 @@ class ModelConfig(Section):
 
 
 @dataclass(frozen=True)
+class MixSource(Section):
+    """A further training source mixed into ``data.root``'s training patients, e.g. phantom pairs
+    beside real ones (docs/design.md, "Mixed training sets"). Validation and test stay on ``data.root``."""
+
+    root: str = ""
+    share: float = bounded(0.25, gt=0, lt=1)  # fraction of each epoch's training patches drawn from here
+    thickness: str = "any"
+    patients: tuple[str, ...] | None = None  # None: every patient of ``root``
+    # fresh noise at these doses from the source's noise pools, as data.train_doses; None: its stored LDCT
+    train_doses: tuple[float, ...] | None = bounded(None, gt=0, le=1)
+
+    def check(self) -> None:
+        if not self.root:
+            raise ConfigError("root: the folder of a paired dataset to mix in")
+        if self.patients is not None and not self.patients:
+            raise ConfigError("patients: give at least one patient, or null for all of them")
+
+
+@dataclass(frozen=True)
 class DataConfig(Section):
     """Paired LDCT/NDCT data in the Mayo 2016 layout and how patches are drawn from it."""
 
@@ -64,6 +83,7 @@ class DataConfig(Section):
     # mm (e.g. [0.6, 1.1], clinical abdominal series), for scanners and fields of view the data lack;
     # None: the data's own pixel size
     resample_mm: tuple[float, float] | None = bounded(None, gt=0, le=5)
+    mix: tuple[MixSource, ...] = ()  # further training sources and their shares of the patches
 
     @property
     def hu_range(self) -> HURange:
@@ -80,6 +100,9 @@ class DataConfig(Section):
         if self.train_doses is not None and not self.train_doses:
             raise ConfigError("train_doses: give at least one dose fraction, e.g. [0.1, 0.25, 0.5], or null for the "
                               "stored LDCT")
+        if sum(m.share for m in self.mix) >= 1:
+            raise ConfigError(f"mix: the shares add up to {sum(m.share for m in self.mix):g}; data.root needs the rest "
+                              "(the shares must add up to less than 1)")
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from vagan.data.paired import load_split, patient_split
-from vagan.data.patches import PatchPairDataset, SlicePair, SlicePairDataset
+from vagan.data.paired import load_slice_pairs, load_split, patient_split
+from vagan.data.patches import MixedPatchDataset, PatchPairDataset, SlicePair, SlicePairDataset
 from vagan.devices import resolve_device
 from vagan.errors import (
     CheckpointError,
     ConfigError,
+    InputDataError,
     NonFiniteLossError,
     TrainingDivergedError,
 )
@@ -42,7 +43,7 @@ from vagan.training.checkpoint import (
     load_module_state,
     save_checkpoint,
 )
-from vagan.training.config import ExperimentConfig, StageConfig
+from vagan.training.config import ExperimentConfig, MixSource, StageConfig
 from vagan.training.logs import TrainingLog
 from vagan.training.run_folder import (
     FINAL,
@@ -88,24 +89,29 @@ class Progress:
 
 
 def load_data(cfg: ExperimentConfig) -> TrainData:
-    """Patches of the training patients and whole slices of the validation patients."""
+    """Patches of the training patients (and of the ``data.mix`` sources) and whole slices of the
+    validation patients."""
     d = cfg.data
     if d.root is None:
         raise ConfigError("data.root is not set: point it at a dataset (`vagan simulate` writes one), e.g. --set data.root=DIR")
-    hu_range = d.hu_range
     root = Path(d.root)
     train_pairs = load_split(root, d.split, d.split_seed, "train", d.thickness, d.max_train_slices,
                              with_noise_pool=d.train_doses is not None)
-    smallest = min(min(p.ldct.shape) for p in train_pairs)
+    mixed = [(m, _mix_pairs(m, i)) for i, m in enumerate(d.mix)]
+    every = train_pairs + [pair for _, pairs in mixed for pair in pairs]
+    smallest = min(min(p.ldct.shape) for p in every)
     if d.patch_size > smallest:
         raise ConfigError(f"data.patch_size {d.patch_size} is larger than the smallest training slice ({smallest} px)")
-    try:
-        patches = PatchPairDataset(train_pairs, d.patch_size, d.patches_per_slice, seed=cfg.train.seed,
-                                   augment=d.augment, attention_mode=d.attention_mode, hu_range=hu_range,
-                                   doses=d.train_doses, resample_mm=d.resample_mm)
-    except ValueError as err:
-        raise ConfigError(f"data: {err}") from None
-    sizes = [p.pixel_mm for p in train_pairs]
+    patches = _patches(cfg, train_pairs, d.patches_per_slice, d.train_doses, cfg.train.seed, "data")
+    if mixed:
+        total = len(patches) / (1.0 - sum(m.share for m, _ in mixed))  # data.root keeps the rest of the shares
+        parts = [patches] + [_patches(cfg, pairs, max(1, round(m.share * total / len(pairs))), m.train_doses,
+                                      cfg.train.seed + 1 + i, f"data.mix[{i}]")
+                             for i, (m, pairs) in enumerate(mixed)]
+        patches = MixedPatchDataset(parts)
+        log.info("training patches: %s", ", ".join(f"{name} {share:.0%}" for name, share in
+                                                    zip([d.root] + [m.root for m, _ in mixed], patches.shares())))
+    sizes = [p.pixel_mm for p in every]
     pixel_mm = (d.resample_mm if d.resample_mm is not None
                 else (min(sizes), max(sizes)) if all(sizes) else None)  # type: ignore[type-var]
     val_pairs: list[SlicePair] = []
@@ -115,6 +121,34 @@ def load_data(cfg: ExperimentConfig) -> TrainData:
         else:
             log.warning("data.split has no validation patients: training runs without validation")
     return TrainData(train=patches, val=val_pairs, pixel_mm=pixel_mm)
+
+
+def _mix_pairs(source: MixSource, index: int) -> list[SlicePair]:
+    """The slice pairs of one ``data.mix`` source: its listed patients, or all of them."""
+    from vagan.io.mayo import list_mayo_patients
+
+    where = f"data.mix[{index}]"
+    root = Path(source.root)
+    if not root.is_dir():
+        raise InputDataError(f"{where}.root: {root} is not a folder; give a paired dataset (`vagan simulate` writes one)")
+    found = list_mayo_patients(root, thickness=source.thickness)
+    patients = list(source.patients) if source.patients is not None else found
+    unknown = sorted(set(patients) - set(found))
+    if unknown or not patients:
+        raise InputDataError(f"{where}: no paired {source.thickness} series for patient(s) {unknown or patients} in "
+                             f"{root} (it holds {found[:5]})")
+    return load_slice_pairs(root, patients, source.thickness, with_noise_pool=source.train_doses is not None)
+
+
+def _patches(cfg: ExperimentConfig, pairs: list[SlicePair], per_slice: int, doses: tuple[float, ...] | None,
+             seed: int, where: str) -> PatchPairDataset:
+    d = cfg.data
+    try:
+        return PatchPairDataset(pairs, d.patch_size, per_slice, seed=seed, augment=d.augment,
+                                attention_mode=d.attention_mode, hu_range=d.hu_range, doses=doses,
+                                resample_mm=d.resample_mm)
+    except ValueError as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
 class _EpochBatches:
@@ -388,7 +422,7 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     wanted = stages or [s.name for s in cfg.stages]
-    inputs = tuple(Path(p) for p in (cfg.data.root, cfg.train.vgg_weights) if p)
+    inputs = tuple(Path(p) for p in (cfg.data.root, cfg.train.vgg_weights, *(m.root for m in cfg.data.mix)) if p)
     if world.is_main:
         check_run_folder(run_dir, resume=resume, overwrite=overwrite, inputs=inputs)  # before reading any data
     _check_stage_sources(cfg, wanted, run_dir, resume, overwrite)
