@@ -384,6 +384,23 @@ def export(
                f"RMS {report.rms_diff_hu:.2g} HU")
 
 
+@app.command()
+def serve(
+    config: Path = typer.Argument(..., metavar="CONFIG", help="Node YAML: port, AE title, allowed peers, model, "
+                                  "destinations, stable time, retries, storage limits (docs/node.md)."),
+    status: bool = typer.Option(False, "--status", help="Print the node's job queue (from its spool) and exit."),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config value, e.g. --set port=11113."),
+) -> None:
+    """A DICOM node: receive CT series by C-STORE, denoise each with a model, send the derived series on."""
+    from vagan.node import load_node_config, run_node, status_lines
+
+    if status:
+        for line in status_lines(load_node_config(config, list(set_ or []))):
+            typer.echo(line)
+        return
+    run_node(config, list(set_ or []))
+
+
 def _terminated(signum: int, frame) -> None:
     """SIGTERM unwinds like Ctrl-C, so temporaries are removed and nothing is left half-written."""
     raise SystemExit(128 + signum)
