@@ -3,6 +3,11 @@
 Pixels are stored as int16 with RescaleIntercept -1024 and RescaleSlope 1 (HU rounded to the nearest
 integer, so a round trip is exact to 0.5 HU), Explicit VR Little Endian, into a folder that appears
 atomically with vagan's ownership marker.
+
+A series derived from a template series (``vagan denoise``) keeps the template's Patient, Study and
+equipment modules and BurnedInAnnotation, names itself after the original and the model
+(:func:`derived_series_description`), refers to each source image (SourceImageSequence) and lists vagan
+as Processing Equipment (ContributingEquipmentSequence, after any items the template already had).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
     CTImageStorage,
@@ -26,6 +32,7 @@ from pydicom.uid import (
 from vagan import __version__ as vagan_version
 from vagan.errors import OutputError
 from vagan.io.atomic import atomic_dir
+from vagan.io.dicom_header import declared_sop_class
 from vagan.io.volume import AXIAL, CTVolume
 from vagan.io.windowing import DISPLAY_RANGE
 
@@ -34,6 +41,13 @@ log = logging.getLogger(__name__)
 STORE_INTERCEPT = -1024.0  # HU = stored * 1 - 1024
 STORE_SLOPE = 1.0
 INT16 = np.iinfo(np.int16)
+LO_MAX = 64
+"""Characters a LO value (SeriesDescription) may hold."""
+PROCESSING_EQUIPMENT = ("109102", "DCM", "Processing Equipment")
+"""CID 7005: equipment that processed composite instances to create new ones (vagan in a derived series;
+109103 Modifying Equipment is for instances changed in place, keeping their SOP Instance UIDs)."""
+SOURCE_FOR_PROCESSING = ("121322", "DCM", "Source image for image processing operation")
+"""CID 7202: why a derived image refers to its source image."""
 IMPLEMENTATION_VERSION = f"VAGAN_{vagan_version}"[:16]
 # Per-image tags of a template that no longer describe the written pixels.
 STALE_TAGS = (
@@ -140,9 +154,24 @@ def _derived_header(template: Dataset) -> Dataset:
         ds.SOPClassUID = CTImageStorage
     old_type = [str(v) for v in (ds.get("ImageType") or [])]
     ds.ImageType = ["DERIVED", "SECONDARY", *(old_type[2:] or ["AXIAL"])]
-    if template.get("SOPInstanceUID"):
-        ds.SourceImageSequence = DicomSequence([_reference(template)])
+    reference = _reference(template)
+    if reference is not None:
+        ds.SourceImageSequence = DicomSequence([reference])
     return ds
+
+
+_IDENTITY = (("patient_id", "PatientID"), ("patient_name", "PatientName"), ("study_uid", "StudyInstanceUID"),
+             ("frame_uid", "FrameOfReferenceUID"))
+
+
+def _set_identity(ds: Dataset, common: dict[str, str], chosen: dict[str, str]) -> None:
+    """Set the patient, study and frame of reference values ``chosen``; a derived slice keeps its template's
+    others as they are (a Type 2 patient value it lacks is added empty, a Type 1 UID it lacks is ``common``'s)."""
+    for key, keyword in _IDENTITY:
+        if key in chosen:
+            setattr(ds, keyword, chosen[key])
+        elif keyword not in ds or (keyword.endswith("UID") and not ds.get(keyword)):
+            setattr(ds, keyword, "" if keyword.startswith("Patient") else common[key])
 
 
 def _padding_hu(template: Dataset) -> float | None:
@@ -171,11 +200,82 @@ def _keep_padding(ds: Dataset, template: Dataset, stored: np.ndarray) -> None:
         ds["PixelPaddingValue"].VR = "SS"
 
 
-def _reference(template: Dataset) -> Dataset:
+def _code(value: str, scheme: str, meaning: str) -> Dataset:
     item = Dataset()
-    item.ReferencedSOPClassUID = template.get("SOPClassUID", CTImageStorage)
-    item.ReferencedSOPInstanceUID = template.SOPInstanceUID
+    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
     return item
+
+
+def source_instance_uid(template: Dataset) -> str:
+    """The SOP Instance UID of a source image: its own, else the one its file meta keeps (an anonymiser
+    may blank SOPInstanceUID and leave MediaStorageSOPInstanceUID), else ``""``."""
+    meta = getattr(template, "file_meta", None)
+    uid = str(template.get("SOPInstanceUID") or "").strip()
+    return uid or str((meta.get("MediaStorageSOPInstanceUID") if meta is not None else "") or "").strip()
+
+
+def _reference(template: Dataset) -> Dataset | None:
+    """A SourceImageSequence item for the template slice, or ``None`` when no UID identifies it."""
+    uid = source_instance_uid(template)
+    if not uid:
+        return None
+    item = Dataset()
+    item.ReferencedSOPClassUID = declared_sop_class(template) or CTImageStorage
+    item.ReferencedSOPInstanceUID = uid
+    item.PurposeOfReferenceCodeSequence = DicomSequence([_code(*SOURCE_FOR_PROCESSING)])
+    return item
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` in at most ``limit`` characters, a cut one ending in '...' ("" where not even that fits)."""
+    if len(text) <= limit:
+        return text
+    return text[:limit - 3].rstrip() + "..." if limit >= 4 else ""
+
+
+def _lo_text(text: str) -> str:
+    """``text`` as one LO value: no backslash (the value delimiter) or control characters, spaces collapsed."""
+    return " ".join("".join(c if c.isprintable() and c != "\\" else " " for c in str(text)).split())
+
+
+def derived_series_description(original: str | None, model_name: str) -> str:
+    """SeriesDescription of a series derived by ``model_name``: ``'<original> [vagan <model>]'``.
+
+    Within the 64 characters of a LO value the original part is shortened (ending in '...'), never
+    the bracket; a model name too long for even the bracket alone is shortened inside it. Without an
+    original description: ``'vagan <model> denoised'`` (or just the bracket where that does not fit).
+    """
+    name = _lo_text(model_name) or "model"
+    tag = f"[vagan {_clip(name, LO_MAX - len('[vagan ]'))}]"
+    original = _lo_text(original or "")
+    if not original:
+        plain = f"vagan {name} denoised"
+        return plain if len(plain) <= LO_MAX else tag
+    kept = _clip(original, LO_MAX - len(tag) - 1)
+    return f"{kept} {tag}" if kept else tag
+
+
+def _contributing_equipment(template: Dataset, when: str, description: str) -> DicomSequence:
+    """The template's ContributingEquipmentSequence items, then vagan's as Processing Equipment."""
+    items = [copy.deepcopy(item) for item in (template.get("ContributingEquipmentSequence") or [])]
+    item = Dataset()
+    item.PurposeOfReferenceCodeSequence = DicomSequence([_code(*PROCESSING_EQUIPMENT)])
+    item.Manufacturer = "vagan"
+    item.ManufacturerModelName = "vagan"
+    item.SoftwareVersions = vagan_version
+    item.ContributionDateTime = when
+    item.ContributionDescription = description[:1024]
+    return DicomSequence([*items, item])
+
+
+def _fit_charset(ds: Dataset, *texts: str) -> None:
+    """Declare UTF-8 when vagan adds non-ASCII text to a data set in the default repertoire (ASCII, so
+    every value it holds reads the same in UTF-8); a data set declaring another character set keeps it."""
+    declared = ds.get("SpecificCharacterSet")
+    values = [str(v).strip() for v in (declared if isinstance(declared, (list, MultiValue)) else [declared or ""])]
+    if all(t.isascii() for t in texts) or any(v not in ("", "ISO_IR 6") for v in values):
+        return
+    ds.SpecificCharacterSet = "ISO_IR 192"
 
 
 def _write_slice(ds: Dataset, path: Path) -> None:
@@ -203,7 +303,7 @@ def write_dicom_series(
     template: CTVolume | None = None,
     pixel_spacing_mm: tuple[float, float] | None = None,
     slice_thickness_mm: float | None = None,
-    series_description: str,
+    series_description: str | None = None,
     patient_id: str | None = None,
     patient_name: str | None = None,
     study_instance_uid: str | None = None,
@@ -211,6 +311,7 @@ def write_dicom_series(
     series_number: int | None = None,
     overwrite: bool = False,
     derivation_description: str | None = None,
+    model_name: str | None = None,
 ) -> Path:
     """Write HU ``(Z, H, W)`` (or one ``(H, W)`` slice) as a CT series ``folder/IM000001.dcm``, ...
 
@@ -222,6 +323,13 @@ def write_dicom_series(
     (default 1 mm) and slices ``slice_thickness_mm`` (default 1 mm) apart. Patient/study values
     not given come from the template, else are synthetic. The folder appears atomically; an existing
     one is only replaced with ``overwrite=True``.
+
+    SeriesDescription: with ``model_name`` (the user-facing name of the model that made the HU, e.g.
+    a shipped model's or a run folder's name) the template's description and the model,
+    ``'CT Body 3.0 [vagan g_psnr-phantom512]'`` (:func:`derived_series_description`); else
+    ``series_description`` (cut to 64 characters; default ``'vagan output'``). A series derived from a
+    template also names vagan (its version, the model and ``derivation_description``) in
+    ContributingEquipmentSequence.
     """
     folder = Path(folder)
     hu = np.asarray(hu)
@@ -247,18 +355,23 @@ def write_dicom_series(
         "date": date,
         "time": time,
     }
+    given = {key: value for key, value in (("patient_id", patient_id), ("patient_name", patient_name),
+                                           ("study_uid", study_instance_uid),
+                                           ("frame_uid", frame_of_reference_uid)) if value is not None}
+    original = str(first.get("SeriesDescription") or "") if headers else ""
+    description = derived_series_description(original, model_name) if model_name is not None \
+        else _lo_text(series_description or "vagan output")[:LO_MAX]
+    contribution = (f"vagan {vagan_version}" + (f", model {_lo_text(model_name)}" if model_name else "")
+                    + (f": {derivation_description}" if derivation_description else ""))
     n_clipped = 0
     with atomic_dir(folder, "dicom-series", overwrite=overwrite, inputs=inputs) as tmp:
         for k in range(volume.hu.shape[0]):
             ds = _derived_header(headers[k]) if headers else _scratch_header(volume, k, common)
-            ds.PatientID = common["patient_id"]
-            ds.PatientName = common["patient_name"]
-            ds.StudyInstanceUID = common["study_uid"]
-            ds.FrameOfReferenceUID = common["frame_uid"]
+            _set_identity(ds, common, given if headers else common)
             ds.SOPInstanceUID = generate_uid()
             ds.SeriesInstanceUID = series_uid
             ds.SeriesNumber = number
-            ds.SeriesDescription = series_description[:64]
+            ds.SeriesDescription = description
             ds.InstanceNumber = k + 1
             ds.InstanceCreationDate, ds.InstanceCreationTime = date, time
             ds.ContentDate, ds.ContentTime = date, time
@@ -266,6 +379,9 @@ def write_dicom_series(
                 ds.SliceThickness = _ds(slice_thickness_mm)
             if derivation_description:
                 ds.DerivationDescription = derivation_description[:1024]
+            if headers:
+                ds.ContributingEquipmentSequence = _contributing_equipment(headers[k], f"{date}{time}", contribution)
+            _fit_charset(ds, description, contribution, ds.get("DerivationDescription") or "")
             if ds.get("WindowCenter") in (None, "") or ds.get("WindowWidth") in (None, ""):
                 ds.WindowCenter = _ds((DISPLAY_RANGE.lo + DISPLAY_RANGE.hi) / 2)
                 ds.WindowWidth = _ds(DISPLAY_RANGE.width)

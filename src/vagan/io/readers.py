@@ -62,12 +62,14 @@ def write_volume(
     series_description: str = "vagan output",
     overwrite: bool = False,
     derivation_description: str | None = None,
+    model_name: str | None = None,
 ) -> Path:
     """Write HU to ``path`` in the kind its name asks for (a suffix-less path is a DICOM folder).
 
     Geometry comes from ``volume`` when it is a :class:`CTVolume` (e.g. ``read.with_hu(denoised)``),
     else defaults (1 mm). For DICOM, a ``volume`` with DICOM headers is the template whose
-    patient/study/geometry tags are kept (see :func:`write_dicom_series`).
+    patient/study/geometry tags are kept (see :func:`write_dicom_series`); ``model_name`` (the model's
+    user-facing name) then names the series ``'<original description> [vagan <model_name>]'``.
     """
     path = Path(path)
     if path.suffix.lower() in DICOM_SUFFIXES and not path.is_dir():
@@ -83,7 +85,7 @@ def write_volume(
     if kind == "dicom":
         return write_dicom_series(
             hu, path, template=geometry, series_description=series_description,
-            overwrite=overwrite, derivation_description=derivation_description,
+            overwrite=overwrite, derivation_description=derivation_description, model_name=model_name,
         )
     out = CTVolume(hu=hu.astype(np.float32, copy=False), source=path) if geometry is None \
         else geometry.with_hu(hu, headers=None, source=path)
