@@ -13,7 +13,7 @@ from vagan.models.vagan_generator import AttentiveGenerator
 from vagan.training.build import build_generator
 from vagan.training.checkpoint import load_checkpoint, load_module_state, read_meta
 from vagan.training.config import ExperimentConfig, config_from_dict
-from vagan.training.run_folder import final_checkpoint
+from vagan.training.run_folder import FINAL, final_checkpoint, run_of_checkpoint
 
 
 @dataclass
@@ -31,6 +31,22 @@ class TrainedModel:
     @property
     def name(self) -> str:
         return f"{self.config.preset}/{self.stage}"
+
+    @property
+    def label(self) -> str:
+        """The name a user knows the model by: the folder they gave (a shipped model's name, a run's or a
+        checkpoint folder's name); a checkpoint of a run other than its final one is ``RUN/STAGE[/NAME]``."""
+        checkpoint = Path(self.checkpoint).resolve()
+        run = run_of_checkpoint(checkpoint)
+        if run is None:
+            return checkpoint.name
+        try:
+            if final_checkpoint(run).resolve() == checkpoint:
+                return run.name
+        except CheckpointError:
+            pass
+        stage = checkpoint.parent.name
+        return f"{run.name}/{stage}" if checkpoint.name == FINAL else f"{run.name}/{stage}/{checkpoint.name}"
 
     @property
     def hu_range(self) -> HURange:
