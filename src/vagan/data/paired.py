@@ -1,6 +1,7 @@
-"""Load the slice pairs of a split (train/val/test) from a dataset in the Mayo 2016 layout.
+"""Load the slice pairs of a split (train/val/test) from a dataset in the Mayo 2016 layout, or in
+TCIA's LDCT-and-Projection-data layout (:mod:`vagan.io.tcia`, read in place; its subjects are the patients).
 
-Both real Mayo data and datasets written by ``vagan simulate`` use that layout; the split is
+Both real Mayo data and datasets written by ``vagan simulate`` use the Mayo layout; the split is
 by patient, never by slice (docs/design.md, "Data and units"), so all series of one patient
 (``vagan simulate --from`` may write several at one thickness) fall in the same subset.
 """
@@ -31,6 +32,10 @@ def patient_split(root: Path, split: DataSplit, seed: int, thickness: str = DEFA
         raise InputDataError(f"dataset folder {root} does not exist; make one with `vagan simulate` or point data.root at Mayo data")
     patients = list_mayo_patients(root, thickness=thickness)
     if not patients:
+        from vagan.io.tcia import empty_root_hint, is_tcia_root
+
+        if is_tcia_root(root):
+            raise InputDataError(f"{root}: {empty_root_hint(root, thickness)}")
         raise InputDataError(f"{root}: no patient folder with both full_{thickness} and quarter_{thickness} series")
     return split_patients(patients, split, seed=seed)
 
@@ -45,7 +50,13 @@ def load_slice_pairs(root: Path, patients: list[str], thickness: str = DEFAULT_T
     the patient's slices in that order, so the first series' slices keep ``0..Z-1``.
     """
     from vagan.data.noise_pool import load_pool, pool_path, positions_mm
+    from vagan.io.tcia import is_tcia_root
 
+    if with_noise_pool and patients and is_tcia_root(Path(root)):
+        raise InputDataError(f"{root}: data.train_doses mixes noise from the noise pools that only `vagan simulate "
+                             "--from ... --set noise_pool=true` writes, and a TCIA LDCT-and-Projection-data tree has "
+                             "none; leave data.train_doses unset to train on its own low dose, or simulate from its "
+                             "full-dose series (vagan simulate OUT --from ROOT --set noise_pool=true) and train on OUT")
     pairs: list[SlicePair] = []
     for patient in patients:
         index = 0

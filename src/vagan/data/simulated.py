@@ -10,6 +10,10 @@ Layout (the one :mod:`vagan.io.mayo` reads)::
     OUT/<patient>/{full,quarter}_<T>mm_series-<name>/, noise_<T>mm_series-<name>.npz
                                   each further ``--from`` series of the patient at <T> mm (``_plan_series``)
 
+``--from`` takes normal-dose series only: a series whose SeriesDescription says low dose (TCIA's
+LDCT-and-Projection-data ``Low Dose Images``) is skipped with its reason, so a TCIA tree gives its
+full-dose series, its GE cases without a low dose included.
+
 As for the Mayo data, the LDCT is made from the NDCT by inserting the extra noise of the lower
 dose into its projections (``source="ndct"``); phantom NDCT is itself a full-dose scan of the
 noise-free phantom (``source="truth"``).
@@ -245,9 +249,26 @@ class _PlannedSeries:
         return self.label != self.thickness
 
 
+def _low_dose_reason(folder: Path) -> str | None:
+    """Why a DICOM series folder is no normal-dose input: its SeriesDescription says low dose (TCIA's
+    ``Low Dose Images``, ``quarter dose``; :func:`vagan.io.tcia.dose_kind`); ``None`` otherwise."""
+    from vagan.io.tcia import dose_kind, series_description
+
+    if not folder.is_dir():
+        return None
+    description = series_description(folder)
+    if dose_kind(description) != "low":
+        return None
+    return (f"a low-dose series (SeriesDescription {description!r}); --from inserts noise into normal-dose series "
+            "only. A TCIA LDCT-and-Projection-data tree is read as it is by train, evaluate and study (data root); "
+            "--from simulates from its full-dose series")
+
+
 def _plan_series(folders: list[Path]) -> tuple[list[_PlannedSeries], list[tuple[str, str]]]:
     """Read and check every series before any simulation. Returns the usable ones and, with a reason,
-    those skipped: unreadable, not CT, or non-square pixels. Nothing usable is an :class:`InputDataError`.
+    those skipped: low dose by their SeriesDescription (:func:`_low_dose_reason`: a TCIA tree gives its
+    full-dose series, GE cases without a low dose too), unreadable, not CT, or non-square pixels.
+    Nothing usable is an :class:`InputDataError`.
 
     All series of one patient go into that patient's folder, so a patient split keeps them together:
     each thickness (Mayo's 1 mm and 3 mm) as its own dose-folder pair labelled by the thickness, and
@@ -263,6 +284,10 @@ def _plan_series(folders: list[Path]) -> tuple[list[_PlannedSeries], list[tuple[
     skipped: list[tuple[str, str]] = []
     labels: dict[str, dict[str, Path]] = {}  # per patient: the label of each series planned, and its source
     for folder in folders:
+        low = _low_dose_reason(folder)
+        if low is not None:
+            skipped.append((str(folder), low))
+            continue
         try:
             volume = read_volume(folder).validate()
         except InputDataError as err:

@@ -13,6 +13,10 @@ ignored here). A patient may hold several series at one thickness: the first in 
 each further one in folders labelled ``<T>_series-<name>`` (:func:`series_label`). The readers take
 all of them, in :func:`patient_series` order, so a patient's series always stay together. Splits are
 always by patient, never by slice (docs/design.md, "Data and units").
+
+A root in TCIA's LDCT-and-Projection-data layout (:mod:`vagan.io.tcia`) is read by the same functions:
+:func:`list_mayo_patients`, :func:`load_mayo_pair` and :func:`load_mayo_pairs` hand it to that module,
+so it works wherever a root in this layout does.
 """
 
 from __future__ import annotations
@@ -61,12 +65,14 @@ def label_thickness(label: str) -> str:
 @dataclass(frozen=True)
 class PairedVolume:
     """LDCT and NDCT series of one patient, slice ``k`` of one paired with slice ``k`` of the other;
-    ``label`` names their dose folders (``"1mm"``, or ``"1mm_series-3"`` for a further series)."""
+    ``label`` names their dose folders (``"1mm"``, or ``"1mm_series-3"`` for a further series);
+    ``dose`` is the LDCT's dose as a fraction of the NDCT's where the data say it (TCIA), else ``None``."""
 
     patient: str
     ldct: CTVolume
     ndct: CTVolume
     label: str = ""
+    dose: float | None = None
 
 
 def _dose_labels(folder: Path) -> tuple[set[str], set[str]]:
@@ -128,8 +134,15 @@ def patient_thickness(folder: Path, thickness: str) -> str | None:
 
 def list_mayo_patients(root: Path, thickness: str = DEFAULT_THICKNESS) -> list[str]:
     """Sorted names of the patient folders under ``root`` holding both dose folders of ``thickness``
-    (one pair or several: :func:`patient_series`)."""
+    (one pair or several: :func:`patient_series`).
+
+    A root in TCIA's LDCT-and-Projection-data layout gives its subjects with a full- and a low-dose
+    series at ``thickness`` instead (:func:`vagan.io.tcia.list_tcia_subjects`)."""
+    from vagan.io.tcia import is_tcia_root, list_tcia_subjects
+
     root = Path(root)
+    if is_tcia_root(root):
+        return list_tcia_subjects(root, thickness)
     if not root.is_dir():
         raise InputDataError(f"{root}: Mayo dataset folder does not exist; expected root/<patient>/full_{thickness}/")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -193,16 +206,22 @@ def load_mayo_pair(
     This is the patient's first pair at ``thickness`` (:func:`patient_series`); :func:`load_mayo_pairs`
     reads all of them. Pairs are matched by position along the slice normal (within ``z_tolerance_mm``);
     different slice counts, unmatched positions or different geometry raise :class:`InputDataError`.
+    A TCIA root (:mod:`vagan.io.tcia`) gives the subject's first full/low-dose pair at ``thickness``.
     """
-    folder, labels = _patient_labels(root, patient, thickness)
-    return _load_pair(folder, patient, labels[0], z_tolerance_mm)
+    return next(iter(load_mayo_pairs(root, patient, thickness, z_tolerance_mm)))
 
 
 def load_mayo_pairs(
     root: Path, patient: str, thickness: str = DEFAULT_THICKNESS, z_tolerance_mm: float = Z_TOLERANCE_MM
 ) -> Iterator[PairedVolume]:
     """Every pair of one patient at ``thickness``, in :func:`patient_series` order, read one at a time
-    and checked as :func:`load_mayo_pair` does; its ``label`` names its dose folders."""
+    and checked as :func:`load_mayo_pair` does; its ``label`` names its dose folders. A TCIA root
+    gives the subject's full/low-dose pairs (:func:`vagan.io.tcia.load_tcia_pairs`)."""
+    from vagan.io.tcia import is_tcia_root, load_tcia_pairs
+
+    if is_tcia_root(Path(root)):
+        yield from load_tcia_pairs(root, patient, thickness, z_tolerance_mm)
+        return
     folder, labels = _patient_labels(root, patient, thickness)
     for label in labels:
         yield _load_pair(folder, patient, label, z_tolerance_mm)
@@ -210,8 +229,15 @@ def load_mayo_pairs(
 
 def _load_pair(folder: Path, patient: str, label: str, z_tolerance_mm: float) -> PairedVolume:
     low_name, full_name = dose_folders(label)
-    ldct = read_dicom_series(folder / low_name)
-    ndct = read_dicom_series(folder / full_name)
+    return pair_volumes(patient, read_dicom_series(folder / low_name), read_dicom_series(folder / full_name), label,
+                        z_tolerance_mm)
+
+
+def pair_volumes(patient: str, ldct: CTVolume, ndct: CTVolume, label: str = "",
+                 z_tolerance_mm: float = Z_TOLERANCE_MM, dose: float | None = None) -> PairedVolume:
+    """Check that an LDCT and an NDCT series of one patient pair slice by slice (same rows, columns,
+    spacing, orientation and PatientID; the same positions along the normal within ``z_tolerance_mm``,
+    else the same slice count) and return them as a :class:`PairedVolume`; else an :class:`InputDataError`."""
     _check_same_geometry(patient, ldct, ndct)
     z_low, z_full = _along_normal(ldct, ndct.slice_normal), _along_normal(ndct, ndct.slice_normal)
     if z_low is None or z_full is None:
@@ -221,7 +247,7 @@ def _load_pair(folder: Path, patient: str, label: str, z_tolerance_mm: float) ->
                 f"({ndct.source}) and no positions to match them by"
             )
         log.warning("patient %s (%s): no slice positions; LDCT and NDCT paired by slice order", patient, label)
-        return PairedVolume(patient, ldct, ndct, label)
+        return PairedVolume(patient, ldct, ndct, label, dose)
     only_low, only_full = _unmatched(z_low, z_full, z_tolerance_mm)
     if only_low or only_full or len(z_low) != len(z_full):
         raise InputDataError(
@@ -230,7 +256,7 @@ def _load_pair(folder: Path, patient: str, label: str, z_tolerance_mm: float) ->
             f"(tolerance {z_tolerance_mm} mm); make both series cover the same slices"
         )
     # Both are sorted along the same normal and every slice has a partner: index k pairs with k.
-    return PairedVolume(patient, ldct, ndct, label)
+    return PairedVolume(patient, ldct, ndct, label, dose)
 
 
 # ------------------------------------------------------------------------------------------ splits
