@@ -283,6 +283,8 @@ METRICS: tuple[str, ...] = (
     "psnr_window",  # display window [-160, 240] HU, data range 400, whole slice
     "ssim_window",
     "rmse_hu",  # raw HU, whole slice
+    "rmse_body_hu",  # raw HU, the body only (reference above BODY_THRESHOLD_HU): air does not dilute it
+    "bias_tissue_hu",  # mean(method - reference) over soft tissue away from edges: the CT-number shift
 )
 METRIC_LABELS: dict[str, str] = {
     "psnr_patch": "PSNR patch (field) [dB]",
@@ -292,7 +294,35 @@ METRIC_LABELS: dict[str, str] = {
     "psnr_window": "PSNR slice (window) [dB]",
     "ssim_window": "SSIM slice (window)",
     "rmse_hu": "RMSE [HU]",
+    "rmse_body_hu": "RMSE body [HU]",
+    "bias_tissue_hu": "CT bias soft tissue [HU]",
 }
+TISSUE_EDGE_PX = 2
+"""Soft-tissue pixels this close to another tissue class are left out of the bias (edges blur)."""
+
+
+def body_rmse(pred_hu: ArrayLike, target_hu: ArrayLike) -> float:
+    """RMSE in HU over the body (reference above ``BODY_THRESHOLD_HU``); the whole slice where no body."""
+    p, t = _pair(pred_hu, target_hu)
+    body = t > BODY_THRESHOLD_HU
+    if not body.any():
+        body = np.ones_like(t, dtype=bool)
+    return float(np.sqrt(np.mean((p[body] - t[body]) ** 2)))
+
+
+def tissue_bias(pred_hu: ArrayLike, target_hu: ArrayLike) -> float:
+    """Mean of ``pred - target`` in HU over soft tissue (reference in ``SOFT_TISSUE_HU`` after a
+    light smoothing, eroded by :data:`TISSUE_EDGE_PX`): noise averages out over thousands of pixels,
+    a shift of the CT numbers does not. NaN where a slice has no soft tissue."""
+    from scipy import ndimage
+
+    from vagan.quality.uniform import SOFT_TISSUE_HU
+
+    p, t = _pair(pred_hu, target_hu)
+    smooth = ndimage.gaussian_filter(t, 1.0)
+    tissue = (smooth >= SOFT_TISSUE_HU[0]) & (smooth <= SOFT_TISSUE_HU[1])
+    tissue = ndimage.binary_erosion(tissue, iterations=TISSUE_EDGE_PX)
+    return float(np.mean(p[tissue] - t[tissue])) if tissue.any() else math.nan
 
 
 def image_metrics(
@@ -312,6 +342,8 @@ def image_metrics(
         "psnr_window": [psnr_hu(p, t, WINDOW)],
         "ssim_window": [ssim_hu(p, t, WINDOW)],
         "rmse_hu": [rmse(p, t)],
+        "rmse_body_hu": [body_rmse(p, t)],
+        "bias_tissue_hu": [tissue_bias(p, t)],
     }
 
 

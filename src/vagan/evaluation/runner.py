@@ -160,7 +160,7 @@ def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, prog
                                 cfg.zoom)
         fid_name = next((r.feature_net for r in collected.fid.values()), None)
         sections = method_sections(cfg, methods, test, collected, fid_name, device, precision, notes)
-        tables = [table, *supplementary_tables(collected)]
+        tables = [table, *supplementary_tables(collected, methods)]
         if noise is not None:
             tables.append(slice_noise_table(plan.slices, noise))
             figures = [*figures, slice_noise_figure(noise, folder / "figures")]
