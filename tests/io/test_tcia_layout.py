@@ -331,7 +331,7 @@ def test_simulate_from_takes_the_full_dose_series_and_skips_the_low_dose_ones(tr
                                     exposure="config", progress=False)
     manifest = json.loads((out / "manifest.json").read_text())
     assert sorted(p["id"] for p in manifest["patients"]) == ["C002", "L067", "L096", "L200", "N005"]  # GE too
-    assert all("Full" in p["from"] or "Full dose" in p["from"] for p in manifest["patients"])
+    assert all(dose_kind(Path(p["from"]).name) == "full" for p in manifest["patients"])
     skipped = {Path(s["folder"]).name: s["reason"] for s in manifest["skipped_series"]}
     assert sorted(skipped) == sorted(s.folder for s in TREE if s.description == "Low Dose Images")
     assert all("a low-dose series (SeriesDescription 'Low Dose Images')" in why for why in skipped.values())
