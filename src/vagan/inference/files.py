@@ -155,6 +155,7 @@ def denoise_path(denoiser: Denoiser, job: DenoiseJob, progress: bool = True) -> 
     if _is_2d_npy(job.input_path) and detect_kind(job.output_path) == "npy":
         denoised = result.hu[0]  # a 2-D .npy in, a 2-D .npy out (a .npy carries no geometry to keep)
     write_volume(job.output_path, denoised, series_description=f"vagan {denoiser.name} denoised",
+                 model_name=getattr(getattr(denoiser, "model", None), "label", None) or denoiser.name,
                  overwrite=job.overwrite,
                  derivation_description=f"Denoised by vagan ({denoiser.name}) from {job.input_path.name}"
                  + (f"; {job.notice}" if job.notice else ""))
