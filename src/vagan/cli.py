@@ -149,7 +149,7 @@ def simulate(
 def train(
     config: str = typer.Option(..., "--config", "-c", help="Preset name (vagan, g_psnr, ...) or a YAML config file."),
     out: Path = typer.Option(..., "--out", "-o", help="Run folder: checkpoints, logs and the config are written here."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Dataset root (Mayo 2016 layout); same as --set data.root=DIR."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Dataset root (Mayo 2016 layout, vagan simulate output or TCIA LDCT-and-Projection-data download); same as --set data.root=DIR."),
     stage: Optional[list[str]] = typer.Option(None, "--stage", help="Run only this stage (repeatable); default: all."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in --out from its last checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Delete an existing run in --out and start again."),
