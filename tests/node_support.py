@@ -133,8 +133,7 @@ def send(files, port: int, calling_ae: str = "MODALITY", called_ae: str = "VAGAN
     codes = []
     try:
         for i, path in enumerate(files):
-            ds = path if isinstance(path, pydicom.Dataset) else pydicom.dcmread(path)
-            status = assoc.send_c_store(ds)
+            status = assoc.send_c_store(path)  # a Dataset, or a file path (read, or streamed when chunked)
             codes.append(int(status.Status) if status else None)
             if pause_after is not None and i + 1 == pause_after:
                 time.sleep(pause)
