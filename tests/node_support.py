@@ -80,6 +80,7 @@ class Receiver:
         self.stores = 0
         self.lock = threading.Lock()
         self.server = None
+        self.on_store = None  # called with the count of stores so far, after each one
 
     def _on_store(self, event):
         ds = event.dataset
@@ -87,6 +88,9 @@ class Receiver:
         with self.lock:
             self.received[str(ds.SOPInstanceUID)] = ds
             self.stores += 1
+            count = self.stores
+        if self.on_store is not None:
+            self.on_store(count)
         return 0x0000
 
     def start(self) -> Receiver:
@@ -119,7 +123,7 @@ def receiver():
 
 
 def send(files, port: int, calling_ae: str = "MODALITY", called_ae: str = "VAGAN", pause_after: int | None = None,
-         pause: float = 0.0, contexts=(CTImageStorage,)):
+         pause: float = 0.0, contexts=(CTImageStorage,), after_each=None):
     """C-STORE ``files`` in one association; the status codes (None: no association)."""
     ae = AE(ae_title=calling_ae)
     for context in contexts:
@@ -135,9 +139,14 @@ def send(files, port: int, calling_ae: str = "MODALITY", called_ae: str = "VAGAN
         for i, path in enumerate(files):
             status = assoc.send_c_store(path)  # a Dataset, or a file path (read, or streamed when chunked)
             codes.append(int(status.Status) if status else None)
+            if after_each is not None:
+                after_each(i + 1, codes[-1])
+            if codes[-1] is None:
+                break
             if pause_after is not None and i + 1 == pause_after:
                 time.sleep(pause)
-        assoc.release()
+        if assoc.is_established:
+            assoc.release()
     finally:
         if assoc.is_established:
             assoc.abort()
@@ -158,4 +167,64 @@ def node_config(tmp_path: Path, receiver: Receiver | None, model: str, **changes
     return build_dataclass(NodeConfig, data, "")
 
 
-__all__ = ["HOST", "MRImageStorage", "Receiver", "free_port", "make_series", "node_config", "send", "wait_for"]
+__all__ = ["HOST", "MRImageStorage", "NodeProcess", "Receiver", "free_port", "make_series", "node_config", "send", "wait_for"]
+
+
+class NodeProcess:
+    """``vagan serve CONFIG`` as a child process (so that it can be killed with SIGKILL), its log in a file."""
+
+    def __init__(self, folder: Path, config: dict) -> None:
+        import yaml
+
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.config_path = self.folder / "node.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.port = int(config["port"])
+        self.spool = Path(config["spool"])
+        self.log = self.folder / "node.log"
+        self.proc = None
+
+    def start(self, timeout: float = 90.0) -> NodeProcess:
+        import os
+        import subprocess
+        import sys
+
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([sys.executable, "-m", "vagan", "serve", str(self.config_path)], stdout=log,
+                                         stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+        wait_for(lambda: self.proc.poll() is not None or "listening on" in self.log.read_text()[offset:], timeout,
+                 what="the node to listen")
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"vagan serve exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup of any kind, as a crash or `kill -9`."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(20)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except Exception:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+
+    def status(self) -> dict:
+        import json
+
+        try:
+            return json.loads((self.spool / "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def jobs(self) -> list[dict]:
+        return self.status().get("jobs", [])
