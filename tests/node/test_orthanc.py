@@ -1,0 +1,102 @@
+"""`vagan serve` against a real Orthanc (Debian's ``orthanc`` package; skipped without it), all on
+127.0.0.1: Orthanc sends a series to vagan, vagan returns the derived series, Orthanc holds it as a new
+series of the same study with every instance; Orthanc down while vagan sends, then up; vagan killed
+mid-job, then restarted. Orthanc is driven through its REST API."""
+
+from __future__ import annotations
+
+import time
+
+import pydicom
+import pytest
+from node_support import HOST, NodeProcess, free_port, make_series, wait_for
+from orthanc_support import ORTHANC, Orthanc
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(ORTHANC is None, reason="Orthanc is not installed (apt-get install -y orthanc)")]
+
+SLICES, SIDE = 8, 64
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, tiny_run):
+    """One Orthanc and one vagan node that know each other."""
+    folder = tmp_path_factory.mktemp("orthanc-node")
+    node_port = free_port()
+    orthanc = Orthanc(folder / "orthanc", {"vagan": ("VAGAN", HOST, node_port)}).start()
+    node = NodeProcess(folder / "node", {
+        "ae_title": "VAGAN", "host": HOST, "port": node_port, "spool": str(folder / "spool"), "model": str(tiny_run),
+        "engine": "torch", "precision": "fp32", "allowed_peers": [f"ORTHANC@{HOST}"],
+        "destinations": [{"name": "orthanc", "ae_title": "ORTHANC", "host": HOST, "port": orthanc.dicom_port}],
+        "stable_seconds": 1.0, "retries": {"attempts": 30, "backoff_seconds": 0.5, "max_backoff_seconds": 1.0},
+        "timeouts": {"network": 15, "acse": 10, "dimse": 15, "connect": 3}})
+    try:
+        node.start()
+        yield orthanc, node, folder
+    finally:
+        node.stop()
+        orthanc.stop()
+
+
+def _upload(orthanc: Orthanc, folder, seed: int) -> tuple[str, str, str]:
+    """A new study with one CT series in Orthanc: (study UID, series UID, Orthanc's series id)."""
+    files = make_series(folder / f"series-{seed}", SLICES, SIDE, seed=seed)
+    answers = orthanc.upload(files)
+    first = pydicom.dcmread(files[0], stop_before_pixels=True)
+    return str(first.StudyInstanceUID), str(first.SeriesInstanceUID), answers[0]["ParentSeries"]
+
+
+def _derived_in_orthanc(orthanc: Orthanc, study: str, source: str, timeout: float = 60.0) -> dict[str, int]:
+    def done():
+        series = orthanc.series_in_study(study)
+        derived = {uid: n for uid, n in series.items() if uid != source}
+        return derived if derived and all(n == SLICES for n in derived.values()) else None
+
+    return wait_for(done, timeout, step=0.2, what="Orthanc to hold the derived series")
+
+
+def test_orthanc_sends_a_series_and_holds_the_derived_series(setup):
+    orthanc, node, folder = setup
+    study, source, series_id = _upload(orthanc, folder, seed=1)
+    orthanc.store_to("vagan", [series_id], timeout=30)
+    derived = _derived_in_orthanc(orthanc, study, source)
+    assert len(derived) == 1
+    (uid,) = derived
+    found = orthanc.post("/tools/find", {"Level": "Series", "Query": {"SeriesInstanceUID": uid}, "Expand": True})
+    tags = found[0]["MainDicomTags"]
+    assert "vagan" in tags.get("SeriesDescription", "") and found[0]["ParentStudy"] == \
+        orthanc.post("/tools/lookup", study.encode())[0]["ID"]
+    time.sleep(1.5)  # nothing more arrives: one derived series
+    assert len(orthanc.series_in_study(study)) == 2
+
+
+def test_orthanc_down_while_vagan_sends_then_up(setup):
+    orthanc, node, folder = setup
+    study, source, series_id = _upload(orthanc, folder, seed=2)
+    orthanc.store_to("vagan", [series_id], timeout=30)
+    orthanc.proc.kill()  # down at once (SIGKILL), before vagan's stable time has passed
+    orthanc.proc.wait(10)
+    orthanc.proc = None
+
+    def failed_attempt():
+        jobs = [j for j in node.jobs() if j["series_uid"] == source]
+        return jobs and any(d["attempts"] >= 1 and d["state"] == "pending" for d in jobs[0]["deliveries"])
+
+    wait_for(failed_attempt, 30, step=0.2, what="a failed delivery attempt")
+    orthanc.start()
+    derived = _derived_in_orthanc(orthanc, study, source)
+    assert len(derived) == 1
+    assert "failed (attempt 1 of 30)" in node.log.read_text()
+
+
+def test_vagan_killed_mid_job_then_restarted_delivers_once(setup):
+    orthanc, node, folder = setup
+    study, source, series_id = _upload(orthanc, folder, seed=3)
+    orthanc.store_to("vagan", [series_id], timeout=30)
+    node.kill()  # received and acknowledged, not yet complete (stable time 1 s)
+    node.start()
+    derived = _derived_in_orthanc(orthanc, study, source)
+    time.sleep(1.5)
+    assert len(derived) == 1 and len(orthanc.series_in_study(study)) == 2
+    jobs = [j for j in node.jobs() if j["series_uid"] == source]
+    assert [j["state"] for j in jobs] == ["sent"]
