@@ -379,3 +379,18 @@ def test_a_fresh_node_resumes_the_queue_without_a_second_output_series(tmp_path,
         second.stop()
         receiver.stop()
     assert calls == [] and list(series) == [derived_uid] and len(series[derived_uid]) == 3
+
+
+def test_a_series_that_grows_after_its_stable_time_is_derived_again_whole(tmp_path, receiver, start_node, tiny_run,
+                                                                          caplog):
+    """Instances arriving after the series was taken as complete (a sender pausing longer than
+    stable_seconds between associations) start a new job, whose derived series holds the whole series."""
+    node = start_node(node_config(tmp_path, receiver, str(tiny_run), limits={"keep_sent": True}))
+    files = make_series(tmp_path / "in", 4)
+    assert send(files[:2], node.port) == [0, 0]
+    wait_for(lambda: _job_states(node) == [SENT], 20, what="the first part sent")
+    with caplog.at_level(logging.WARNING, logger="vagan.node"):
+        assert send(files[2:], node.port) == [0, 0]
+        wait_for(lambda: _job_states(node) == [SENT, SENT], 20, what="the grown series sent")
+    assert "arrives again after job 1 took it as complete" in caplog.text
+    assert sorted(len(v) for v in receiver.series().values()) == [2, 4]

@@ -153,6 +153,12 @@ class Queue:
         with self._lock:
             return [Job(**row) for row in self._db.execute(sql, states).fetchall()]
 
+    def series_jobs(self, series_uid: str) -> list[Job]:
+        """Every job of one series, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM jobs WHERE series_uid=? ORDER BY id", (series_uid,)).fetchall()
+        return [Job(**row) for row in rows]
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             rows = self._db.execute("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state").fetchall()

@@ -37,7 +37,7 @@ from vagan.errors import MACHINE_FAULTS, InputDataError
 from vagan.node.config import Destination, NodeConfig
 from vagan.node.queue import COMPLETE, DENOISED, FAILED, FINAL, RECEIVING, SENDING, SENT, Job, Queue, to_json
 from vagan.node.sender import SendError, send_series
-from vagan.node.spool import Spool, SpoolFull, valid_uid, write_durably
+from vagan.node.spool import Spool, SpoolFull, fsync_dir, valid_uid, write_durably
 
 log = logging.getLogger("vagan.node")
 
@@ -258,6 +258,12 @@ class Node:
             self._assoc_jobs.setdefault(event.assoc, set()).add(job.id)
         if created:
             log.info("job %d: receiving series %s of study %s from %s", job.id, series, study, peer)
+            earlier = [j.id for j in self.queue.series_jobs(series) if j.id != job.id]
+            if earlier:
+                log.warning("job %d: series %s arrives again after job %s took it as complete: a new job, whose "
+                            "derived series is a second one (it includes the earlier instances still in the spool); "
+                            "raise stable_seconds if the sender pauses longer between associations", job.id, series,
+                            ", ".join(map(str, earlier)))
         try:
             _, existed = self.spool.store(job.id, sop_uid, data)
         except SpoolFull as err:
@@ -340,6 +346,7 @@ class Node:
         from vagan.io.dicom import read_dicom_series, write_dicom_series
 
         started = time.time()
+        self._merge_earlier(job)
         try:
             volume = read_dicom_series(self.spool.received_dir(job.id))
             result = self.denoiser(volume.hu)
@@ -352,6 +359,30 @@ class Node:
                            + (f"; {self.notice}" if self.notice else ""))
         log.info("job %d: denoised %d slice(s) of %dx%d with %s in %.1f s", job.id, *result.hu.shape, name,
                  time.time() - started)
+
+    def _merge_earlier(self, job: Job) -> None:
+        """A series that grew after an earlier job took it as complete: the instances of the earlier jobs still
+        in the spool join this job (hard links), so that its derived series is the whole series."""
+        assert self.queue is not None
+        folder = self.spool.received_dir(job.id)
+        added = 0
+        for other in self.queue.series_jobs(job.series_uid):
+            if other.id >= job.id:
+                continue
+            for path in self.spool.received_files(other.id):
+                target = folder / path.name
+                if target.exists():
+                    continue
+                try:
+                    os.link(path, target)
+                except OSError:
+                    write_durably(target, path.read_bytes())
+                added += 1
+        if added:
+            fsync_dir(folder)
+            self.queue.set_state(job.id, job.state, instances=len(self.spool.received_files(job.id)))
+            log.info("job %d: %d earlier instance(s) of series %s joined from the spool", job.id, added,
+                     job.series_uid)
 
     # -- the sender: deliveries with retries and backoff -------------------------------------------
     def _send_loop(self) -> None:

@@ -196,14 +196,19 @@ class Spool:
         folder = self.received_dir(job_id)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{sop_instance_uid}.dcm"
-        existed = path.exists()
+        try:
+            earlier = path.stat().st_size
+        except FileNotFoundError:
+            earlier = None
         self.reserve(len(data))
         try:
             write_durably(path, data)
         except BaseException:
             self.unreserve(len(data))
             raise
-        return path, existed
+        if earlier is not None:  # a resent instance replaced its earlier copy
+            self.unreserve(earlier)
+        return path, earlier is not None
 
     def remove_job(self, job_id: int) -> None:
         """Delete a job's files (only once every destination holds its derived series)."""
