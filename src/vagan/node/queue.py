@@ -181,6 +181,13 @@ class Queue:
             db.execute(f"UPDATE jobs SET {', '.join(sets)} WHERE id=?", (*args, job_id))
             return True
 
+    def drop_empty(self, job_id: int) -> bool:
+        """Forget a job that still receives and holds no instance (every instance of it was refused)."""
+        with self._tx() as db:
+            cur = db.execute("DELETE FROM jobs WHERE id=? AND state=? AND NOT EXISTS "
+                             "(SELECT 1 FROM deliveries WHERE job_id=?)", (job_id, RECEIVING, job_id))
+            return cur.rowcount == 1
+
     # -- deliveries --------------------------------------------------------------------------------
     def add_deliveries(self, job_id: int, targets: list[tuple[str, str, str, int]]) -> None:
         """One pending delivery per (name, AE title, host, port), created with the job's move to ``sending``."""

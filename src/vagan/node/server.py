@@ -92,7 +92,12 @@ class Node:
 
     # -- life cycle --------------------------------------------------------------------------------
     def prepare(self) -> None:
-        """Everything that may fail before the port is bound: the spool's lock, the queue, the model."""
+        """Everything that may fail before the port is bound: the model's name, the spool's lock, the queue,
+        the model itself."""
+        if self.denoiser is None:
+            from vagan.node.config import check_model_spec
+
+            check_model_spec(self.config.model)  # a wrong name is an error before the spool is created
         self.spool.acquire()
         try:
             self.queue = Queue(self.spool.root / "queue.sqlite")
@@ -110,6 +115,10 @@ class Node:
         for tmp in (self.spool.root / "jobs").glob("*/received/.*.tmp-*"):
             with contextlib.suppress(OSError):
                 tmp.unlink()
+        if not self.config.limits.keep_sent:  # a node killed between 'sent' and the removal of its files
+            for job in self.queue.jobs((SENT,)):
+                if self.spool.job_dir(job.id).exists():
+                    self.spool.remove_job(job.id)
         for job in self.queue.jobs((RECEIVING, COMPLETE, DENOISED, SENDING)):
             if job.state in (RECEIVING, COMPLETE):
                 self.queue.set_state(job.id, job.state, instances=len(self.spool.received_files(job.id)))
@@ -295,6 +304,11 @@ class Node:
                 if busy or now - job.last_received < self.config.stable_seconds:
                     continue
                 n = len(self.spool.received_files(job.id))
+                if n == 0:  # every instance was refused (or the node died before the first was written)
+                    if self.queue.drop_empty(job.id):
+                        self.spool.remove_job(job.id)
+                        log.info("job %d: no instance of series %s was stored; dropped", job.id, job.series_uid)
+                    continue
                 moved = self.queue.set_state(job.id, COMPLETE, expect=(RECEIVING,), instances=n)
             if moved:
                 log.info("job %d: series %s complete: %d instance(s), none for %.3g s and no open association",
