@@ -281,3 +281,15 @@ def test_dciodvfy_finds_no_error_the_input_has_not(which: str, request, tmp_path
         new_errors = _dciodvfy_errors(Path(new.filename))
         added = new_errors - old_errors
         assert not added, f"{new.filename}: dciodvfy errors that {old.filename} has not: {added}"
+
+
+@pytest.mark.skipif(shutil.which("dciodvfy") is None, reason="dciodvfy (Debian package dicom3tools) is not installed")
+def test_dciodvfy_finds_no_error_in_a_series_written_from_scratch(tmp_path: Path) -> None:
+    """A series with no input headers (a phantom, a .npy) is complete CT Image Storage on its own."""
+    from vagan.io.dicom import write_dicom_series
+
+    hu = np.full((2, 32, 32), 40.0, np.float32)
+    folder = write_dicom_series(hu, tmp_path / "scratch", series_description="phantom", pixel_spacing_mm=(0.7, 0.7),
+                                slice_thickness_mm=1.0)
+    for path in sorted(Path(folder).glob("*.dcm")):
+        assert _dciodvfy_errors(path) == set(), path

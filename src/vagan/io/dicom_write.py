@@ -125,6 +125,7 @@ def _scratch_header(volume: CTVolume, k: int, common: dict[str, str]) -> Dataset
     ds.StudyDescription = "vagan synthetic study"
     ds.FrameOfReferenceUID = common["frame_uid"]
     ds.PositionReferenceIndicator = ""
+    ds.Laterality = ""  # General Series, Type 2C: no body part is known, so present and empty (dciodvfy)
     ds.Manufacturer = "vagan"
     ds.ManufacturerModelName = "vagan"
     ds.SoftwareVersions = vagan_version
