@@ -389,11 +389,16 @@ def serve(
     config: Path = typer.Argument(..., metavar="CONFIG", help="Node YAML: port, AE title, allowed peers, model, "
                                   "destinations, stable time, retries, storage limits (docs/node.md)."),
     status: bool = typer.Option(False, "--status", help="Print the node's job queue (from its spool) and exit."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Queue the failed deliveries again (a running "
+                                      "node picks them up) and exit."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config value, e.g. --set port=11113."),
 ) -> None:
     """A DICOM node: receive CT series by C-STORE, denoise each with a model, send the derived series on."""
-    from vagan.node import load_node_config, run_node, status_lines
+    from vagan.node import load_node_config, retry_failed_deliveries, run_node, status_lines
 
+    if retry_failed:
+        typer.echo(retry_failed_deliveries(load_node_config(config, list(set_ or []))))
+        return
     if status:
         for line in status_lines(load_node_config(config, list(set_ or []))):
             typer.echo(line)

@@ -344,6 +344,19 @@ def test_destination_down_for_good_is_reported_and_the_data_kept(tmp_path, start
     assert len(node.spool.received_files(1)) == 2 and len(node.spool.derived_files(1)) == 2
     (delivery,) = node.queue.deliveries(1)
     assert delivery.state == "failed" and "did not answer" in delivery.last_error
+    # the destination is back: `vagan serve CONFIG --retry-failed` queues the delivery again
+    down.start()
+    try:
+        config_file = _write_config(tmp_path / "node.yaml", port=node.config.port, spool=node.config.spool,
+                                    model=node.config.model, allowed_peers=["MODALITY"],
+                                    destinations=[{"name": "pacs", "ae_title": "PACS", "host": HOST,
+                                                   "port": down.port}])
+        result = runner.invoke(app, ["serve", "--retry-failed", str(config_file)])
+        assert result.exit_code == 0 and "1 job(s) with failed deliveries queued again" in result.output
+        wait_for(lambda: _job_states(node) == [SENT], 20, what="job sent after --retry-failed")
+        assert [len(v) for v in down.series().values()] == [2]
+    finally:
+        down.stop()
 
 
 # -- resume after a crash ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 from vagan.errors import ConfigError
 from vagan.node.config import NodeConfig, load_node_config
 
-__all__ = ["NodeConfig", "load_node_config", "run_node", "status_lines"]
+__all__ = ["NodeConfig", "load_node_config", "retry_failed_deliveries", "run_node", "status_lines"]
 
 
 def run_node(config_path: Path, overrides: list[str] | None = None) -> None:
@@ -75,3 +75,19 @@ def status_lines(config: NodeConfig) -> list[str]:
                      f"{job['derived_series_uid'] or '-'} | {deliveries} | {_when(job['updated'])} | "
                      f"{job['error'] or ''}".rstrip(" |"))
     return lines
+
+
+def retry_failed_deliveries(config: NodeConfig) -> str:
+    """Failed deliveries pending again from attempt 0 (their jobs back to ``sending``); what was done."""
+    from vagan.node.queue import Queue
+
+    db = Path(config.spool) / "queue.sqlite"
+    if not db.is_file():
+        raise ConfigError(f"spool: no queue in {config.spool}: this node has not received anything yet")
+    queue = Queue(db)
+    try:
+        jobs = queue.retry_failed()
+    finally:
+        queue.close()
+    return (f"{jobs} job(s) with failed deliveries queued again; a running node sends them now, a stopped one at "
+            "its next start" if jobs else "no failed delivery to retry")
