@@ -29,7 +29,12 @@ def _single_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture(autouse=True)
-def _vagan_cache(tmp_path_factory, monkeypatch):
-    """vagan's cache (exported ONNX graphs, engine probes) in one folder per test session, never ~/.cache."""
-    monkeypatch.setenv("VAGAN_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "vagan-cache"))
+@pytest.fixture(scope="session", autouse=True)
+def _vagan_cache(tmp_path_factory):
+    """vagan's cache (exported ONNX graphs, engine probes) in one folder per test session, never ~/.cache;
+    and ``--engine auto`` runs PyTorch, so that no result hangs on a timing probe. Session-wide, so it holds
+    for module fixtures too; tests/inference/test_engine.py lets auto choose."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("VAGAN_CACHE_DIR", str(tmp_path_factory.mktemp("vagan-cache")))
+        patch.setattr("vagan.inference.engine.onnxruntime_available", lambda: False)
+        yield

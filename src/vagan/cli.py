@@ -196,6 +196,9 @@ def denoise(
     from vagan.evaluation.eval_config import MethodSpec
     from vagan.inference.files import DenoiseJob, denoise_path
 
+    from vagan.inference.engine import check_engine
+
+    check_engine(engine)  # for every method, before anything is read
     try:
         method = MethodSpec(spec=model)
     except ConfigError as err:
@@ -235,15 +238,13 @@ def _denoiser(method: MethodSpec, batch_size: int | None, device: str, precision
                 "fair BM3D give --model bm3d:SIGMA_HU with the sigma `vagan evaluate` calibrated on your pairs")
         return bm3d_denoiser(method)
     from vagan.devices import resolve_device
-    from vagan.inference.engine import ENGINES, network_denoiser
+    from vagan.inference.engine import network_denoiser
     from vagan.inference.model_loading import load_trained_model
     from vagan.precision import resolve_precision
 
     torch_device = resolve_device(device)
     chosen = resolve_precision(precision, torch_device)
     logging.getLogger(__name__).info("precision: %s", chosen.describe())
-    if engine not in ENGINES:  # before the model is loaded
-        raise ConfigError(f"--engine {engine}: one of {', '.join(ENGINES)}")
     return network_denoiser(load_trained_model(method.path, torch_device), engine=engine, precision=chosen,
                             batch_size=batch_size, compile=compile_)
 

@@ -35,6 +35,13 @@ def run(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(autouse=True)
+def _auto_may_choose(monkeypatch):
+    """tests/conftest.py pins auto to PyTorch for the rest of the suite; here auto chooses (the module's
+    fixtures skip it where onnx or onnxruntime is missing)."""
+    monkeypatch.setattr(engine_module, "onnxruntime_available", lambda: True)
+
+
 @pytest.fixture
 def cache(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("VAGAN_CACHE_DIR", str(tmp_path / "cache"))
@@ -112,16 +119,39 @@ def test_a_changed_model_never_meets_the_old_graph(run, cache, tmp_path):
     assert model_key(load_trained_model(copy)) != before
 
 
-def test_no_onnxruntime_or_a_gpu_style_request_keeps_pytorch(run, cache, monkeypatch):
+def test_without_onnxruntime_auto_is_pytorch_and_nothing_is_cached(run, cache, monkeypatch):
     calls = _probe_times(monkeypatch, 1.0, 0.1)
-    model = load_trained_model(run)
     monkeypatch.setattr(engine_module, "onnxruntime_available", lambda: False)
-    assert network_denoiser(model).engine == "torch"
-    monkeypatch.undo()
-    calls = _probe_times(monkeypatch, 1.0, 0.1)
-    assert network_denoiser(model, compile=True).engine == "torch"
-    assert network_denoiser(model, engine="torch").engine == "torch"
+    assert network_denoiser(load_trained_model(run)).engine == "torch"
     assert calls == [] and not cache.exists()
+
+
+@pytest.mark.parametrize("request_", [{"compile": True}, {"engine": "torch"},
+                                      {"precision": Precision("bf16", "cpu", requested="bf16")},
+                                      {"precision": Precision("fp16", "cpu", requested="fp16")}])
+def test_compile_an_explicit_reduced_precision_or_torch_keep_pytorch_without_a_probe(run, cache, monkeypatch,
+                                                                                   request_):
+    calls = _probe_times(monkeypatch, 1.0, 0.1)
+    assert network_denoiser(load_trained_model(run), **request_).engine == "torch"
+    assert calls == [] and not cache.exists()
+
+
+def test_auto_bf16_still_lets_onnxruntime_run_when_asked(run, cache, monkeypatch):
+    """On a bf16 CPU `auto` precision resolves to bf16; --engine onnxruntime then runs the fp32 graph."""
+    auto_bf16 = Precision("bf16", "cpu", "native bf16", requested="auto")
+    assert network_denoiser(load_trained_model(run), engine="onnxruntime", precision=auto_bf16).engine == "onnxruntime"
+    with pytest.raises(ConfigError, match="--precision bf16"):
+        network_denoiser(load_trained_model(run), engine="onnxruntime",
+                         precision=Precision("bf16", "cpu", requested="bf16"))
+
+
+def test_explicit_onnxruntime_without_the_package_is_one_clear_error(run, cache, monkeypatch):
+    from vagan.errors import MissingResourceError
+
+    monkeypatch.setattr(engine_module, "onnxruntime_available", lambda: False)
+    with pytest.raises(MissingResourceError, match=r'vagan\[onnx\]'):
+        network_denoiser(load_trained_model(run), engine="onnxruntime")
+    assert not cache.exists()
 
 
 def test_an_unwritable_cache_costs_the_speedup_not_the_run(run, tmp_path, monkeypatch):
@@ -149,7 +179,7 @@ def test_explicit_onnxruntime_refuses_what_it_cannot_run(run, cache):
     model = load_trained_model(run)
     with pytest.raises(ConfigError, match="--compile"):
         network_denoiser(model, engine="onnxruntime", compile=True)
-    with pytest.raises(ConfigError, match="not one of"):
+    with pytest.raises(ConfigError, match="expected one of"):
         network_denoiser(model, engine="tensorrt")
     assert network_denoiser(model, engine="onnxruntime").engine == "onnxruntime"
 
@@ -179,6 +209,9 @@ def test_cli_denoise_with_each_engine_and_a_bad_one(run, cache, monkeypatch, tmp
     lines = [line for line in bad.output.splitlines() if line.strip()]
     assert bad.exit_code != 0 and lines[-1].startswith("error:") and "tensorrt" in lines[-1]
     assert not (tmp_path / "bad.npy").exists()
+    bm3d = runner.invoke(app, ["denoise", str(source), str(tmp_path / "bm3d.npy"), "--model", "bm3d",
+                               "--engine", "tensorrt"])
+    assert bm3d.exit_code != 0 and "tensorrt" in bm3d.output and not (tmp_path / "bm3d.npy").exists()
 
 
 def test_cli_evaluate_refuses_a_bad_engine_before_any_work(tmp_path):

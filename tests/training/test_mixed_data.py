@@ -1,12 +1,14 @@
 """data.mix: further training sources (e.g. phantom pairs beside real ones) at set shares of the patches."""
 
+import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from support import tiny_config, tiny_pairs, write_tiny_dataset
 
-from vagan.data.patches import MixedPatchDataset, PatchPairDataset
+from vagan.data.patches import MixedPatchDataset, PatchPairDataset, SlicePair
 from vagan.errors import ConfigError, InputDataError
 from vagan.training.trainer import load_data, train
 
@@ -26,9 +28,16 @@ def _config(real: Path, *extra: str):
                        *extra)
 
 
+def _pooled(n: int, seed: int) -> list[SlicePair]:
+    """Tiny pairs with unit noise images, so that each epoch mixes fresh noise (data.train_doses)."""
+    rng = np.random.default_rng(seed)
+    return [dataclasses.replace(p, noise=rng.normal(0, 10, (2, 2, *p.ndct.shape)).astype(np.float32))
+            for p in tiny_pairs(n, seed=seed)]
+
+
 def test_mixed_index_maps_to_each_part_with_its_own_epoch():
-    a = PatchPairDataset(tiny_pairs(2, seed=0), 32, 3, seed=0)
-    b = PatchPairDataset(tiny_pairs(3, seed=1), 32, 2, seed=1)
+    a = PatchPairDataset(_pooled(2, 0), 32, 3, seed=0, doses=(0.25, 0.5))
+    b = PatchPairDataset(_pooled(3, 1), 32, 2, seed=1, doses=(0.1,))
     mixed = MixedPatchDataset([a, b])
     assert len(mixed) == 12 and mixed.shares() == [0.5, 0.5]
     for epoch in (0, 2):
@@ -36,6 +45,9 @@ def test_mixed_index_maps_to_each_part_with_its_own_epoch():
             part, local = (a, i) if i < 6 else (b, i - 6)
             got, want = mixed[i + epoch * 12], part[local + epoch * len(part)]
             assert all(torch.equal(got[k], want[k]) for k in want)
+    for i in (0, 7):  # fresh noise: the same patch of another epoch has other noise, the same NDCT
+        first, third = mixed[i], mixed[i + 2 * 12]
+        assert torch.equal(first["ndct"], third["ndct"]) and not torch.equal(first["ldct"], third["ldct"])
     assert not torch.equal(mixed[0]["ndct"], mixed[6]["ndct"])
 
 
@@ -65,12 +77,15 @@ def test_listed_patients_only(roots):
     ("[{root: OTHER, share: 0.3, patients: [NOPE]}]", InputDataError, "NOPE"),
     ("[{root: MISSING, share: 0.3}]", InputDataError, "not a folder"),
     ("[{root: OTHER, share: 0.3, train_doses: [0.25]}]", InputDataError, "noise pool"),
+    ("[{root: REAL, share: 0.3}]", ConfigError, "overlaps data.root"),
+    ("[{root: OTHER, share: 0.3}]", ConfigError, "validation or test"),
 ])
 def test_bad_mix_is_one_clear_error(roots, tmp_path, mix, error, message):
     real, other = roots
-    mix = mix.replace("OTHER", str(other)).replace("MISSING", str(tmp_path / "missing"))
+    mix = mix.replace("OTHER", str(other)).replace("MISSING", str(tmp_path / "missing")).replace("REAL", str(real))
+    split = "data.split={train: [T000], val: [T001]}" if message == "validation or test" else SPLIT  # T001 in both
     with pytest.raises(error, match=message):
-        load_data(_config(real, f"data.mix={mix}"))
+        load_data(_config(real, f"data.mix={mix}", split))
 
 
 def test_training_on_a_mix_resumes_to_the_weights_of_an_uninterrupted_run(roots, tmp_path):

@@ -186,10 +186,6 @@ class MixedPatchDataset(Dataset):
         self.parts = list(parts)
         self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
 
-    @property
-    def pairs(self) -> list[SlicePair]:
-        return [pair for part in self.parts for pair in part.pairs]
-
     def shares(self) -> list[float]:
         """Each part's fraction of the patches."""
         return [len(p) / len(self) for p in self.parts]

@@ -299,6 +299,8 @@ METRIC_LABELS: dict[str, str] = {
 }
 TISSUE_EDGE_PX = 2
 """Soft-tissue pixels this close to another tissue class are left out of the bias (edges blur)."""
+TISSUE_SMOOTH_PX = 1.0
+"""Gaussian sigma of the reference before soft tissue is told apart (its own noise must not split it)."""
 
 
 def body_rmse(pred_hu: ArrayLike, target_hu: ArrayLike) -> float:
@@ -319,7 +321,7 @@ def tissue_bias(pred_hu: ArrayLike, target_hu: ArrayLike) -> float:
     from vagan.quality.uniform import SOFT_TISSUE_HU
 
     p, t = _pair(pred_hu, target_hu)
-    smooth = ndimage.gaussian_filter(t, 1.0)
+    smooth = ndimage.gaussian_filter(t, TISSUE_SMOOTH_PX)
     tissue = (smooth >= SOFT_TISSUE_HU[0]) & (smooth <= SOFT_TISSUE_HU[1])
     tissue = ndimage.binary_erosion(tissue, iterations=TISSUE_EDGE_PX)
     return float(np.mean(p[tissue] - t[tissue])) if tissue.any() else math.nan

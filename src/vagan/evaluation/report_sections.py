@@ -16,14 +16,24 @@ import torch
 
 from vagan.evaluation.eval_config import EvaluationConfig
 from vagan.evaluation.inputs import EvaluationData, Method
-from vagan.evaluation.metrics import FIELD, METRIC_LABELS, METRICS, SSIM_DESCRIPTION, WINDOW, summarize
+from vagan.evaluation.metrics import (
+    FIELD,
+    METRIC_LABELS,
+    METRICS,
+    SSIM_DESCRIPTION,
+    TISSUE_EDGE_PX,
+    TISSUE_SMOOTH_PX,
+    WINDOW,
+    summarize,
+)
 from vagan.evaluation.report import (
     ReportSection,
     ReportTable,
 )
 from vagan.evaluation.running import Collected
 from vagan.evaluation.table import format_summary, table_ii
-from vagan.io.windowing import DISPLAY_WINDOW_TEXT
+from vagan.io.windowing import BODY_THRESHOLD_HU, DISPLAY_WINDOW_TEXT
+from vagan.quality.uniform import SOFT_TISSUE_HU
 from vagan.precision import Precision
 
 log = logging.getLogger(__name__)
@@ -99,7 +109,8 @@ def method_sections(cfg: EvaluationConfig, methods: Sequence[Method], test: Eval
             described.append(f"- {m.name}: preset {c.preset}, stage {m.model.stage}{steps}, generator {c.model.generator} "
                              f"({c.model.generator_features} features), checkpoint {m.model.checkpoint}; "
                              f"HU range [{c.data.hu_min:g}, {c.data.hu_max:g}], attention target mode "
-                             f"{c.data.attention_mode}; inference in {m.precision.describe() if m.precision else 'fp32'}.")
+                             f"{c.data.attention_mode}; inference in {m.precision.describe() if m.precision else 'fp32'}"
+                             f"{' on onnxruntime' if getattr(m.denoiser, 'engine', 'torch') == 'onnxruntime' else ''}.")
         else:
             described.append(f"- {m.name}: {m.spec.spec}.")
     sections = [
@@ -150,10 +161,11 @@ def _body_table(collected: Collected, methods: Sequence[Method]) -> ReportTable:
     return ReportTable(
         "Body RMSE and CT-number bias", ["Method", METRIC_LABELS["rmse_body_hu"], "vs LDCT",
                                           METRIC_LABELS["bias_tissue_hu"]], rows,
-        caption="RMSE over the body (reference above -500 HU), so that air does not dilute it; 'vs LDCT': the "
-                "change of its mean. CT bias: the mean of (method - NDCT) over soft tissue (NDCT in [-150, 250] HU "
-                "after a 1-pixel Gaussian, 2 pixels from any edge), per slice; noise averages out there, a CT-number "
-                "shift does not. mean ± sample std over test slices.")
+        caption=f"RMSE over the body (reference above {BODY_THRESHOLD_HU:g} HU), so that air does not dilute it; "
+                f"'vs LDCT': the change of its mean. CT bias: the mean of (method - NDCT) over soft tissue (NDCT in "
+                f"[{SOFT_TISSUE_HU[0]:g}, {SOFT_TISSUE_HU[1]:g}] HU after a {TISSUE_SMOOTH_PX:g}-pixel Gaussian, "
+                f"{TISSUE_EDGE_PX} pixels from any edge), per slice; noise averages out there, a CT-number shift "
+                "does not. mean ± sample std over test slices.")
 
 
 def _reference_baseline(methods: Sequence[Method]) -> Method | None:
@@ -224,7 +236,8 @@ def summary_record(cfg: EvaluationConfig, methods: Sequence[Method], test: Evalu
         }
         if m.model is not None:
             entry.update(checkpoint=m.model.checkpoint, preset=m.model.config.preset, stage=m.model.stage,
-                         has_attention=m.has_attention, precision=m.precision.name if m.precision else None)
+                         has_attention=m.has_attention, precision=m.precision.name if m.precision else None,
+                         engine=getattr(m.denoiser, "engine", None))
         if m.name in collected.attention_mse:
             entry["attention_mse"] = {k: s._asdict() for k, s in collected.attention_mse[m.name].items()}
         if m.calibration is not None:

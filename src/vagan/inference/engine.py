@@ -36,9 +36,10 @@ import numpy as np
 import torch
 
 from vagan import __version__
-from vagan.errors import CheckpointError, ConfigError, VaganError
+from vagan.errors import CheckpointError, ConfigError, MissingResourceError, VaganError
 from vagan.inference.denoise import Denoiser, NetworkDenoiser
 from vagan.inference.model_loading import TrainedModel
+from vagan.inference.export import INSTALL_HINT
 from vagan.io.checksum import file_sha256
 from vagan.precision import Precision
 
@@ -79,7 +80,11 @@ def model_key(model: TrainedModel) -> str:
         if not (model.checkpoint / name).is_file():
             raise CheckpointError(f"{model.checkpoint}: no {name}; the engine cache needs a checkpoint folder")
         digest.update(name.encode() + b"\0" + file_sha256(model.checkpoint / name).encode())
-    digest.update(f"{__version__}\0{torch.__version__}".encode())
+    import onnx
+    import onnxruntime
+
+    versions = (__version__, torch.__version__, onnx.__version__, onnxruntime.__version__)
+    digest.update("\0".join(versions).encode())  # a graph verified under one runtime is checked again under another
     return digest.hexdigest()
 
 
@@ -171,6 +176,12 @@ def _measured(torch_denoiser: NetworkDenoiser, onnx_denoiser: Denoiser, entry: _
     return times
 
 
+def check_engine(engine: str) -> None:
+    """A :class:`ConfigError` for an engine name that is not one of :data:`ENGINES`."""
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine {engine}: expected one of {', '.join(ENGINES)}")
+
+
 def network_denoiser(model: TrainedModel, *, engine: str = "auto", precision: Precision | None = None,
                      batch_size: int | None = None, compile: bool = False, name: str | None = None) -> Denoiser:
     """The denoiser of ``model`` on the engine ``engine`` asks for (``auto``: see the module docstring).
@@ -178,33 +189,34 @@ def network_denoiser(model: TrainedModel, *, engine: str = "auto", precision: Pr
     The returned denoiser carries ``engine`` (``"torch"`` or ``"onnxruntime"``) and ``precision``
     (for onnxruntime fp32, its reason naming the engine and the probe).
     """
-    if engine not in ENGINES:
-        raise ConfigError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
+    check_engine(engine)
     torch_denoiser = NetworkDenoiser(model, batch_size=batch_size, precision=precision, compile=compile, name=name)
     on_cpu = model.device.type == "cpu"
+    explicit_reduced = precision is not None and precision.requested in ("bf16", "fp16")
     if engine == "torch":
         return torch_denoiser
     if engine == "onnxruntime":
         if not on_cpu:
             raise ConfigError(f"--engine onnxruntime runs on the CPU; {model.name} is on {model.device}")
-        if compile or torch_denoiser.precision.reduced:
+        if compile or explicit_reduced:
             raise ConfigError("--engine onnxruntime runs the fp32 graph: it cannot be combined with --compile or "
-                              f"--precision {torch_denoiser.precision.name}")
+                              f"--precision {precision.requested if precision else ''}")
+        if not onnxruntime_available():
+            raise MissingResourceError(f"--engine onnxruntime needs onnx and onnxruntime: {INSTALL_HINT}")
         return _onnx_denoiser(model, cached_onnx(model), torch_denoiser, "requested")
     # auto
-    explicit_reduced = precision is not None and precision.requested not in ("auto", "", "fp32")
     if not on_cpu or compile or explicit_reduced:
         return torch_denoiser
     if not onnxruntime_available():
         log.info("engine: torch (onnxruntime is not installed; pip install \"vagan[onnx]\" lets auto try it)")
         return torch_denoiser
-    root = cache_dir()
     try:
+        root = cache_dir()  # Path.home() raises RuntimeError where HOME is unset and the user has no passwd entry
         graph = cached_onnx(model, root)
         entry = _Entry(root, model_key(model))
         candidate = _onnx_denoiser(model, graph, torch_denoiser, "")
         times = _measured(torch_denoiser, candidate, entry)
-    except (OSError, VaganError) as err:
+    except (OSError, RuntimeError, VaganError) as err:
         log.warning("engine auto: onnxruntime could not be prepared (%s); running PyTorch", err)
         return torch_denoiser
     speedup = times["torch"] / max(times["onnxruntime"], 1e-9)
@@ -222,5 +234,5 @@ def _onnx_denoiser(model: TrainedModel, graph: Path, torch_denoiser: NetworkDeno
     denoiser = OnnxDenoiser(graph, name=torch_denoiser.name, batch_size=torch_denoiser.batch_size,
                             threads=torch.get_num_threads())
     denoiser.precision = Precision("fp32", "cpu", "onnxruntime" + (f", {why}" if why else ""), "auto")
-    denoiser.model = model
+    denoiser.model = model  # what `denoise` reports of it: notice, pixel range, label
     return denoiser

@@ -53,6 +53,7 @@ from vagan.inference.denoise import Denoised, NetworkDenoiser, Progress, as_slic
 from vagan.inference.model_loading import TrainedModel
 from vagan.io.atomic import atomic_file, check_output
 from vagan.io.windowing import HURange
+from vagan.precision import Precision
 from vagan.models.generator import REDGenerator
 from vagan.models.registry import min_input_side
 from vagan.models.vagan_generator import AttentiveGenerator
@@ -347,6 +348,8 @@ class OnnxDenoiser:
     """
 
     engine = "onnxruntime"  # see vagan.inference.engine
+    precision: Precision | None = None  # set by vagan.inference.engine: fp32, and why this engine
+    model: TrainedModel | None = None  # the model the graph was exported from, where known
 
     def __init__(self, path: Path, name: str | None = None, batch_size: int = 2, threads: int | None = None,
                  providers: list[str] | None = None) -> None:

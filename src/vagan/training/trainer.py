@@ -97,7 +97,9 @@ def load_data(cfg: ExperimentConfig) -> TrainData:
     root = Path(d.root)
     train_pairs = load_split(root, d.split, d.split_seed, "train", d.thickness, d.max_train_slices,
                              with_noise_pool=d.train_doses is not None)
-    mixed = [(m, _mix_pairs(m, i)) for i, m in enumerate(d.mix)]
+    held_out = {name for subset in ("val", "test") for name in patient_split(root, d.split, d.split_seed,
+                                                                             d.thickness).get(subset, [])}
+    mixed = [(m, _mix_pairs(m, i, root, held_out)) for i, m in enumerate(d.mix)]
     every = train_pairs + [pair for _, pairs in mixed for pair in pairs]
     smallest = min(min(p.ldct.shape) for p in every)
     if d.patch_size > smallest:
@@ -123,20 +125,30 @@ def load_data(cfg: ExperimentConfig) -> TrainData:
     return TrainData(train=patches, val=val_pairs, pixel_mm=pixel_mm)
 
 
-def _mix_pairs(source: MixSource, index: int) -> list[SlicePair]:
-    """The slice pairs of one ``data.mix`` source: its listed patients, or all of them."""
+def _mix_pairs(source: MixSource, index: int, data_root: Path, held_out: set[str]) -> list[SlicePair]:
+    """The slice pairs of one ``data.mix`` source: its listed patients, or all of them. A source that
+    is, holds or lies in ``data.root``, or that holds a patient of its validation or test subsets, is
+    refused: the mix must never train on what the evaluation scores."""
     from vagan.io.mayo import list_mayo_patients
 
     where = f"data.mix[{index}]"
     root = Path(source.root)
     if not root.is_dir():
         raise InputDataError(f"{where}.root: {root} is not a folder; give a paired dataset (`vagan simulate` writes one)")
+    mine, main = root.resolve(), data_root.resolve()
+    if mine == main or main in mine.parents or mine in main.parents:
+        raise ConfigError(f"{where}.root: {root} overlaps data.root {data_root}; mix in another dataset (its "
+                          "validation and test patients would be trained on)")
     found = list_mayo_patients(root, thickness=source.thickness)
     patients = list(source.patients) if source.patients is not None else found
     unknown = sorted(set(patients) - set(found))
     if unknown or not patients:
         raise InputDataError(f"{where}: no paired {source.thickness} series for patient(s) {unknown or patients} in "
                              f"{root} (it holds {found[:5]})")
+    shared = sorted(set(patients) & held_out)
+    if shared:
+        raise ConfigError(f"{where}: patient(s) {shared} are also validation or test patients of data.root; leave "
+                          f"them out (data.mix[{index}].patients) or rename one dataset's patients")
     return load_slice_pairs(root, patients, source.thickness, with_noise_pool=source.train_doses is not None)
 
 
