@@ -102,3 +102,11 @@ def test_training_on_a_mix_resumes_to_the_weights_of_an_uninterrupted_run(roots,
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6, rtol=0) for k in a)
     alone = load_file(train(_config(real, "stages.*.max_steps=4"), tmp_path / "c") / "model.safetensors")
     assert any(not torch.equal(a[k], alone[k]) for k in a)  # the mixed-in source really took part
+
+
+def test_a_source_too_big_for_its_share_is_warned_about(roots, caplog):
+    real, other = roots
+    with caplog.at_level("WARNING"):
+        data = load_data(_config(real, f"data.mix=[{{root: {other}, share: 0.02}}]"))
+    assert data.train.shares()[1] > 0.07  # one patch per slice is already more than 2%
+    assert any("data.mix[0] gets" in r.getMessage() for r in caplog.records)

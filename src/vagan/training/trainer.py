@@ -88,6 +88,10 @@ class Progress:
     step: int = 0
 
 
+MIX_SHARE_SLACK = 0.05
+"""A ``data.mix`` source whose realised share of the patches is further than this from its ``share`` is warned about."""
+
+
 def load_data(cfg: ExperimentConfig) -> TrainData:
     """Patches of the training patients (and of the ``data.mix`` sources) and whole slices of the
     validation patients."""
@@ -113,6 +117,11 @@ def load_data(cfg: ExperimentConfig) -> TrainData:
         patches = MixedPatchDataset(parts)
         log.info("training patches: %s", ", ".join(f"{name} {share:.0%}" for name, share in
                                                     zip([d.root] + [m.root for m, _ in mixed], patches.shares())))
+        for i, ((m, _), share) in enumerate(zip(mixed, patches.shares()[1:])):
+            if abs(share - m.share) > MIX_SHARE_SLACK:  # at least one patch per slice: a big source overshoots
+                log.warning("data.mix[%d] gets %.0f%% of the patches, not %.0f%%: it has too many slices for one "
+                            "patch each; list fewer of its patients or raise data.patches_per_slice", i,
+                            100 * share, 100 * m.share)
     sizes = [p.pixel_mm for p in every]
     pixel_mm = (d.resample_mm if d.resample_mm is not None
                 else (min(sizes), max(sizes)) if all(sizes) else None)  # type: ignore[type-var]
