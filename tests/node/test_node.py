@@ -182,6 +182,7 @@ def test_round_trip_returns_a_derived_series_of_the_same_study(tmp_path, receive
     refs = {d.SourceImageSequence[0].ReferencedSOPInstanceUID for d in derived}
     assert refs == {s.SOPInstanceUID for s in source}
     assert not np.array_equal(derived[0].pixel_array, source[0].pixel_array)
+    assert "aborted" not in caplog.text and "without a DICOM association" not in caplog.text
     for step in ("receiving series", "complete: 4 instance(s)", "denoised 4 slice(s)", "sent 4 instance(s)",
                  "done: every destination"):
         assert step in caplog.text
@@ -272,7 +273,9 @@ def test_bad_input_answers_a_failure_status_and_the_node_keeps_serving(tmp_path,
                 raw.recv(100)
             except OSError:
                 pass
+        wait_for(lambda: "closed without a DICOM association" in caplog.text, 10, what="the garbage's line")
     assert "missing SOP Class UID" in caplog.text and "undecodable data set" in caplog.text
+    assert caplog.text.count("closed without a DICOM association") == 1  # the garbage: one line
     assert "truncated" in caplog.text
     # still serving: C-ECHO, then a good series goes through
     ae = AE(ae_title="MODALITY")
@@ -407,3 +410,33 @@ def test_a_series_that_grows_after_its_stable_time_is_derived_again_whole(tmp_pa
         wait_for(lambda: _job_states(node) == [SENT, SENT], 20, what="the grown series sent")
     assert "arrives again after job 1 took it as complete" in caplog.text
     assert sorted(len(v) for v in receiver.series().values()) == [2, 4]
+
+
+def test_an_aborted_association_ends_its_series_with_what_was_stored(tmp_path, receiver, start_node, tiny_run, caplog):
+    node = start_node(node_config(tmp_path, receiver, str(tiny_run)))
+    files = make_series(tmp_path / "in", 4)
+    ae = AE(ae_title="MODALITY")
+    ae.add_requested_context(CTImageStorage, [pydicom.uid.ExplicitVRLittleEndian])
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
+    with caplog.at_level(logging.INFO, logger="vagan.node"):
+        assoc = ae.associate(HOST, node.port, ae_title="VAGAN")
+        assert [int(assoc.send_c_store(pydicom.dcmread(f)).Status) for f in files[:2]] == [0, 0]
+        assoc.abort()
+        ae.shutdown()
+        series = _derived(receiver, 2)
+    assert [len(v) for v in series.values()] == [2]
+    assert caplog.text.count("aborted (by the peer, a timeout or a protocol error); job(s) 1 keep what was stored") == 1
+
+
+def test_return_to_sender(tmp_path, start_node, tiny_run):
+    modality = Receiver(ae_title="MODALITY").start()  # the sender's own SCP
+    try:
+        node = start_node(node_config(tmp_path, None, str(tiny_run), return_to_sender=True,
+                                      allowed_peers=({"ae_title": "MODALITY", "host": HOST, "port": modality.port},)))
+        assert send(make_series(tmp_path / "in", 3), node.port) == [0] * 3
+        series = _derived(modality, 3)
+        wait_for(lambda: _job_states(node) == [SENT], 10, what="job sent")
+    finally:
+        modality.stop()
+    assert [len(v) for v in series.values()] == [3]
+    assert [d.destination for d in node.queue.deliveries(1)] == ["sender-MODALITY"]

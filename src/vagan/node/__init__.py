@@ -23,7 +23,7 @@ def run_node(config_path: Path, overrides: list[str] | None = None) -> None:
     config = load_node_config(config_path, overrides)
     for handler in logging.getLogger().handlers:  # a service's log lines carry their time
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)  # the node says one line per bad connection
     node = Node(config)
     node.prepare()
     try:

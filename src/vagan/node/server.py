@@ -86,7 +86,8 @@ class Node:
         self._send = threading.Event()
         self._receive_lock = threading.Lock()
         self._status_lock = threading.Lock()
-        self._assoc_jobs: dict[object, set[int]] = {}
+        self._assoc_jobs: dict[object, set[int]] = {}  # open associations -> the jobs they delivered to
+        self._ended: dict[object, set[int]] = {}  # released or aborted, until their connection closes
         self._threads: list[threading.Thread] = []
         self.started = time.time()
 
@@ -138,8 +139,9 @@ class Node:
         ae.dimse_timeout = cfg.timeouts.dimse
         ae.network_timeout = cfg.timeouts.network
         handlers = [(evt.EVT_REQUESTED, self._on_requested), (evt.EVT_C_STORE, self._on_store),
-                    (evt.EVT_C_ECHO, self._on_echo), (evt.EVT_RELEASED, self._on_closed),
-                    (evt.EVT_ABORTED, self._on_closed), (evt.EVT_CONN_CLOSE, self._on_closed)]
+                    (evt.EVT_C_ECHO, self._on_echo), (evt.EVT_ESTABLISHED, self._on_established),
+                    (evt.EVT_RELEASED, self._on_closed), (evt.EVT_ABORTED, self._on_closed),
+                    (evt.EVT_CONN_CLOSE, self._on_conn_close)]
         self.server = ae.start_server((cfg.host, cfg.port), block=False, evt_handlers=handlers)
         try:
             for name, target in (("watcher", self._watch), ("denoiser", self._denoise_loop),
@@ -208,9 +210,37 @@ class Node:
     def _on_echo(self, event) -> int:
         return 0x0000
 
-    def _on_closed(self, event) -> None:
+    def _on_established(self, event) -> None:
         with self._receive_lock:
-            self._assoc_jobs.pop(event.assoc, None)
+            self._assoc_jobs.setdefault(event.assoc, set())
+
+    def _on_closed(self, event) -> None:
+        """Released or aborted: the association no longer holds its series open (see _watch)."""
+        with self._receive_lock:
+            jobs = self._assoc_jobs.pop(event.assoc, None)
+            if jobs is not None:
+                self._ended[event.assoc] = jobs
+
+    def _on_conn_close(self, event) -> None:
+        """One line for a connection that ended badly: an association aborted (by the peer, a timeout or a
+        protocol error) or bytes that never became an association (pynetdicom's own lines are silenced)."""
+        assoc = event.assoc
+        with self._receive_lock:
+            known = self._assoc_jobs.pop(assoc, None)
+            ended = self._ended.pop(assoc, None)
+        known = known if known is not None else ended
+        address = str(getattr(assoc.requestor, "address", "") or "?")
+        if assoc.is_rejected:
+            return  # said by _on_requested
+        if assoc.is_released:
+            return
+        if known is not None:  # pynetdicom closes the connection before it flags the abort
+            log.warning("association from %s@%s aborted (by the peer, a timeout or a protocol error)%s",
+                        _text(assoc.requestor.ae_title), address,
+                        f"; job(s) {', '.join(map(str, sorted(known)))} keep what was stored" if known else "")
+        else:
+            log.warning("connection from %s closed without a DICOM association (not DICOM, a protocol error or a "
+                        "port check; check a node with C-ECHO)", address)
 
     def _on_store(self, event) -> Dataset | int:
         assoc = event.assoc
