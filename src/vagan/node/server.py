@@ -172,9 +172,14 @@ class Node:
         if self.server is not None:
             self.server.shutdown()
             self.server = None
+        end = time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(max(0.0, end - time.monotonic()))
+        busy = [t.name for t in self._threads if t.is_alive()]
         self._threads.clear()
+        if busy:  # e.g. a long denoise: the process exits under it; the job resumes at the next start
+            log.info("vagan serve: stopped while %s was busy; its job resumes at the next start", ", ".join(busy))
+            return
         self._write_status()
         self.close()
 
@@ -359,6 +364,8 @@ class Node:
             try:
                 self.process(job)
             except Exception as err:
+                if self._stop.is_set():
+                    return  # stopping: the job stays where it was and resumes at the next start
                 log.error("job %d: failed: %s", job.id, _one_line(err))
                 self.queue.set_state(job.id, FAILED, error=_one_line(err)[:500])
             self._write_status()
