@@ -89,14 +89,29 @@ def test_orthanc_down_while_vagan_sends_then_up(setup):
     assert "failed (attempt 1 of 30)" in node.log.read_text()
 
 
-def test_vagan_killed_mid_job_then_restarted_delivers_once(setup):
+def test_vagan_killed_mid_receive_then_restarted_delivers_once(setup):
+    """SIGKILL while Orthanc is still sending; Orthanc's job fails, the series is sent again after the
+    restart: one derived series with every instance (what was acknowledged before the kill is kept)."""
     orthanc, node, folder = setup
-    study, source, series_id = _upload(orthanc, folder, seed=3)
-    orthanc.store_to("vagan", [series_id], timeout=30)
-    node.kill()  # received and acknowledged, not yet complete (stable time 1 s)
+    slices = 32
+    files = make_series(folder / "series-killed", slices, SIDE, seed=4)
+    answers = orthanc.upload(files)
+    first = pydicom.dcmread(files[0], stop_before_pixels=True)
+    study, source = str(first.StudyInstanceUID), str(first.SeriesInstanceUID)
+    orthanc.post("/modalities/vagan/store", {"Resources": [answers[0]["ParentSeries"]], "Asynchronous": True})
+    spooled = lambda: len(list(node.spool.glob("jobs/*/received/*.dcm")))  # noqa: E731
+    wait_for(lambda: spooled() >= 3, 30, step=0.005, what="Orthanc's first instances in the spool")
+    node.kill()
+    assert spooled() < slices  # killed mid-receive
     node.start()
-    derived = _derived_in_orthanc(orthanc, study, source)
+    orthanc.store_to("vagan", [answers[0]["ParentSeries"]], timeout=60)  # the failed transfer, again
+
+    def done():
+        derived = {u: n for u, n in orthanc.series_in_study(study).items() if u != source}
+        return derived if derived and list(derived.values()) == [slices] else None
+
+    derived = wait_for(done, 60, step=0.2, what="Orthanc to hold the derived series")
     time.sleep(1.5)
     assert len(derived) == 1 and len(orthanc.series_in_study(study)) == 2
     jobs = [j for j in node.jobs() if j["series_uid"] == source]
-    assert [j["state"] for j in jobs] == ["sent"]
+    assert [j["state"] for j in jobs] == ["sent"] and jobs[0]["instances"] == slices

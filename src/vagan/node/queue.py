@@ -140,6 +140,13 @@ class Queue:
             db.execute("UPDATE jobs SET last_received=?, updated=?, instances=instances+? WHERE id=?",
                        (now, now, 1 if new_instance else 0, job_id))
 
+    def touch(self, job_id: int) -> None:
+        """Count a receiving job's stable time from now (a restart: its sender may be about to send again)."""
+        with self._tx() as db:
+            now = time.time()
+            db.execute("UPDATE jobs SET last_received=?, updated=? WHERE id=? AND state=?", (now, now, job_id,
+                                                                                              RECEIVING))
+
     def job(self, job_id: int) -> Job | None:
         with self._lock:
             row = self._db.execute("SELECT * FROM jobs WHERE id=?", (job_id,)).fetchone()

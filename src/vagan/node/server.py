@@ -123,6 +123,8 @@ class Node:
         for job in self.queue.jobs((RECEIVING, COMPLETE, DENOISED, SENDING)):
             if job.state in (RECEIVING, COMPLETE):
                 self.queue.set_state(job.id, job.state, instances=len(self.spool.received_files(job.id)))
+            if job.state == RECEIVING:  # its sender's association died with the old node: it may send again now
+                self.queue.touch(job.id)
             log.info("job %d: resuming in state %s (series %s, %d instance(s))", job.id, job.state, job.series_uid,
                      len(self.spool.received_files(job.id)))
 
