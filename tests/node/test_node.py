@@ -440,3 +440,13 @@ def test_return_to_sender(tmp_path, start_node, tiny_run):
         modality.stop()
     assert [len(v) for v in series.values()] == [3]
     assert [d.destination for d in node.queue.deliveries(1)] == ["sender-MODALITY"]
+
+
+def test_the_documented_config_is_valid(tmp_path):
+    text = (Path(__file__).resolve().parents[2] / "docs" / "node.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    from vagan.node.config import load_node_config
+
+    config = load_node_config(_write_config(tmp_path / "node.yaml", **yaml.safe_load(block)))
+    assert config.port == 11112 and config.destinations[0].label == "pacs"
+    assert config.allowed_peers[0].port == 4242 and config.retries.delay(3) == 40.0
