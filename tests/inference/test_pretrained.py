@@ -87,3 +87,12 @@ def test_packing_never_replaces_a_folder_the_registry_does_not_list(shipped, tmp
     with pytest.raises(OutputExistsError, match="not replacing"):
         pretrained.pack_model(run, "mine", training_data="x", dose=0.25, budget="x", test_metrics={}, root=tmp_path)
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
+
+
+def test_a_model_packed_with_its_own_notice_carries_it(shipped, tmp_path) -> None:
+    run, _, _ = shipped
+    notice = "trained on real CT with simulated low dose; not for diagnostic use"
+    entry = pretrained.pack_model(run, "tiny-real", training_data="x", dose=0.25, budget="x", test_metrics={},
+                                  root=tmp_path, notice=notice)
+    assert entry.notice == notice and pretrained.shipped_models(tmp_path)["tiny-real"].notice == notice
+    assert load_trained_model(pretrained.resolve_model("tiny-real", tmp_path)).notice == notice

@@ -92,7 +92,7 @@ def _check_slice() -> np.ndarray:
 
 
 def pack_model(source: Path, name: str, *, training_data: str, dose: float, budget: str,
-               test_metrics: dict[str, float], root: Path | None = None) -> ShippedModel:
+               test_metrics: dict[str, float], root: Path | None = None, notice: str = NOTICE) -> ShippedModel:
     """Write the generator of ``source`` (a run or checkpoint folder) as the shipped model ``name``.
 
     The weights are stored in fp16 when that changes a phantom check slice by at most
@@ -118,14 +118,14 @@ def pack_model(source: Path, name: str, *, training_data: str, dose: float, budg
     storage = "fp16" if rms <= MAX_FP16_RMS_HU else "fp32"
     log.info("%s: fp16 weights change the check slice by %.3f HU RMS; stored in %s", name, rms, storage)
     # the run's file checksums describe the run's weights, not these; the registry's SHA-256 covers both files
-    meta = {**{k: v for k, v in stored.items() if k != "checksums"}, "shipped_as": name, "notice": NOTICE}
+    meta = {**{k: v for k, v in stored.items() if k != "checksums"}, "shipped_as": name, "notice": notice}
     with staged_dir(root / name, replace=(root / name).exists()) as tmp:
         save_file(half if storage == "fp16" else generator, str(tmp / WEIGHTS_FILE))
         with_default_mode(tmp / WEIGHTS_FILE)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2, default=str))
         sums = {WEIGHTS_FILE: file_sha256(tmp / WEIGHTS_FILE), META_FILE: file_sha256(tmp / META_FILE)}
     entry = ShippedModel(name, model.config.preset, training_data, float(dose), budget, dict(test_metrics), sums,
-                         storage, folder=root / name)
+                         storage, notice=notice, folder=root / name)
     registry = {n: _record(m) for n, m in registered.items()} | {name: _record(entry)}
     with atomic_file(root / REGISTRY, overwrite=True) as tmp:
         tmp.write_text(json.dumps(registry, indent=2, sort_keys=True) + "\n", encoding="utf-8")
