@@ -390,6 +390,9 @@ class Node:
             job = self.queue.job(job.id)
         if job.state == DENOISED:
             targets = self.config.targets(job.calling_ae, job.peer_host)
+            if not targets:  # return_to_sender only, and the sender is no longer an allowed peer with a port
+                raise RuntimeError(f"no destination for a series from {job.calling_ae}@{job.peer_host}: the config "
+                                   "has no destinations and this sender is not an allowed peer with a port")
             self.queue.add_deliveries(job.id, [(d.label, d.ae_title, d.host, d.port) for d in targets])
             log.info("job %d: derived series %s (%s instance(s)) queued for %s", job.id, job.derived_series_uid,
                      job.derived_instances, ", ".join(d.label for d in targets))
