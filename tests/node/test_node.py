@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from vagan.cli import app
 from vagan.node import spool as spool_module
-from vagan.node.queue import COMPLETE, FAILED, SENDING, SENT, Queue
+from vagan.node.queue import COMPLETE, DUPLICATE, FAILED, SENDING, SENT, Queue
 from vagan.node.server import Node
 
 runner = CliRunner()
@@ -450,3 +450,18 @@ def test_the_documented_config_is_valid(tmp_path):
     config = load_node_config(_write_config(tmp_path / "node.yaml", **yaml.safe_load(block)))
     assert config.port == 11112 and config.destinations[0].label == "pacs"
     assert config.allowed_peers[0].port == 4242 and config.retries.delay(3) == 40.0
+
+
+def test_a_series_sent_again_in_full_makes_no_second_output(tmp_path, receiver, start_node, tiny_run, caplog):
+    """A sender that retries a transfer the node had already taken in full (Orthanc resuming its job after a
+    crash, a PACS resending after a timeout): no second derived series."""
+    node = start_node(node_config(tmp_path, receiver, str(tiny_run)))
+    files = make_series(tmp_path / "in", 3)
+    assert send(files, node.port) == [0] * 3
+    wait_for(lambda: _job_states(node) == [SENT], 20, what="the series sent")
+    with caplog.at_level(logging.WARNING, logger="vagan.node"):
+        assert send(files, node.port) == [0] * 3
+        wait_for(lambda: _job_states(node) == [SENT, DUPLICATE], 20, what="the second transfer taken as a duplicate")
+    assert "sent again with no new instance (3): job 1's derived series" in caplog.text
+    time.sleep(0.5)
+    assert [len(v) for v in receiver.series().values()] == [3] and receiver.stores == 3

@@ -6,10 +6,11 @@ mid-job, then restarted. Orthanc is driven through its REST API."""
 from __future__ import annotations
 
 import time
+import urllib.error
 
 import pydicom
 import pytest
-from node_support import HOST, NodeProcess, free_port, make_series, wait_for
+from node_support import HOST, MRImageStorage, NodeProcess, free_port, make_series, wait_for
 from orthanc_support import ORTHANC, Orthanc
 
 pytestmark = [pytest.mark.slow,
@@ -70,6 +71,22 @@ def test_orthanc_sends_a_series_and_holds_the_derived_series(setup):
     assert len(orthanc.series_in_study(study)) == 2
 
 
+def test_a_non_ct_series_from_orthanc_is_refused_and_never_processed(setup):
+    orthanc, node, folder = setup
+    files = make_series(folder / "series-mr", 2, SIDE, seed=5)
+    for path in files:
+        ds = pydicom.dcmread(path)
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = MRImageStorage
+        ds.Modality = "MR"
+        ds.save_as(path, enforce_file_format=True)
+    answers = orthanc.upload(files)
+    with pytest.raises(urllib.error.HTTPError):  # Orthanc reports the failed C-STORE
+        orthanc.store_to("vagan", [answers[0]["ParentSeries"]], timeout=20)
+    series = str(pydicom.dcmread(files[0], stop_before_pixels=True).SeriesInstanceUID)
+    time.sleep(1.5)
+    assert not [j for j in node.jobs() if j["series_uid"] == series]
+
+
 def test_orthanc_down_while_vagan_sends_then_up(setup):
     orthanc, node, folder = setup
     study, source, series_id = _upload(orthanc, folder, seed=2)
@@ -83,10 +100,12 @@ def test_orthanc_down_while_vagan_sends_then_up(setup):
         return jobs and any(d["attempts"] >= 1 and d["state"] == "pending" for d in jobs[0]["deliveries"])
 
     wait_for(failed_attempt, 30, step=0.2, what="a failed delivery attempt")
-    orthanc.start()
+    orthanc.start()  # Orthanc may resume its own store job, killed with it, and send the series again
     derived = _derived_in_orthanc(orthanc, study, source)
     assert len(derived) == 1
     assert "failed (attempt 1 of 30)" in node.log.read_text()
+    time.sleep(3)
+    assert len(orthanc.series_in_study(study)) == 2  # still one derived series
 
 
 def test_vagan_killed_mid_receive_then_restarted_delivers_once(setup):

@@ -38,6 +38,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_series ON jobs (series_uid, state);
+CREATE TABLE IF NOT EXISTS instances (
+    job_id INTEGER NOT NULL REFERENCES jobs(id),
+    sop_uid TEXT NOT NULL,
+    PRIMARY KEY (job_id, sop_uid)
+);
 CREATE TABLE IF NOT EXISTS deliveries (
     job_id INTEGER NOT NULL REFERENCES jobs(id),
     destination TEXT NOT NULL,
@@ -54,8 +59,10 @@ CREATE TABLE IF NOT EXISTS deliveries (
 """
 
 RECEIVING, COMPLETE, DENOISED, SENDING, SENT, FAILED = "receiving", "complete", "denoised", "sending", "sent", "failed"
-STATES = (RECEIVING, COMPLETE, DENOISED, SENDING, SENT, FAILED)
-FINAL = (SENT, FAILED)
+DUPLICATE = "duplicate"
+"""A series sent again with no instance that an earlier job of it did not already have: no second output."""
+STATES = (RECEIVING, COMPLETE, DENOISED, SENDING, SENT, FAILED, DUPLICATE)
+FINAL = (SENT, FAILED, DUPLICATE)
 
 
 @dataclass(frozen=True)
@@ -134,11 +141,23 @@ class Queue:
             row = db.execute("SELECT * FROM jobs WHERE id=?", (cur.lastrowid,)).fetchone()
             return Job(**row), True
 
-    def received(self, job_id: int, new_instance: bool) -> None:
+    def received(self, job_id: int, new_instance: bool, sop_uid: str) -> None:
         with self._tx() as db:
             now = time.time()
             db.execute("UPDATE jobs SET last_received=?, updated=?, instances=instances+? WHERE id=?",
                        (now, now, 1 if new_instance else 0, job_id))
+            db.execute("INSERT OR IGNORE INTO instances (job_id, sop_uid) VALUES (?,?)", (job_id, sop_uid))
+
+    def add_sops(self, job_id: int, sop_uids: list[str]) -> None:
+        """Record instances of a job found on disk (after a crash) or joined from an earlier job."""
+        with self._tx() as db:
+            db.executemany("INSERT OR IGNORE INTO instances (job_id, sop_uid) VALUES (?,?)",
+                           [(job_id, uid) for uid in sop_uids])
+
+    def sop_uids(self, job_id: int) -> set[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT sop_uid FROM instances WHERE job_id=?", (job_id,)).fetchall()
+        return {row["sop_uid"] for row in rows}
 
     def touch(self, job_id: int) -> None:
         """Count a receiving job's stable time from now (a restart: its sender may be about to send again)."""

@@ -35,7 +35,7 @@ from pynetdicom.sop_class import CTImageStorage, Verification
 
 from vagan.errors import MACHINE_FAULTS, InputDataError
 from vagan.node.config import Destination, NodeConfig
-from vagan.node.queue import COMPLETE, DENOISED, FAILED, FINAL, RECEIVING, SENDING, SENT, Job, Queue, to_json
+from vagan.node.queue import COMPLETE, DENOISED, DUPLICATE, FAILED, RECEIVING, SENDING, SENT, Job, Queue, to_json
 from vagan.node.sender import SendError, send_series
 from vagan.node.spool import Spool, SpoolFull, fsync_dir, valid_uid, write_durably
 
@@ -122,7 +122,9 @@ class Node:
                     self.spool.remove_job(job.id)
         for job in self.queue.jobs((RECEIVING, COMPLETE, DENOISED, SENDING)):
             if job.state in (RECEIVING, COMPLETE):
-                self.queue.set_state(job.id, job.state, instances=len(self.spool.received_files(job.id)))
+                files = self.spool.received_files(job.id)
+                self.queue.add_sops(job.id, [p.stem for p in files])  # written, but killed before recorded
+                self.queue.set_state(job.id, job.state, instances=len(files))
             if job.state == RECEIVING:  # its sender's association died with the old node: it may send again now
                 self.queue.touch(job.id)
             log.info("job %d: resuming in state %s (series %s, %d instance(s))", job.id, job.state, job.series_uid,
@@ -306,17 +308,17 @@ class Node:
             log.info("job %d: receiving series %s of study %s from %s", job.id, series, study, peer)
             earlier = [j.id for j in self.queue.series_jobs(series) if j.id != job.id]
             if earlier:
-                log.warning("job %d: series %s arrives again after job %s took it as complete: a new job, whose "
-                            "derived series is a second one (it includes the earlier instances still in the spool); "
-                            "raise stable_seconds if the sender pauses longer between associations", job.id, series,
-                            ", ".join(map(str, earlier)))
+                log.warning("job %d: series %s arrives again after job %s took it as complete: a new job; sent "
+                            "again in full, it makes no second output; with new instances, the whole series is "
+                            "derived again (raise stable_seconds if the sender pauses between associations)", job.id,
+                            series, ", ".join(map(str, earlier)))
         try:
             _, existed = self.spool.store(job.id, sop_uid, data)
         except SpoolFull as err:
             return self._refuse(STATUS_RESOURCES, peer, what, f"spool full: {err}")
         except OSError as err:
             return self._refuse(STATUS_RESOURCES, peer, what, f"spool write failed: {err.strerror or err}")
-        self.queue.received(job.id, not existed)
+        self.queue.received(job.id, not existed, sop_uid)
         return 0x0000
 
     # -- the watcher: when is a series complete ----------------------------------------------------
@@ -346,12 +348,39 @@ class Node:
                         self.spool.remove_job(job.id)
                         log.info("job %d: no instance of series %s was stored; dropped", job.id, job.series_uid)
                     continue
+                original = self._duplicate_of(job)
+                if original is not None:
+                    self.queue.set_state(job.id, DUPLICATE, expect=(RECEIVING,), instances=n,
+                                         error=f"sent again: every instance is in job {original.id}")
+                    if not self.config.limits.keep_sent:
+                        self.spool.remove_job(job.id)
+                    log.warning("job %d: series %s sent again with no new instance (%d): job %d%s stands; no second "
+                                "derived series", job.id, job.series_uid, n, original.id,
+                                f"'s derived series {original.derived_series_uid}" if original.derived_series_uid
+                                else "")
+                    self._write_status()
+                    continue
                 moved = self.queue.set_state(job.id, COMPLETE, expect=(RECEIVING,), instances=n)
             if moved:
                 log.info("job %d: series %s complete: %d instance(s), none for %.3g s and no open association",
                          job.id, job.series_uid, n, self.config.stable_seconds)
                 self._write_status()
                 self._work.set()
+
+    def _duplicate_of(self, job: Job) -> Job | None:
+        """The earlier job of the same series that already holds every instance of ``job`` (a sender that
+        retried a transfer the node had taken in full), or ``None``. A job that failed before it had a
+        derived series does not count: sending its series again processes it again."""
+        assert self.queue is not None
+        mine = self.queue.sop_uids(job.id)
+        for other in self.queue.series_jobs(job.series_uid):
+            if other.id >= job.id or other.state in (RECEIVING, DUPLICATE):
+                continue
+            if other.state == FAILED and other.derived_series_uid is None:
+                continue
+            if mine <= self.queue.sop_uids(other.id):
+                return other
+        return None
 
     # -- the worker: denoise one series at a time --------------------------------------------------
     def _denoise_loop(self) -> None:
@@ -421,7 +450,7 @@ class Node:
         in the spool join this job (hard links), so that its derived series is the whole series."""
         assert self.queue is not None
         folder = self.spool.received_dir(job.id)
-        added = 0
+        added: list[str] = []
         for other in self.queue.series_jobs(job.series_uid):
             if other.id >= job.id:
                 continue
@@ -433,11 +462,12 @@ class Node:
                     os.link(path, target)
                 except OSError:
                     write_durably(target, path.read_bytes())
-                added += 1
+                added.append(path.stem)
         if added:
             fsync_dir(folder)
+            self.queue.add_sops(job.id, added)
             self.queue.set_state(job.id, job.state, instances=len(self.spool.received_files(job.id)))
-            log.info("job %d: %d earlier instance(s) of series %s joined from the spool", job.id, added,
+            log.info("job %d: %d earlier instance(s) of series %s joined from the spool", job.id, len(added),
                      job.series_uid)
 
     # -- the sender: deliveries with retries and backoff -------------------------------------------
