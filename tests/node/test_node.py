@@ -209,7 +209,8 @@ def test_disallowed_peers_are_refused(tmp_path, receiver, start_node, tiny_run, 
     assert node.queue.jobs() == []
 
 
-def test_non_ct_is_refused_and_never_processed(tmp_path, receiver, start_node, tiny_run):
+def test_non_ct_is_refused_and_never_processed(tmp_path, receiver, start_node, tiny_run, caplog):
+    caplog.set_level(logging.WARNING, logger="vagan.node")
     node = start_node(node_config(tmp_path, receiver, str(tiny_run)))
     files = make_series(tmp_path / "in", 1)
     ds = pydicom.dcmread(files[0])
@@ -219,6 +220,8 @@ def test_non_ct_is_refused_and_never_processed(tmp_path, receiver, start_node, t
         assert send([ds], node.port, contexts=(MRImageStorage,)) is None
     except ValueError as err:
         assert "presentation context" in str(err)
+    wait_for(lambda: "refused 1 presentation context(s): MR Image Storage (SOP class not taken)" in caplog.text, 5,
+             what="the refused context's line")
     ct_but_mr = pydicom.dcmread(files[0])
     ct_but_mr.Modality = "MR"
     assert send([ct_but_mr], node.port) == [0xA900]

@@ -220,8 +220,17 @@ class Node:
         return 0x0000
 
     def _on_established(self, event) -> None:
+        assoc = event.assoc
         with self._receive_lock:
-            self._assoc_jobs.setdefault(event.assoc, set())
+            self._assoc_jobs.setdefault(assoc, set())
+        refused = [cx for cx in getattr(assoc, "rejected_contexts", []) if cx.abstract_syntax != Verification]
+        if refused:  # one line: what this node will not take (another SOP class, a lossy transfer syntax)
+            why = {0x03: "SOP class not taken", 0x04: "transfer syntax not taken"}
+            named = [f"{UID(cx.abstract_syntax).name or cx.abstract_syntax} ({why.get(cx.result, 'refused')})"
+                     for cx in refused]
+            log.warning("association from %s@%s: refused %d presentation context(s): %s%s", _text(assoc.requestor.ae_title),
+                        assoc.requestor.address, len(refused), ", ".join(named[:4]),
+                        f" and {len(named) - 4} more" if len(named) > 4 else "")
 
     def _on_closed(self, event) -> None:
         """Released or aborted: the association no longer holds its series open (see _watch)."""
