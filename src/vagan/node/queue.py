@@ -38,6 +38,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     updated REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_series ON jobs (series_uid, state);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt);
 CREATE TABLE IF NOT EXISTS instances (
     job_id INTEGER NOT NULL REFERENCES jobs(id),
     sop_uid TEXT NOT NULL,
@@ -280,7 +282,10 @@ class Queue:
         jobs = self.jobs(limit=limit)
         ids = {job.id for job in jobs}
         deliveries: dict[int, list[dict]] = {}
-        for d in self.deliveries():
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM deliveries WHERE job_id>=? ORDER BY job_id, destination",
+                                    (min(ids, default=0),)).fetchall()
+        for d in (Delivery(**row) for row in rows):
             if d.job_id in ids:
                 deliveries.setdefault(d.job_id, []).append(
                     {"destination": d.destination, "ae_title": d.ae_title, "host": d.host, "port": d.port,
