@@ -39,7 +39,6 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_series ON jobs (series_uid, state);
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state);
-CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt);
 CREATE TABLE IF NOT EXISTS instances (
     job_id INTEGER NOT NULL REFERENCES jobs(id),
     sop_uid TEXT NOT NULL,
@@ -58,6 +57,7 @@ CREATE TABLE IF NOT EXISTS deliveries (
     updated REAL NOT NULL,
     PRIMARY KEY (job_id, destination)
 );
+CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt);
 """
 
 RECEIVING, COMPLETE, DENOISED, SENDING, SENT, FAILED = "receiving", "complete", "denoised", "sending", "sent", "failed"
