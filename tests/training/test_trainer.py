@@ -6,7 +6,7 @@ import torch
 from support import tiny_config, tiny_data, write_tiny_dataset
 
 from vagan import precision as precision_policy
-from vagan.errors import TrainingDivergedError, VaganError
+from vagan.errors import ConfigError, InputDataError, TrainingDivergedError, VaganError
 from vagan.training import steps
 from vagan.training.checkpoint import load_checkpoint
 from vagan.training.trainer import train
@@ -197,3 +197,26 @@ def test_missing_vgg_weights_fail_before_any_training(tmp_path, monkeypatch):
     # a stage without L_Pcep does not need the file
     train(cfg, tmp_path / "run", data=tiny_data(), stages=["psnr"])
     assert (tmp_path / "run/checkpoints/psnr/final").is_dir()
+
+
+def test_init_weights_starts_the_generator_from_another_run_and_refuses_another_architecture(tmp_path):
+    """Fine-tuning: train.init_weights gives the first stage the generator of a finished run; its
+    discriminator starts fresh; a generator of another width is one ConfigError before any work."""
+    data = tiny_data()
+    train(tiny_config("g_psnr", "stages.*.max_steps=2"), tmp_path / "base", data=data)
+    base = _weights(tmp_path / "base/checkpoints/psnr/final")
+    # one Adam step at a vanishing learning rate moves each weight by about 1e-12: the source's weights
+    train(tiny_config("g_psnr", "stages.*.max_steps=1", "stages.*.lr=1e-12", f"train.init_weights={tmp_path / 'base'}"),
+          tmp_path / "tuned", data=data)
+    _assert_same(base, _weights(tmp_path / "tuned/checkpoints/psnr/final"), atol=1e-9)
+    fresh = tiny_config("g_psnr", "stages.*.max_steps=1", "stages.*.lr=1e-12")
+    train(fresh, tmp_path / "fresh", data=data)
+    assert any(not torch.equal(base[k], v) for k, v in _weights(tmp_path / "fresh/checkpoints/psnr/final").items())
+    wider = tiny_config("g_psnr", "model.generator_features=12", f"train.init_weights={tmp_path / 'base'}")
+    with pytest.raises(ConfigError, match="model.generator_features 8"):
+        train(wider, tmp_path / "wider", data=data)
+    assert not (tmp_path / "wider").exists()
+    with pytest.raises(ConfigError, match="model.generator_features 64"):  # a shipped model, by its name
+        train(tiny_config("g_psnr", "train.init_weights=g_psnr-phantom512"), tmp_path / "shipped", data=data)
+    with pytest.raises(InputDataError, match="neither a shipped model"):
+        train(tiny_config("g_psnr", "train.init_weights=no-such-model"), tmp_path / "none", data=data)

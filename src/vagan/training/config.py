@@ -159,6 +159,9 @@ class TrainConfig(Section):
     vgg_layer: str = "conv5_4"
     vgg_weights: str | None = None
     progress: bool = True
+    # fine-tuning: the generator's starting weights from a checkpoint or run folder, or a shipped model's
+    # name, for every stage without init_from (not on resume: a resumed stage has its own); None: fresh
+    init_weights: str | None = None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ uninterrupted run would have seen and ends with the same weights.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -41,6 +42,7 @@ from vagan.training.checkpoint import (
     Checkpoint,
     load_checkpoint,
     load_module_state,
+    read_meta,
     save_checkpoint,
 )
 from vagan.training.config import ExperimentConfig, MixSource, StageConfig
@@ -433,6 +435,29 @@ def _check_stage_sources(cfg: ExperimentConfig, wanted: list[str], run_dir: Path
                              f"{' after --overwrite' if overwrite else ''}; run stage {stage.init_from} first")
 
 
+def init_weights_checkpoint(cfg: ExperimentConfig) -> Path | None:
+    """The checkpoint ``train.init_weights`` names (a shipped model, a checkpoint or run folder), checked
+    to hold a generator of this run's architecture; ``None`` without one. Read before any work."""
+    from vagan.inference.pretrained import resolve_model
+    from vagan.training.run_folder import final_checkpoint
+
+    spec = cfg.train.init_weights
+    if not spec:
+        return None
+    path = resolve_model(spec) or Path(spec).expanduser()
+    if not path.exists():
+        raise InputDataError(f"train.init_weights: {spec} is neither a shipped model nor a checkpoint or run folder")
+    checkpoint = final_checkpoint(path)
+    stored = read_meta(checkpoint).get("config", {})
+    theirs = stored.get("model", {}) if isinstance(stored, dict) else {}
+    ours = dataclasses.asdict(cfg.model)
+    differ = sorted(k for k in ours if k.startswith(("generator", "attention")) and theirs.get(k) != ours[k])
+    if differ:
+        raise ConfigError(f"train.init_weights: {spec} has another generator ({', '.join(f'model.{k} {theirs.get(k)!r}' for k in differ)}"
+                          f", this run {', '.join(repr(ours[k]) for k in differ)}); set the same model.* values")
+    return checkpoint
+
+
 def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None, resume: bool = False,
           overwrite: bool = False, data: TrainData | None = None) -> Path:
     """Run the stages of ``cfg`` (all, or the ones named) into ``run_dir``; return the last final checkpoint."""
@@ -443,7 +468,9 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
         device = torch.device("cuda", world.local_rank)
         torch.cuda.set_device(device)
     wanted = stages or [s.name for s in cfg.stages]
-    inputs = tuple(Path(p) for p in (cfg.data.root, cfg.train.vgg_weights, *(m.root for m in cfg.data.mix)) if p)
+    warm_start = init_weights_checkpoint(cfg)
+    inputs = tuple(Path(p) for p in (cfg.data.root, cfg.train.vgg_weights, *(m.root for m in cfg.data.mix),
+                                     warm_start) if p)
     if world.is_main:
         check_run_folder(run_dir, resume=resume, overwrite=overwrite, inputs=inputs)  # before reading any data
     _check_stage_sources(cfg, wanted, run_dir, resume, overwrite)
@@ -480,6 +507,8 @@ def train(cfg: ExperimentConfig, run_dir: Path, stages: list[str] | None = None,
                 elif stage.init_from:
                     source = final_dir(run_dir, stage.init_from)  # checked by _check_stage_sources
                     runner.initialise_from(load_checkpoint(source, expect_preset=cfg.preset))
+                elif warm_start is not None:
+                    runner.initialise_from(load_checkpoint(warm_start))
                 final = runner.run() or finished
         finally:
             if training_log is not None:
