@@ -465,6 +465,11 @@ def test_a_series_sent_again_in_full_makes_no_second_output(tmp_path, receiver, 
     with caplog.at_level(logging.WARNING, logger="vagan.node"):
         assert send(files, node.port) == [0] * 3
         wait_for(lambda: _job_states(node) == [SENT, DUPLICATE], 20, what="the second transfer taken as a duplicate")
-    assert "sent again with no new instance (3): job 1's derived series" in caplog.text
+        wait_for(lambda: "sent again with no new instance (3): job 1's derived series" in caplog.text, 5,
+                 what="the duplicate's line")
+        # the derived series itself, sent back (an auto-forwarding rule): refused, never denoised twice
+        derived = next(iter(receiver.series().values()))
+        assert send(derived[:1], node.port) == [0xA900]
+    assert "already denoised by vagan" in caplog.text
     time.sleep(0.5)
     assert [len(v) for v in receiver.series().values()] == [3] and receiver.stores == 3

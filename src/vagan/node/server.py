@@ -307,6 +307,8 @@ class Node:
             _check_pixel_length(ds)
         except InputDataError as err:
             return self._refuse(STATUS_MISMATCH, peer, what, str(err).removeprefix(f"{sop_uid}: "))
+        if str(ds.get("DerivationDescription") or "").startswith("Denoised by vagan"):
+            return self._refuse(STATUS_MISMATCH, peer, what, "already denoised by vagan: not taken again (a loop?)")
         data = event.encoded_dataset(include_meta=True)
         calling, address = _text(event.assoc.requestor.ae_title), str(event.assoc.requestor.address)
         assert self.queue is not None
