@@ -179,6 +179,7 @@ def test_round_trip_returns_a_derived_series_of_the_same_study(tmp_path, receive
     assert uid != source[0].SeriesInstanceUID and len(derived) == 4
     assert {d.StudyInstanceUID for d in derived} == {source[0].StudyInstanceUID}
     assert all(d.ImageType[0] == "DERIVED" for d in derived)
+    assert {d.SeriesDescription for d in derived} == {"test CT [vagan g_psnr]"}  # as `vagan denoise` names it
     refs = {d.SourceImageSequence[0].ReferencedSOPInstanceUID for d in derived}
     assert refs == {s.SOPInstanceUID for s in source}
     assert not np.array_equal(derived[0].pixel_array, source[0].pixel_array)

@@ -450,8 +450,9 @@ class Node:
             raise InputDataError(str(err).replace(str(self.spool.received_dir(job.id)), f"series {job.series_uid}")
                                  ) from None
         name = getattr(self.denoiser, "name", "model")
+        label = getattr(getattr(self.denoiser, "model", None), "label", None) or name  # as `vagan denoise` names it
         write_dicom_series(result.hu, derived, template=volume, series_description=f"vagan {name} denoised",
-                           derivation_description=f"Denoised by vagan ({name}) from series {job.series_uid}"
+                           model_name=label, derivation_description=f"Denoised by vagan ({name}) from series {job.series_uid}"
                            + (f"; {self.notice}" if self.notice else ""))
         log.info("job %d: denoised %d slice(s) of %dx%d with %s in %.1f s", job.id, *result.hu.shape, name,
                  time.time() - started)
