@@ -314,3 +314,29 @@ def test_jpeg_ls_lossless_series_reads_back_exactly(tmp_path):
     ds.save_as(folder / "a.dcm")
     assert pydicom.dcmread(folder / "a.dcm").file_meta.TransferSyntaxUID == pydicom.uid.JPEGLSLossless
     assert np.array_equal(read_dicom_series(folder).hu, read_dicom_series(Path(source)).hu)
+
+
+@pytest.mark.parametrize(("syntax", "options", "tolerance_hu"), [
+    (pydicom.uid.RLELossless, {}, 0.0),
+    (pydicom.uid.DeflatedExplicitVRLittleEndian, None, 0.0),
+    (pydicom.uid.JPEG2000Lossless, {}, 0.0),
+    (pydicom.uid.JPEG2000, {"j2k_cr": [20]}, 20.0),  # lossy at 20:1: close (RMS), not equal
+])
+def test_every_syntax_a_pacs_sends_reads_back(tmp_path, syntax, options, tolerance_hu):
+    """Issue 22 item 4: a CT slice re-encoded in each transfer syntax reads back to the uncompressed HU
+    (lossy JPEG 2000 within its error, and not bit for bit)."""
+    if "2000" in syntax.name:
+        pytest.importorskip("openjpeg", reason="pylibjpeg-openjpeg encodes JPEG 2000")
+    source = pydicom.data.get_testdata_file("CT_small.dcm")
+    ds = pydicom.dcmread(source)
+    if options is None:  # deflate: the dataset is compressed as a whole, the pixel data stays native
+        ds.file_meta.TransferSyntaxUID = syntax
+    else:
+        ds.compress(syntax, **options)
+    folder = tmp_path / "series"
+    folder.mkdir()
+    ds.save_as(folder / "a.dcm", enforce_file_format=True)
+    assert pydicom.dcmread(folder / "a.dcm").file_meta.TransferSyntaxUID == syntax
+    got, want = read_dicom_series(folder).hu, read_dicom_series(Path(source)).hu
+    rms = float(np.sqrt(np.mean((got.astype(np.float64) - want) ** 2)))
+    assert rms <= tolerance_hu and (rms > 0) == (tolerance_hu > 0)
