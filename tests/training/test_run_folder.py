@@ -106,6 +106,17 @@ def test_resume_mismatches_known_answers() -> None:
     assert resume_mismatches(old, {**new, "train": {"seed": 0, "log_every": 1, "new_key": 1}}) == ["train.new_key"]
 
 
+def test_init_weights_is_compared_as_a_path_or_as_a_shipped_name(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "base").mkdir()
+    monkeypatch.chdir(tmp_path)
+    old = {"train": {"init_weights": str(tmp_path / "base")}}
+    assert resume_mismatches(old, {"train": {"init_weights": "base"}}) == []  # the same folder, relative
+    assert resume_mismatches(old, {"train": {"init_weights": "other"}}) == ["train.init_weights"]
+    named = {"train": {"init_weights": "g_psnr-phantom512"}}
+    assert resume_mismatches(named, named) == []
+    assert resume_mismatches(named, {"train": {"init_weights": "vagan-phantom512"}}) == ["train.init_weights"]
+
+
 def test_resume_of_a_run_that_never_started_says_so(tmp_path: Path, caplog) -> None:
     with caplog.at_level(logging.WARNING):
         train(_short(), tmp_path / "fresh", data=tiny_data(), resume=True)

@@ -58,7 +58,7 @@ RESUME_MAY_CHANGE = (
 they change how long a run is, where and how visibly it runs, not the weights of a given step."""
 
 
-PATH_KEYS = ("data.root", "train.vgg_weights")  # compared as resolved paths
+PATH_KEYS = ("data.root", "train.vgg_weights", "train.init_weights")  # compared as resolved paths
 
 
 def stage_dir(run_dir: Path, stage: str) -> Path:
@@ -171,7 +171,7 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
     flat.update(_flatten(stages))
     flat.update({name: True for name in stages})  # a stage added or removed is a difference too
     for key in PATH_KEYS:  # the same file given relative or absolute is the same file
-        if flat.get(key):
+        if flat.get(key) and Path(flat[key]).expanduser().exists():  # (init_weights may name a shipped model)
             flat[key] = str(Path(flat[key]).expanduser().resolve())
     return flat
 
