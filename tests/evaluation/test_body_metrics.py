@@ -71,3 +71,13 @@ def test_no_bm3d_no_paired_table(tmp_path):
     collected, methods = _collected({"LDCT": 20.0}, tmp_path)
     assert [t.title for t in supplementary_tables(collected, methods)] == [
         "Whole-slice metrics in the field convention", "Body RMSE and CT-number bias"]
+
+
+def test_a_slice_without_soft_tissue_leaves_the_bias_summary_defined():
+    acc = MetricAccumulator(["m"])
+    target = _slice()
+    acc.update("m", target + 3.0, target, image_index=0)
+    air = np.full((96, 96), -1000.0)
+    acc.update("m", air, air, image_index=1)  # no soft tissue: bias undefined there
+    summary = acc.summary()["m"]["bias_tissue_hu"]
+    assert summary.n == 1 and summary.mean == pytest.approx(3.0, abs=0.01)

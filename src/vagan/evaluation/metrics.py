@@ -361,8 +361,10 @@ class MetricSummary(NamedTuple):
 
 
 def summarize(values: Sequence[float]) -> MetricSummary:
-    """Mean ± std of finite and infinite values (``inf`` PSNR makes the mean ``inf``)."""
+    """Mean ± std of finite and infinite values (``inf`` PSNR makes the mean ``inf``) over the images
+    where the metric is defined: NaN (e.g. the soft-tissue bias of a slice without soft tissue) is left out."""
     arr = np.asarray(values, dtype=np.float64)
+    arr = arr[~np.isnan(arr)]
     if arr.size == 0:
         return MetricSummary(math.nan, math.nan, 0)
     mean = float(arr.mean())

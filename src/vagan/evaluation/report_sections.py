@@ -157,7 +157,7 @@ def _body_table(collected: Collected, methods: Sequence[Method]) -> ReportTable:
         bias = acc.values(name, "bias_tissue_hu")
         change = f"{100 * (np.mean(body) / base - 1):+.0f}%" if ldct and base > 0 else "n/a"
         rows.append([name, format_summary(summarize(body), 1), change,
-                     format_summary(summarize(bias[np.isfinite(bias)]), 2) if np.isfinite(bias).any() else "n/a"])
+                     format_summary(summarize(bias), 2) if np.isfinite(bias).any() else "n/a"])
     return ReportTable(
         "Body RMSE and CT-number bias", ["Method", METRIC_LABELS["rmse_body_hu"], "vs LDCT",
                                           METRIC_LABELS["bias_tissue_hu"]], rows,
