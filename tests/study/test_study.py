@@ -13,15 +13,15 @@ from typer.testing import CliRunner
 from vagan.cli import app
 from vagan.errors import ConfigError
 from vagan.study.config import Budget, load_study_config, stage_patches
-from vagan.study.runner import run_study
-from vagan.training.config import load_config
+from vagan.study.runner import run_configs, run_study
+from vagan.training.config import PRESETS, load_config
 
 runner = CliRunner()
 
 
 def _config_file(tmp_path: Path, root: Path, **changes) -> Path:
     data = {"title": "tiny study", "data_root": str(root), "split": {"train": ["T000"], "val": ["T001"], "test": ["T002"]},
-            "presets": ["g_psnr", "ga_psnr"], "seeds": [0, 1], "budget": {"patches": 16},
+            "presets": ["g_psnr", "ga_psnr"], "seeds": [0, 1], "budget": {"patches": 16, "min_generator_updates": 1},
             "train_overrides": [*TINY, "data.patches_per_slice=2", "data.val_slices=1"],
             "evaluation": {"fid_net": "none", "timing_slices": 0, "figure_slices": 1,
                            "patches": {"size": 32}},
@@ -76,9 +76,21 @@ def test_a_second_call_resumes_without_training_again(study, caplog) -> None:
     assert {p: p.stat().st_mtime_ns for p in (base / "out" / "runs").rglob("weights.safetensors")} == before
 
 
+def test_a_study_saved_without_the_minimum_resumes(study) -> None:
+    from vagan.study.runner import CONFIG_FILE, _open_folder
+
+    base, _, config, _ = study
+    saved = base / "out" / CONFIG_FILE
+    data = yaml.safe_load(saved.read_text())
+    del data["budget"]["min_generator_updates"]  # as written before the key existed
+    saved.write_text(yaml.safe_dump(data))
+    assert _open_folder(base / "out", config, overwrite=False, inputs=())
+    assert yaml.safe_load(saved.read_text())["budget"]["min_generator_updates"] == 1
+
+
 def test_a_changed_budget_is_refused_on_resume(study, tmp_path) -> None:
     base, root, _, _ = study
-    changed = load_study_config(_config_file(tmp_path, root, budget={"patches": 32}))
+    changed = load_study_config(_config_file(tmp_path, root, budget={"patches": 32, "min_generator_updates": 1}))
     with pytest.raises(ConfigError, match="budget"):
         run_study(changed, base / "out", progress=False)
 
@@ -93,3 +105,44 @@ def test_bad_study_configs_are_refused_before_anything_runs(tmp_path) -> None:
         result = runner.invoke(app, ["study", str(_config_file(tmp_path, root, **changes)), str(tmp_path / "out")])
         assert result.exit_code == 2 and message in result.output, (changes, result.output)
         assert not (tmp_path / "out").exists()
+
+
+def _budget_config(tmp_path: Path, presets: list[str], **budget):
+    return load_study_config(_config_file(tmp_path, tmp_path / "data", presets=presets, seeds=[0], budget=budget))
+
+
+@pytest.mark.parametrize(("preset", "patches", "message"), [
+    # TINY batches of 4; g_gan's GAN stage gets 20% of 800 patches: 40 steps, 40 updates
+    ("g_gan", 800, "preset 'g_gan', stage 1 ('gan') would get 40 generator updates (40 steps of 4), fewer than "
+                   "budget.min_generator_updates = 50"),
+    # wgan_vgg: 796 patches are 199 steps of 4, one generator update per 4 critic steps: 49
+    ("wgan_vgg", 796, "preset 'wgan_vgg', stage 0 ('wgan') would get 49 generator updates (199 steps of 4, one "
+                      "generator update per 4 critic steps), fewer than budget.min_generator_updates = 50"),
+])
+def test_a_budget_too_small_for_the_generator_is_refused(tmp_path, preset, patches, message) -> None:
+    with pytest.raises(ConfigError) as err:
+        run_configs(_budget_config(tmp_path, [preset], patches=patches), "cpu")
+    assert message in str(err.value)
+
+
+def test_a_sufficient_budget_passes_the_minimum(tmp_path) -> None:
+    configs = run_configs(_budget_config(tmp_path, ["g_gan", "wgan_vgg"], patches=1000), "cpu")
+    assert [s.max_steps for s in configs["g_gan-seed0"][2].stages] == [200, 50]
+    assert [s.max_steps for s in configs["wgan_vgg-seed0"][2].stages] == [250]  # 62 generator updates
+    configs = run_configs(_budget_config(tmp_path, ["wgan_vgg"], patches=800), "cpu")  # exactly 50 updates
+    assert configs["wgan_vgg-seed0"][2].stages[0].max_steps == 200
+    assert run_configs(_budget_config(tmp_path, ["g_gan"], patches=800, min_generator_updates=40), "cpu")
+
+
+def test_the_default_budget_gives_every_preset_its_minimum(tmp_path) -> None:
+    data = yaml.safe_load(_config_file(tmp_path, tmp_path / "data").read_text())
+    data.update(presets=list(PRESETS), seeds=[0], train_overrides=[], budget={})
+    (tmp_path / "default.yaml").write_text(yaml.safe_dump(data))
+    assert len(run_configs(load_study_config(tmp_path / "default.yaml"), "cpu")) == len(PRESETS)
+
+
+def test_the_cli_refuses_a_budget_too_small_before_anything_runs(tmp_path) -> None:
+    path = _config_file(tmp_path, tmp_path / "data", presets=["wgan_vgg"], budget={"patches": 796})
+    result = runner.invoke(app, ["study", str(path), str(tmp_path / "out")])
+    assert result.exit_code == 2 and "error: budget: preset 'wgan_vgg', stage 0" in result.output, result.output
+    assert not (tmp_path / "out").exists()

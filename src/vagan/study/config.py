@@ -30,6 +30,9 @@ class Budget(Section):
 
     patches: int = bounded(64_000, ge=1)
     gan_fraction: float = bounded(0.2, gt=0, lt=1)
+    # every stage of every preset must give its generator at least this many updates under the
+    # budget, or the study is refused before anything trains (see generator_updates)
+    min_generator_updates: int = bounded(50, ge=1)
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,33 @@ def stage_patches(stages: tuple[StageConfig, ...], budget: Budget) -> list[int]:
         shares = [budget.gan_fraction / n_adv if a else (1 - budget.gan_fraction) / (len(stages) - n_adv)
                   for a in adversarial]
     return [max(1, round(budget.patches * share)) for share in shares]
+
+
+def generator_updates(stage: StageConfig, steps: int) -> int:
+    """Generator updates of a stage that runs ``steps`` steps.
+
+    The trainer counts one step per batch. A PSNR-oriented or ``gan`` stage updates the generator
+    on every step; a ``wgan_gp`` stage (WGAN-VGG) runs a critic update on every step and a
+    generator update only on steps where ``(step + 1) % critic_steps == 0``
+    (vagan.training.trainer, ``_step``), i.e. ``floor(steps / critic_steps)`` of them.
+    """
+    return steps // stage.critic_steps if stage.adversarial == "wgan_gp" else steps
+
+
+def check_generator_updates(preset: str, cfg: ExperimentConfig, budget: Budget) -> None:
+    """Refuse a budget under which a stage of ``preset`` gives its generator fewer than
+    ``budget.min_generator_updates`` updates (``cfg`` already :func:`budgeted`)."""
+    for i, stage in enumerate(cfg.stages):
+        updates = generator_updates(stage, stage.max_steps or 0)
+        if updates < budget.min_generator_updates:
+            how = f"{stage.max_steps} steps of {stage.batch_size}"
+            if stage.adversarial == "wgan_gp" and stage.critic_steps > 1:
+                how += f", one generator update per {stage.critic_steps} critic steps"
+            raise ConfigError(
+                f"budget: preset {preset!r}, stage {i} ({stage.name!r}) would get {updates} generator updates "
+                f"({how}), fewer than budget.min_generator_updates = {budget.min_generator_updates}; raise "
+                "budget.patches" + (" or budget.gan_fraction" if len(cfg.stages) > 1 else "")
+                + ", or lower budget.min_generator_updates")
 
 
 def budgeted(cfg: ExperimentConfig, budget: Budget) -> dict[str, int]:

@@ -32,7 +32,7 @@ from vagan.evaluation.report import (
 from vagan.io.atomic import atomic_dir, atomic_file, prepare_growing_dir
 from vagan.io.ownership import read_marker
 from vagan.study import results
-from vagan.study.config import StudyConfig, budgeted
+from vagan.study.config import StudyConfig, budgeted, check_generator_updates
 from vagan.study.stats import Interval, PairedDifference
 from vagan.training.config import ExperimentConfig, load_config, with_values
 from vagan.training.run_folder import METRICS_CSV, final_dir
@@ -44,6 +44,8 @@ STUDY_ENTRIES = (CONFIG_FILE,)
 """What the study writes into its folder besides runs/*, evaluation/ and report/, which carry markers of their own."""
 MUST_MATCH = ("data_root", "split", "split_seed", "thickness", "budget", "train_overrides")
 """Keys a resumed study may not change (they decide what its finished runs were trained on)."""
+NOT_DECIDING = ("min_generator_updates",)
+"""``budget`` keys that a resumed study may change: they only check the budget."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,7 @@ def run_configs(config: StudyConfig, device: str) -> dict[str, tuple[str, int, E
     out = {}
     for preset in config.presets:
         base = load_config(preset, list(config.train_overrides))
+        check_generator_updates(preset, with_values(base, budgeted(base, config.budget)), config.budget)
         for seed in config.seeds:
             values: dict[str, Any] = {"data.root": config.data_root, "data.split": config.split,
                                       "data.split_seed": config.split_seed, "data.thickness": config.thickness,
@@ -84,7 +87,7 @@ def _open_folder(out: Path, config: StudyConfig, overwrite: bool, inputs: tuple[
     marker = read_marker(out) if out.is_dir() else None
     if not overwrite and marker is not None and marker.get("kind") == "study" and saved.is_file():
         previous = load_yaml(saved.read_text(encoding="utf-8"), str(saved)) or {}
-        current = _plain(config)
+        previous, current = _deciding(previous), _deciding(_plain(config))
         changed = [k for k in MUST_MATCH if previous.get(k) != current.get(k)
                    and not (k == "data_root" and _same_path(previous.get(k), current.get(k)))]
         if changed:
@@ -96,6 +99,13 @@ def _open_folder(out: Path, config: StudyConfig, overwrite: bool, inputs: tuple[
     prepare_growing_dir(out, "study", STUDY_ENTRIES, overwrite=overwrite, inputs=(Path(config.data_root), *inputs))
     _write_config(out, config)
     return False
+
+
+def _deciding(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` without the budget keys that only check it (a study saved before they existed resumes)."""
+    if isinstance(data.get("budget"), dict):
+        data = {**data, "budget": {k: v for k, v in data["budget"].items() if k not in NOT_DECIDING}}
+    return data
 
 
 def _same_path(a: object, b: object) -> bool:
