@@ -72,7 +72,7 @@ def test_a_second_call_resumes_without_training_again(study, caplog) -> None:
     before = {p: p.stat().st_mtime_ns for p in (base / "out" / "runs").rglob("weights.safetensors")}
     with caplog.at_level("INFO"):
         run_study(config, base / "out", progress=False)
-    assert "finished earlier" in caplog.text
+    assert "finished earlier" in caplog.text and "every run evaluated earlier" in caplog.text
     assert {p: p.stat().st_mtime_ns for p in (base / "out" / "runs").rglob("weights.safetensors")} == before
 
 
@@ -101,6 +101,9 @@ def test_bad_study_configs_are_refused_before_anything_runs(tmp_path) -> None:
     for changes, message in (({"presets": ["vagn"]}, "did you mean 'vagan'"),
                              ({"budget": {"patches": 0}}, "budget.patches: must be >= 1"),
                              ({"seeds": []}, "seeds: empty"),
+                             ({"budgets": [8, 8]}, "budgets: ['8'] given twice"),
+                             ({"budgets": [0]}, "budgets"),
+                             ({"budget": {"patches": 16}}, "would get 4 generator updates"),
                              ({"evaluation": {"methods": [str(root)]}}, "adds its own runs")):
         result = runner.invoke(app, ["study", str(_config_file(tmp_path, root, **changes)), str(tmp_path / "out")])
         assert result.exit_code == 2 and message in result.output, (changes, result.output)
@@ -127,10 +130,10 @@ def test_a_budget_too_small_for_the_generator_is_refused(tmp_path, preset, patch
 
 def test_a_sufficient_budget_passes_the_minimum(tmp_path) -> None:
     configs = run_configs(_budget_config(tmp_path, ["g_gan", "wgan_vgg"], patches=1000), "cpu")
-    assert [s.max_steps for s in configs["g_gan-seed0"][2].stages] == [200, 50]
-    assert [s.max_steps for s in configs["wgan_vgg-seed0"][2].stages] == [250]  # 62 generator updates
+    assert [s.max_steps for s in configs["g_gan-seed0"][-1].stages] == [200, 50]
+    assert [s.max_steps for s in configs["wgan_vgg-seed0"][-1].stages] == [250]  # 62 generator updates
     configs = run_configs(_budget_config(tmp_path, ["wgan_vgg"], patches=800), "cpu")  # exactly 50 updates
-    assert configs["wgan_vgg-seed0"][2].stages[0].max_steps == 200
+    assert configs["wgan_vgg-seed0"][-1].stages[0].max_steps == 200
     assert run_configs(_budget_config(tmp_path, ["g_gan"], patches=800, min_generator_updates=40), "cpu")
 
 
@@ -146,3 +149,43 @@ def test_the_cli_refuses_a_budget_too_small_before_anything_runs(tmp_path) -> No
     result = runner.invoke(app, ["study", str(path), str(tmp_path / "out")])
     assert result.exit_code == 2 and "error: budget: preset 'wgan_vgg', stage 0" in result.output, result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_budgets_are_an_axis_of_runs_and_tables_resumed_without_training_or_evaluating_again(tmp_path, caplog) -> None:
+    root = write_tiny_dataset(tmp_path / "data")
+    path = _config_file(tmp_path, root, presets=["g_psnr", "ga_psnr"], seeds=[0], budgets=[8, 16],
+                        budget={"min_generator_updates": 1}, evaluation={"methods": ["ldct"], "fid_net": "none",
+                                                                         "timing_slices": 0, "figure_slices": 0,
+                                                                         "patches": {"size": 32}})
+    config = load_study_config(path)
+    result = run_study(config, tmp_path / "out", progress=False)
+    runs = tmp_path / "out" / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == [
+        "g_psnr-seed0-16patches", "g_psnr-seed0-8patches", "ga_psnr-seed0-16patches", "ga_psnr-seed0-8patches"]
+    for name, steps in (("g_psnr-seed0-8patches", 2), ("ga_psnr-seed0-16patches", 4)):  # batches of 4
+        assert yaml.safe_load((runs / name / "config.yaml").read_text())["stages"][0]["max_steps"] == steps
+    record = json.loads(result.study_json.read_text())
+    assert set(record["budgets"]) == {"8", "16"}
+    for patches, per_budget in record["budgets"].items():
+        assert per_budget["runs"] == {p: [f"{p}-seed0-{patches}patches"] for p in ("g_psnr", "ga_psnr")}
+        assert set(per_budget["table_ii"]) == {"LDCT", "g_psnr", "ga_psnr"}
+        assert "ga_psnr" in per_budget["paired"]["g_psnr"]  # ga_psnr - g_psnr at this budget
+        assert per_budget["orderings"][0]["claim"].startswith("GA_PSNR > G_PSNR")
+    md = result.report.markdown.read_text()
+    for patches in (8, 16):
+        assert f"Table II with 95% intervals, {patches} patches" in md
+        assert "Paired differences against g_psnr" in md and f"{patches} patches:" in md
+    before = {p: p.stat().st_mtime_ns for p in [*runs.rglob("weights.safetensors"),
+                                                 tmp_path / "out" / "evaluation" / "metrics.csv"]}
+    with caplog.at_level("INFO"):
+        run_study(load_study_config(path), tmp_path / "out", progress=False)
+    assert caplog.text.count("finished earlier") == 4 and "every run evaluated earlier" in caplog.text
+    assert {p: p.stat().st_mtime_ns for p in before} == before
+    caplog.clear()
+    more = yaml.safe_load(path.read_text())
+    more.update(budgets=[8, 16, 24], budget={"patches": 999, "min_generator_updates": 1})  # patches unused
+    path.write_text(yaml.safe_dump(more))
+    with caplog.at_level("INFO"):
+        result = run_study(load_study_config(path), tmp_path / "out", progress=False)
+    assert caplog.text.count("finished earlier") == 4 and "every run evaluated earlier" not in caplog.text
+    assert set(json.loads(result.study_json.read_text())["budgets"]) == {"8", "16", "24"}

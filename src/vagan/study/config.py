@@ -3,11 +3,12 @@
 Every preset gets the same budget: the number of training patches it sees, all stages together.
 A preset with a PSNR-oriented and an adversarial stage spends ``gan_fraction`` of it in the
 adversarial stage; a preset with one stage (g_psnr, ga_psnr, red_cnn, wgan_vgg) spends all of it
-there.
+there. ``budgets`` makes the budget an axis: every preset and seed is trained at each.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -56,6 +57,9 @@ class StudyConfig(Section):
     presets: tuple[str, ...] = PRESETS
     seeds: tuple[int, ...] = bounded((0,), ge=0)
     budget: Budget = field(default_factory=Budget)
+    # a budget axis (training patches): presets x seeds x budgets are run, budget.patches is unused
+    # and budget.gan_fraction and budget.min_generator_updates apply to each; empty: budget.patches alone
+    budgets: tuple[int, ...] = bounded((), ge=1)
     train_overrides: tuple[str, ...] = ()  # `--set` text for every preset, e.g. model.generator_features=32
     evaluation: EvaluationConfig = field(default_factory=lambda: EvaluationConfig.from_dict(
         {"methods": REFERENCE_METHODS}))
@@ -69,7 +73,7 @@ class StudyConfig(Section):
         for name in self.presets:
             if name not in PRESETS:
                 raise ConfigError(f"presets: unknown preset {name!r}" + did_you_mean(name, list(PRESETS)))
-        for key, values in (("presets", self.presets), ("seeds", self.seeds)):
+        for key, values in (("presets", self.presets), ("seeds", self.seeds), ("budgets", self.budgets)):
             twice = sorted({str(v) for v in values if values.count(v) > 1})
             if twice:
                 raise ConfigError(f"{key}: {twice} given twice")
@@ -87,9 +91,18 @@ class StudyConfig(Section):
             data["evaluation"] = {"methods": REFERENCE_METHODS, **data["evaluation"]}
         return data
 
-    def run_name(self, preset: str, seed: int) -> str:
-        """The run folder (and table label) of one preset and seed."""
-        return f"{preset}-seed{seed}"
+    def budget_axis(self) -> tuple[int | None, ...]:
+        """The budgets in patches, or ``(None,)`` for the single ``budget.patches``."""
+        return self.budgets or (None,)
+
+    def budget_for(self, patches: int | None) -> Budget:
+        """``budget`` with ``patches`` from the budget axis (``None``: ``budget`` itself)."""
+        return self.budget if patches is None else dataclasses.replace(self.budget, patches=patches)
+
+    def run_name(self, preset: str, seed: int, patches: int | None = None) -> str:
+        """The run folder (and method name) of one preset, seed and budget of the axis: ``<preset>-seed<k>``
+        for the single budget (as before budgets existed), ``<preset>-seed<k>-<N>patches`` on the axis."""
+        return f"{preset}-seed{seed}" + ("" if patches is None else f"-{patches}patches")
 
 
 def load_study_config(path: str, overrides: list[str] | None = None) -> StudyConfig:

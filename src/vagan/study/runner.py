@@ -3,6 +3,7 @@ and write the study report. Everything lands in one folder that an interrupted s
 
     OUT/study.yaml            the study's config as validated
     OUT/runs/<preset>-seed<k>/ one ordinary run folder per preset and seed
+                              (<preset>-seed<k>-<N>patches/ per budget with ``budgets``)
     OUT/evaluation/           vagan evaluate of every run and the references (Table II per run)
     OUT/report/               the study report: Table II with intervals, paired differences,
                               the paper's orderings, validation curves, study.json
@@ -21,7 +22,7 @@ import yaml
 
 from vagan.config_schema import load_yaml
 from vagan.errors import ConfigError
-from vagan.evaluation.eval_config import MethodSpec
+from vagan.evaluation.eval_config import EvaluationConfig, MethodSpec
 from vagan.evaluation.report import (
     ReportFigure,
     ReportPaths,
@@ -56,26 +57,34 @@ class StudyResult:
     orderings: tuple[results.Ordering, ...]
 
 
-def run_configs(config: StudyConfig, device: str) -> dict[str, tuple[str, int, ExperimentConfig]]:
-    """Every run's training config, built and validated before anything trains: run name -> (preset, seed, cfg)."""
+Run = tuple[str, int, int | None, ExperimentConfig]
+"""preset, seed, budget of the axis in patches (``None``: the single ``budget.patches``), training config"""
+
+
+def run_configs(config: StudyConfig, device: str) -> dict[str, Run]:
+    """Every run's training config, built and validated before anything trains: run name -> :data:`Run`,
+    budget by budget."""
     out = {}
-    for preset in config.presets:
-        base = load_config(preset, list(config.train_overrides))
-        check_generator_updates(preset, with_values(base, budgeted(base, config.budget)), config.budget)
-        for seed in config.seeds:
-            values: dict[str, Any] = {"data.root": config.data_root, "data.split": config.split,
-                                      "data.split_seed": config.split_seed, "data.thickness": config.thickness,
-                                      "train.seed": seed, "train.device": device, **budgeted(base, config.budget)}
-            out[config.run_name(preset, seed)] = (preset, seed, with_values(base, values))
+    bases = {preset: load_config(preset, list(config.train_overrides)) for preset in config.presets}
+    for patches in config.budget_axis():
+        budget = config.budget_for(patches)
+        for preset, base in bases.items():
+            steps = budgeted(base, budget)
+            check_generator_updates(preset, with_values(base, steps), budget)
+            for seed in config.seeds:
+                values: dict[str, Any] = {"data.root": config.data_root, "data.split": config.split,
+                                          "data.split_seed": config.split_seed, "data.thickness": config.thickness,
+                                          "train.seed": seed, "train.device": device, **steps}
+                out[config.run_name(preset, seed, patches)] = (preset, seed, patches, with_values(base, values))
     return out
 
 
-def _check_weights(configs: dict[str, tuple[str, int, ExperimentConfig]]) -> None:
+def _check_weights(configs: dict[str, Run]) -> None:
     """A missing VGG19 file fails now, not after the first runs have trained for hours."""
     from vagan.training.build import check_feature_net, needs_feature_net
 
     checked = set()
-    for _, _, cfg in configs.values():
+    for *_, cfg in configs.values():
         if any(needs_feature_net(s) for s in cfg.stages) and cfg.train not in checked:
             check_feature_net(cfg.train)
             checked.add(cfg.train)
@@ -88,6 +97,8 @@ def _open_folder(out: Path, config: StudyConfig, overwrite: bool, inputs: tuple[
     if not overwrite and marker is not None and marker.get("kind") == "study" and saved.is_file():
         previous = load_yaml(saved.read_text(encoding="utf-8"), str(saved)) or {}
         previous, current = _deciding(previous), _deciding(_plain(config))
+        if previous.get("budgets") and current.get("budgets"):  # budget.patches is unused by both: runs are
+            previous, current = _without_patches(previous), _without_patches(current)  # named by their budget
         changed = [k for k in MUST_MATCH if previous.get(k) != current.get(k)
                    and not (k == "data_root" and _same_path(previous.get(k), current.get(k)))]
         if changed:
@@ -108,6 +119,11 @@ def _deciding(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _without_patches(data: dict[str, Any]) -> dict[str, Any]:
+    budget = data.get("budget")
+    return {**data, "budget": {k: v for k, v in budget.items() if k != "patches"}} if isinstance(budget, dict) else data
+
+
 def _same_path(a: object, b: object) -> bool:
     return isinstance(a, str) and isinstance(b, str) and Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
 
@@ -124,10 +140,12 @@ def _write_config(out: Path, config: StudyConfig) -> None:
         tmp.write_text(yaml.safe_dump(_plain(config), sort_keys=False), encoding="utf-8")
 
 
-def _train_all(out: Path, configs: dict[str, tuple[str, int, ExperimentConfig]]) -> None:
+def _train_all(out: Path, configs: dict[str, Run]) -> list[str]:
+    """Train the runs not finished earlier; their names."""
     from vagan.training.trainer import train
 
-    for i, (name, (_, _, cfg)) in enumerate(configs.items(), start=1):
+    trained = []
+    for i, (name, (*_, cfg)) in enumerate(configs.items(), start=1):
         run_dir = out / "runs" / name
         if final_dir(run_dir, cfg.stages[-1].name).is_dir():
             log.info("run %d/%d %s: finished earlier", i, len(configs), name)
@@ -136,21 +154,23 @@ def _train_all(out: Path, configs: dict[str, tuple[str, int, ExperimentConfig]])
         log.info("run %d/%d %s: %s", i, len(configs), name, "resuming" if resume else
                  ", ".join(f"{s.name} {s.max_steps} steps of {s.batch_size}" for s in cfg.stages))
         train(cfg, run_dir, resume=resume)
+        trained.append(name)
+    return trained
 
 
-def _curves(out: Path, configs: dict[str, tuple[str, int, ExperimentConfig]]
-            ) -> dict[str, dict[int, list[tuple[float, float]]]]:
-    """Validation PSNR per preset and seed against the training patches seen, stages joined."""
+def _curves(out: Path, configs: dict[str, Run]) -> dict[str, dict[int, list[tuple[float, float]]]]:
+    """Validation PSNR per preset (and budget of the axis) and seed against the training patches seen, stages
+    joined."""
     from vagan.evaluation.plots import read_curves_csv
 
     curves: dict[str, dict[int, list[tuple[float, float]]]] = {}
-    for name, (preset, seed, cfg) in configs.items():
+    for name, (preset, seed, patches, cfg) in configs.items():
         series = read_curves_csv(out / "runs" / name / METRICS_CSV)
         points, offset = [], 0.0
         for stage in cfg.stages:
             points += [(offset + step * stage.batch_size, v) for step, v in series.get(f"{stage.name}/val_psnr", [])]
             offset += (stage.max_steps or 0) * stage.batch_size
-        curves.setdefault(preset, {})[seed] = points
+        curves.setdefault(preset if patches is None else f"{preset}, {patches} patches", {})[seed] = points
     return curves
 
 
@@ -163,7 +183,6 @@ def run_study(config: StudyConfig, out: Path, overwrite: bool = False, device: s
     """
     from vagan.data.paired import patient_split
     from vagan.devices import resolve_device
-    from vagan.evaluation.runner import evaluate
 
     out = Path(out)
     torch_device = str(resolve_device(device))
@@ -175,51 +194,103 @@ def run_study(config: StudyConfig, out: Path, overwrite: bool = False, device: s
         raise ConfigError(f"split: the {' and '.join(empty)} subset of {config.data_root} is empty ({subsets}); "
                           "a study trains on train patients and reports on test patients")
     _open_folder(out, config, overwrite, inputs)
-    _train_all(out, configs)
+    trained = _train_all(out, configs)
 
-    groups: dict[str, list[str]] = {}
-    for name, (preset, _, _) in configs.items():
-        groups.setdefault(preset, []).append(name)
     methods = (*config.evaluation.methods, *[MethodSpec(name, str(out / "runs" / name)) for name in configs])
     eval_cfg = dataclasses.replace(config.evaluation, methods=methods, data_root=config.data_root,
                                    split=config.split, split_seed=config.split_seed, thickness=config.thickness,
                                    device=torch_device, title=f"{config.title}: every run")
-    evaluation = evaluate(eval_cfg, out / "evaluation", overwrite=(out / "evaluation").exists(), progress=progress)
+    metrics_csv, summary_json = _evaluate(eval_cfg, out / "evaluation", again=bool(trained), progress=progress)
     references = {m.name or m.default_name(): [m.name or m.default_name()] for m in config.evaluation.methods}
-    everything = {**references, **groups}
-    per_slice = results.read_per_slice(evaluation.metrics_csv, everything)
-    fid = results.fid_by_group(evaluation.summary_json, everything)
     stats = config.statistics
-    ints = results.intervals(per_slice, stats)
-    vs = {ref: results.paired(per_slice, ref, stats) for ref in ("g_psnr", "BM3D") if ref in per_slice}
-    ordered = results.orderings(per_slice, fid, config.presets, stats)
-    return _write(out, config, ints, fid, groups, vs, ordered, _curves(out, configs))
+    outcomes = {}
+    for patches in config.budget_axis():
+        groups: dict[str, list[str]] = {}
+        for name, (preset, _, at, _) in configs.items():
+            if at == patches:
+                groups.setdefault(preset, []).append(name)
+        everything = {**references, **groups}
+        per_slice = results.read_per_slice(metrics_csv, everything)
+        fid = results.fid_by_group(summary_json, everything)
+        outcomes[patches] = _Outcome(
+            groups, results.intervals(per_slice, stats), fid,
+            {ref: results.paired(per_slice, ref, stats) for ref in ("g_psnr", "BM3D") if ref in per_slice},
+            results.orderings(per_slice, fid, config.presets, stats))
+    return _write(out, config, outcomes, _curves(out, configs))
 
 
-def _write(out: Path, config: StudyConfig, ints: dict[str, dict[str, Interval]], fid: dict[str, float],
-           groups: dict[str, list[str]], vs: dict[str, dict[str, PairedDifference]],
-           ordered: list[results.Ordering], curves: dict[str, dict[int, list[tuple[float, float]]]]) -> StudyResult:
+def _evaluate(cfg: EvaluationConfig, folder: Path, again: bool, progress: bool) -> tuple[Path, Path]:
+    """``metrics.csv`` and ``summary.json`` of ``vagan evaluate`` of every run and reference in ``folder``:
+    kept from an earlier call when its config (methods, their run folders, settings) is this one and no run
+    trained since; otherwise evaluated (again)."""
+    from vagan.evaluation.runner import evaluate
+
+    metrics_csv, summary_json = folder / "metrics.csv", folder / "summary.json"
+    if not again and metrics_csv.is_file() and summary_json.is_file():
+        try:
+            earlier = json.loads(summary_json.read_text(encoding="utf-8")).get("config")
+        except (OSError, ValueError):
+            earlier = None
+        if earlier == json.loads(json.dumps(cfg.to_dict())):
+            log.info("evaluation: every run evaluated earlier (%s)", folder)
+            return metrics_csv, summary_json
+    result = evaluate(cfg, folder, overwrite=folder.exists(), progress=progress)
+    return result.metrics_csv, result.summary_json
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """One budget's results: groups (preset -> run names), Table II intervals, FID, paired differences, orderings."""
+
+    groups: dict[str, list[str]]
+    ints: dict[str, dict[str, Interval]]
+    fid: dict[str, float]
+    vs: dict[str, dict[str, PairedDifference]]
+    ordered: list[results.Ordering]
+
+
+def _record(o: _Outcome) -> dict[str, Any]:
+    return {"runs": o.groups, "orderings": [dataclasses.asdict(x) for x in o.ordered],
+            "table_ii": {g: {k: dataclasses.asdict(v) for k, v in m.items()} for g, m in o.ints.items()},
+            "fid": o.fid, "paired": {ref: {g: {"difference": dataclasses.asdict(d.difference), "p_value": d.p_value,
+                                               "wins": d.wins, "losses": d.losses, "verdict": d.verdict}
+                                           for g, d in diffs.items()} for ref, diffs in o.vs.items()}}
+
+
+def _write(out: Path, config: StudyConfig, outcomes: dict[int | None, _Outcome],
+           curves: dict[str, dict[int, list[tuple[float, float]]]]) -> StudyResult:
     stats = config.statistics
-    runs = {label: len(names) for label, names in groups.items()}
-    tables = [results.table_ii(ints, fid, runs, stats.confidence),
-              *[results.paired_table(diffs, ref, stats.confidence) for ref, diffs in vs.items()]]
-    verdicts = "\n".join(f"- **{o.verdict}**: {o.claim}. {o.evidence}." for o in ordered) or "- none testable"
+    tables, verdicts = [], []
+    for patches, o in outcomes.items():
+        at = "" if patches is None else f", {patches} patches"
+        runs = {label: len(names) for label, names in o.groups.items()}
+        for table in (results.table_ii(o.ints, o.fid, runs, stats.confidence),
+                      *[results.paired_table(diffs, ref, stats.confidence) for ref, diffs in o.vs.items()]):
+            tables.append(dataclasses.replace(table, title=table.title + at))
+        lines = "\n".join(f"- **{x.verdict}**: {x.claim}. {x.evidence}." for x in o.ordered) or "- none testable"
+        verdicts.append(lines if patches is None else f"{patches} patches:\n\n{lines}")
     budget = config.budget
+    if config.budgets:
+        seen = (f"Every preset was trained at each budget of {', '.join(map(str, config.budgets))} training "
+                "patches; a table per budget")
+    else:
+        seen = f"Every preset saw {budget.patches} training patches"
+    axis = f" x {len(config.budgets)} budget(s)" if config.budgets else ""
     sections = [
         ReportSection("Study", (
-            f"{len(config.presets)} preset(s) x {len(config.seeds)} seed(s) on {config.data_root} (split "
-            f"{config.split.to_dict()}, seed {config.split_seed}). Every preset saw {budget.patches} training "
-            f"patches; presets with an adversarial stage spent {budget.gan_fraction:.0%} of them there. "
+            f"{len(config.presets)} preset(s) x {len(config.seeds)} seed(s){axis} on {config.data_root} (split "
+            f"{config.split.to_dict()}, seed {config.split_seed}). {seen}; presets with an adversarial stage spent "
+            f"{budget.gan_fraction:.0%} of them there. "
             f"Per-run Table II, figures and the BM3D calibration: {out / 'evaluation' / 'report.md'}.")),
-        ReportSection("The paper's orderings", verdicts + (
+        ReportSection("The paper's orderings", "\n\n".join(verdicts) + (
             "\n\nheld: the interval lies on the paper's side; reversed: on the other side; not resolved: it "
             "contains 0.")),
     ]
-    record = {"config": _plain(config), "orderings": [dataclasses.asdict(o) for o in ordered],
-              "table_ii": {g: {k: dataclasses.asdict(v) for k, v in m.items()} for g, m in ints.items()},
-              "fid": fid, "paired": {ref: {g: {"difference": dataclasses.asdict(d.difference), "p_value": d.p_value,
-                                               "wins": d.wins, "losses": d.losses, "verdict": d.verdict}
-                                           for g, d in diffs.items()} for ref, diffs in vs.items()}}
+    record: dict[str, Any] = {"config": _plain(config)}
+    if config.budgets:
+        record["budgets"] = {str(patches): _record(o) for patches, o in outcomes.items()}
+    else:
+        record.update(_record(outcomes[None]))
     with atomic_dir(out / "report", "study-report", overwrite=(out / "report").exists()) as tmp:
         figure = results.curves_figure(curves, tmp / "figures" / "validation_curves.png")
         figures = [ReportFigure(figure, "Validation PSNR (whole slices, network units) against the training patches "
@@ -231,4 +302,6 @@ def _write(out: Path, config: StudyConfig, ints: dict[str, dict[str, Interval]],
         (tmp / "study.json").write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     report = ReportPaths(out / "report" / paths.markdown.name, out / "report" / paths.html.name,
                          tuple(out / "report" / "figures" / p.name for p in paths.figures))
-    return StudyResult(out, report, out / "report" / "study.json", tuple(ordered))
+    ordered = tuple(x if patches is None else dataclasses.replace(x, claim=f"{patches} patches: {x.claim}")
+                    for patches, o in outcomes.items() for x in o.ordered)
+    return StudyResult(out, report, out / "report" / "study.json", ordered)
