@@ -29,6 +29,7 @@ import os
 import platform
 import time
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -134,9 +135,14 @@ class _Entry:
 
 def cached_onnx(model: TrainedModel, root: Path | None = None) -> Path:
     """The verified ONNX graph of ``model`` in the cache, exported (and verified) on first use."""
+    return _cached_entry(model, root or cache_dir()).graph
+
+
+def _cached_entry(model: TrainedModel, root: Path) -> _Entry:
+    """The cache entry of ``model`` with its graph exported and verified (once)."""
     from vagan.inference.export import export_onnx
 
-    entry = _Entry(root or cache_dir(), model_key(model))
+    entry = _Entry(root, model_key(model))
     if not entry.valid_graph():
         if entry.graph.exists():
             log.warning("cached ONNX graph %s does not match its checksum; exporting it again", entry.graph)
@@ -144,7 +150,7 @@ def cached_onnx(model: TrainedModel, root: Path | None = None) -> Path:
         report = export_onnx(model, entry.graph, overwrite=True)
         entry.save_info({"model": model.name, "checkpoint": str(model.checkpoint), "sha256": file_sha256(entry.graph),
                          "max_abs_diff_hu": report.max_abs_diff_hu, "probes": {}})
-    return entry.graph
+    return entry
 
 
 def _probe_seconds(denoiser: Denoiser, hu: np.ndarray) -> float:
@@ -157,8 +163,10 @@ def _probe_seconds(denoiser: Denoiser, hu: np.ndarray) -> float:
     return best
 
 
-def _measured(torch_denoiser: NetworkDenoiser, onnx_denoiser: Denoiser, entry: _Entry) -> dict[str, float]:
-    """Probe times of both engines on this machine, stored in the cache entry (measured once)."""
+def _measured(torch_denoiser: NetworkDenoiser, onnx_denoiser: Callable[[], Denoiser], entry: _Entry
+              ) -> dict[str, float]:
+    """Probe times of both engines on this machine, stored in the cache entry (measured once; the
+    onnxruntime session is only built when a probe is due)."""
     from vagan.inference.export import default_check_slice
 
     machine = machine_key()
@@ -167,7 +175,7 @@ def _measured(torch_denoiser: NetworkDenoiser, onnx_denoiser: Denoiser, entry: _
     if isinstance(stored, dict) and {"torch", "onnxruntime"} <= stored.keys():
         return stored
     hu = default_check_slice(PROBE_SIDE)[None]
-    times = {"torch": _probe_seconds(torch_denoiser, hu), "onnxruntime": _probe_seconds(onnx_denoiser, hu)}
+    times = {"torch": _probe_seconds(torch_denoiser, hu), "onnxruntime": _probe_seconds(onnx_denoiser(), hu)}
     info.setdefault("probes", {})[machine] = times
     try:
         entry.save_info(info)
@@ -212,10 +220,8 @@ def network_denoiser(model: TrainedModel, *, engine: str = "auto", precision: Pr
         return torch_denoiser
     try:
         root = cache_dir()  # Path.home() raises RuntimeError where HOME is unset and the user has no passwd entry
-        graph = cached_onnx(model, root)
-        entry = _Entry(root, model_key(model))
-        candidate = _onnx_denoiser(model, graph, torch_denoiser, "")
-        times = _measured(torch_denoiser, candidate, entry)
+        entry = _cached_entry(model, root)
+        times = _measured(torch_denoiser, lambda: _onnx_denoiser(model, entry.graph, torch_denoiser, ""), entry)
     except (OSError, RuntimeError, VaganError) as err:
         log.warning("engine auto: onnxruntime could not be prepared (%s); running PyTorch", err)
         return torch_denoiser
@@ -223,7 +229,7 @@ def network_denoiser(model: TrainedModel, *, engine: str = "auto", precision: Pr
     label = f"{torch_denoiser.precision.name} PyTorch"
     if speedup >= MIN_SPEEDUP:
         log.info("engine: onnxruntime (measured %.2fx faster than %s on this CPU)", speedup, label)
-        return _onnx_denoiser(model, graph, torch_denoiser, f"measured {speedup:.2f}x faster than {label}")
+        return _onnx_denoiser(model, entry.graph, torch_denoiser, f"measured {speedup:.2f}x faster than {label}")
     log.info("engine: torch (onnxruntime measured %.2fx of %s's speed on this CPU)", speedup, label)
     return torch_denoiser
 
