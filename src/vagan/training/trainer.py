@@ -104,7 +104,8 @@ def load_data(cfg: ExperimentConfig) -> TrainData:
     train_pairs = load_split(root, d.split, d.split_seed, "train", d.thickness, d.max_train_slices,
                              with_noise_pool=d.train_doses is not None)
     held_out = {name for subset in ("val", "test") for name in patient_split(root, d.split, d.split_seed,
-                                                                             d.thickness).get(subset, [])}
+                                                                             d.thickness).get(subset, [])} \
+        if d.mix else set()  # listing the dataset again only when a mix must be checked against it
     mixed = [(m, _mix_pairs(m, i, root, held_out)) for i, m in enumerate(d.mix)]
     every = train_pairs + [pair for _, pairs in mixed for pair in pairs]
     smallest = min(min(p.ldct.shape) for p in every)
