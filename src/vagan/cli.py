@@ -390,8 +390,9 @@ def serve(
     config: Path = typer.Argument(..., metavar="CONFIG", help="Node YAML: port, AE title, allowed peers, model, "
                                   "destinations, stable time, retries, storage limits (docs/node.md)."),
     status: bool = typer.Option(False, "--status", help="Print the node's job queue (from its spool) and exit."),
-    retry_failed: bool = typer.Option(False, "--retry-failed", help="Queue the failed deliveries again (a running "
-                                      "node picks them up) and exit."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Queue the failed jobs again: failed "
+                                      "deliveries are sent again, a failed denoise is run again (a running node "
+                                      "picks them up) and exit."),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="Override a config value, e.g. --set port=11113."),
 ) -> None:
     """A DICOM node: receive CT series by C-STORE, denoise each with a model, send the derived series on."""

@@ -359,11 +359,45 @@ def test_destination_down_for_good_is_reported_and_the_data_kept(tmp_path, start
                                     destinations=[{"name": "pacs", "ae_title": "PACS", "host": HOST,
                                                    "port": down.port}])
         result = runner.invoke(app, ["serve", "--retry-failed", str(config_file)])
-        assert result.exit_code == 0 and "1 job(s) with failed deliveries queued again" in result.output
+        assert result.exit_code == 0 and "1 job(s) with failed deliveries queued to send again" in result.output
         wait_for(lambda: _job_states(node) == [SENT], 20, what="job sent after --retry-failed")
         assert [len(v) for v in down.series().values()] == [2]
     finally:
         down.stop()
+
+
+def test_a_failed_denoise_is_denoised_again_after_retry_failed(tmp_path, receiver, tiny_run, tiny_denoiser, caplog):
+    """A denoise that fails (here: the model raises once) leaves the job ``failed`` with its received
+    series kept; ``--retry-failed`` queues it to be denoised again, and it is delivered once."""
+    calls = []
+
+    def fails_once(hu):
+        calls.append(hu.shape)
+        if len(calls) == 1:
+            raise RuntimeError("out of memory (simulated)")
+        return tiny_denoiser(hu)
+
+    config = node_config(tmp_path, receiver, str(tiny_run))
+    node = Node(config, denoiser=fails_once)
+    node.start()
+    try:
+        files = make_series(tmp_path / "in", 3)
+        with caplog.at_level(logging.INFO, logger="vagan.node"):
+            assert send(files, node.port) == [0] * 3
+            wait_for(lambda: _job_states(node) == [FAILED], 20, what="the denoise to fail")
+        assert "out of memory (simulated)" in node.queue.job(1).error and not receiver.series()
+        config_file = _write_config(tmp_path / "node.yaml", port=config.port, spool=config.spool, model=config.model,
+                                    allowed_peers=["MODALITY"], destinations=[{"name": "pacs", "ae_title": "PACS",
+                                                                              "host": HOST, "port": receiver.port}])
+        result = runner.invoke(app, ["serve", "--retry-failed", str(config_file)])
+        assert result.exit_code == 0 and "1 job(s) that failed before sending queued to denoise again" in result.output
+        series = _derived(receiver, 3)
+        wait_for(lambda: _job_states(node) == [SENT], 20, what="job sent after --retry-failed")
+        assert len(calls) == 2 and [len(v) for v in series.values()] == [3] and node.queue.job(1).error is None
+        again = runner.invoke(app, ["serve", "--retry-failed", str(config_file)])
+        assert again.exit_code == 0 and "no failed job to retry" in again.output
+    finally:
+        node.stop()
 
 
 # -- resume after a crash ------------------------------------------------------------------------------

@@ -78,7 +78,8 @@ def status_lines(config: NodeConfig) -> list[str]:
 
 
 def retry_failed_deliveries(config: NodeConfig) -> str:
-    """Failed deliveries pending again from attempt 0 (their jobs back to ``sending``); what was done."""
+    """Failed jobs queued again: failed deliveries from attempt 0, failed denoising from the received
+    series; what was done."""
     from vagan.node.queue import Queue
 
     db = Path(config.spool) / "queue.sqlite"
@@ -86,8 +87,11 @@ def retry_failed_deliveries(config: NodeConfig) -> str:
         raise ConfigError(f"spool: no queue in {config.spool}: this node has not received anything yet")
     queue = Queue(db)
     try:
-        jobs = queue.retry_failed()
+        resent, redone = queue.retry_failed()
     finally:
         queue.close()
-    return (f"{jobs} job(s) with failed deliveries queued again; a running node sends them now, a stopped one at "
-            "its next start" if jobs else "no failed delivery to retry")
+    if not resent and not redone:
+        return "no failed job to retry"
+    done = [f"{resent} job(s) with failed deliveries queued to send again"] if resent else []
+    done += [f"{redone} job(s) that failed before sending queued to denoise again"] if redone else []
+    return "; ".join(done) + "; a running node takes them now, a stopped one at its next start"

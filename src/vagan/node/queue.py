@@ -263,19 +263,27 @@ class Queue:
                              (job_id, destination)).fetchone()
         return int(row["attempts"])
 
-    def retry_failed(self, job_id: int | None = None) -> int:
-        """Failed deliveries (and their jobs) pending again, from attempt 0; how many."""
+    def retry_failed(self, job_id: int | None = None) -> tuple[int, int]:
+        """Failed jobs queued again: failed deliveries pending from attempt 0 (their jobs back to ``sending``),
+        and jobs that failed before any delivery (a failed denoise) back to ``complete``, or to ``denoised``
+        when their derived series was recorded. (jobs resent, jobs to denoise again)."""
         now = time.time()
+        only = " AND job_id=?" if job_id is not None else ""
+        args = (job_id,) if job_id is not None else ()
         with self._tx() as db:
-            where = "state='failed'" + (" AND job_id=?" if job_id is not None else "")
-            args = (job_id,) if job_id is not None else ()
-            rows = db.execute(f"SELECT DISTINCT job_id FROM deliveries WHERE {where}", args).fetchall()
-            db.execute(f"UPDATE deliveries SET state='pending', attempts=0, next_attempt=?, updated=? WHERE {where}",
-                       (now, now, *args))
+            rows = db.execute(f"SELECT DISTINCT job_id FROM deliveries WHERE state='failed'{only}", args).fetchall()
+            db.execute(f"UPDATE deliveries SET state='pending', attempts=0, next_attempt=?, updated=? "
+                       f"WHERE state='failed'{only}", (now, now, *args))
             for row in rows:
-                db.execute("UPDATE jobs SET state=?, updated=? WHERE id=? AND state=?",
+                db.execute("UPDATE jobs SET state=?, error=NULL, updated=? WHERE id=? AND state=?",
                            (SENDING, now, row["job_id"], FAILED))
-        return len(rows)
+            undelivered = db.execute(
+                f"SELECT id, derived_series_uid FROM jobs WHERE state=? {only.replace('job_id', 'id')} AND NOT EXISTS "
+                "(SELECT 1 FROM deliveries WHERE deliveries.job_id=jobs.id)", (FAILED, *args)).fetchall()
+            for row in undelivered:
+                db.execute("UPDATE jobs SET state=?, error=NULL, updated=? WHERE id=?",
+                           (DENOISED if row["derived_series_uid"] else COMPLETE, now, row["id"]))
+        return len(rows), len(undelivered)
 
     def snapshot(self, limit: int = 200) -> dict:
         """The queue as plain data (the status file and ``vagan serve --status``)."""
