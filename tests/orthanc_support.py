@@ -23,9 +23,14 @@ ORTHANC = shutil.which("Orthanc") or (("/usr/sbin/Orthanc") if Path("/usr/sbin/O
 class Orthanc:
     """One Orthanc process with its own storage folder; :meth:`stop` then :meth:`start` keeps its data."""
 
-    def __init__(self, folder: Path, modalities: dict[str, tuple[str, str, int]], ae_title: str = "ORTHANC") -> None:
+    def __init__(self, folder: Path, modalities: dict[str, tuple[str, str, int]], ae_title: str = "ORTHANC",
+                 lua: str | None = None) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        scripts = []
+        if lua is not None:  # Orthanc's Lua callbacks, e.g. a ReceivedInstanceFilter
+            scripts = [str(self.folder / "callbacks.lua")]
+            Path(scripts[0]).write_text(lua)
         self.ae_title = ae_title
         self.dicom_port = free_port()
         self.http_port = free_port()
@@ -37,7 +42,7 @@ class Orthanc:
             "DicomAlwaysAllowStore": False, "DicomAlwaysAllowEcho": False, "DicomCheckModalityHost": True,
             "DicomCheckCalledAet": False, "DicomScuTimeout": 10, "DicomScpTimeout": 10, "HttpTimeout": 10,
             "StableAge": 1, "ConcurrentJobs": 2, "HttpThreadsCount": 8, "DicomThreadsCount": 4,
-            "DicomModalities": {name: list(entry) for name, entry in modalities.items()},
+            "DicomModalities": {name: list(entry) for name, entry in modalities.items()}, "LuaScripts": scripts,
         }))
         self.proc: subprocess.Popen | None = None
 

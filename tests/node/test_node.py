@@ -322,6 +322,31 @@ def test_two_series_at_once(tmp_path, receiver, start_node, tiny_run):
     wait_for(lambda: _job_states(node) == [SENT, SENT], 10, what="both jobs sent")
 
 
+def test_a_small_load_from_four_associations_at_once_loses_nothing(tmp_path, receiver, start_node, tiny_run):
+    """The load test of benchmarks/bench_node.py at suite size: 8 series of 6 slices from 4 associations
+    at once (two series each, interleaved slice by slice): every instance acknowledged, every series
+    returned whole, exactly once."""
+    node = start_node(node_config(tmp_path, receiver, str(tiny_run), stable_seconds=0.5))
+    series = [make_series(tmp_path / f"s{k}", 6, seed=k) for k in range(8)]
+    results: dict[int, list | None] = {}
+
+    def sender(k: int) -> None:  # slices of two series alternate in one association
+        files = [f for pair in zip(series[2 * k], series[2 * k + 1]) for f in pair]
+        results[k] = send(files, node.port, calling_ae="MODALITY")
+
+    threads = [threading.Thread(target=sender, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert results == {k: [0] * 12 for k in range(4)}
+    derived = _derived(receiver, 48, timeout=60)
+    wait_for(lambda: _job_states(node) == [SENT] * 8, 30, what="all eight jobs sent")
+    assert sorted(len(v) for v in derived.values()) == [6] * 8
+    sources = {str(ds.SourceImageSequence[0].ReferencedSOPInstanceUID) for v in derived.values() for ds in v}
+    assert sources == {str(pydicom.dcmread(f, stop_before_pixels=True).SOPInstanceUID) for s in series for f in s}
+
+
 # -- destinations down ---------------------------------------------------------------------------------
 def test_destination_down_then_up_is_delivered_after_a_retry(tmp_path, receiver, start_node, tiny_run, caplog):
     receiver.stop()
