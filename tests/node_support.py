@@ -93,12 +93,13 @@ class Receiver:
             self.on_store(count)
         return 0x0000
 
-    def start(self) -> Receiver:
+    def start(self, ssl_context=None) -> Receiver:
+        """Listen (by DICOM TLS with ``ssl_context``)."""
         ae = AE(ae_title=self.ae_title)
         ae.add_supported_context(CTImageStorage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         ae.add_supported_context(Verification)
         ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = 10
-        self.server = ae.start_server((HOST, self.port), block=False,
+        self.server = ae.start_server((HOST, self.port), block=False, ssl_context=ssl_context,
                                       evt_handlers=[(evt.EVT_C_STORE, self._on_store)])
         return self
 
@@ -123,14 +124,15 @@ def receiver():
 
 
 def send(files, port: int, calling_ae: str = "MODALITY", called_ae: str = "VAGAN", pause_after: int | None = None,
-         pause: float = 0.0, contexts=(CTImageStorage,), after_each=None):
-    """C-STORE ``files`` in one association; the status codes (None: no association)."""
+         pause: float = 0.0, contexts=(CTImageStorage,), after_each=None, tls=None):
+    """C-STORE ``files`` in one association (by DICOM TLS with the context ``tls``); the status codes
+    (None: no association)."""
     ae = AE(ae_title=calling_ae)
     for context in contexts:
         ae.add_requested_context(context, [ExplicitVRLittleEndian])
     ae.network_timeout = ae.acse_timeout = ae.dimse_timeout = 15
     ae.connection_timeout = 5
-    assoc = ae.associate(HOST, port, ae_title=called_ae)
+    assoc = ae.associate(HOST, port, ae_title=called_ae, tls_args=(tls, HOST) if tls is not None else None)
     if not assoc.is_established:
         ae.shutdown()
         return None

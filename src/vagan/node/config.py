@@ -7,6 +7,7 @@ service can be started from any working directory.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ class Peer(Section):
     ae_title: str = ""
     host: str | None = None
     port: int | None = bounded(None, ge=1, le=65535)
+    tls: bool = False  # its port speaks DICOM TLS (for return_to_sender)
 
     def check(self) -> None:
         check_ae_title(self.ae_title, "ae_title")
@@ -68,6 +70,7 @@ class Destination(Section):
     ae_title: str = ""
     host: str = ""
     port: int = bounded(104, ge=1, le=65535)
+    tls: bool = False  # reached by DICOM TLS, with the node's tls certificate and CA
 
     def check(self) -> None:
         check_ae_title(self.ae_title, "ae_title")
@@ -126,6 +129,31 @@ class Timeouts(Section):
 
 
 @dataclass(frozen=True)
+class TLSConfig(Section):
+    """DICOM over TLS (PS3.15 Annex B; TLS 1.2 or later, BCP 195). ``certificate``/``private_key``: the
+    node's own (PEM; the key unencrypted, readable by the node only); ``ca``: the PEM bundle that peers'
+    and destinations' certificates must chain to. ``listen``: the node's port speaks TLS only;
+    ``require_peer_certificate``: a peer must present a certificate signed by ``ca`` (mutual TLS, on by
+    default); ``check_hostname``: a destination's certificate must name the host it is reached at."""
+
+    certificate: str = ""
+    private_key: str = ""
+    ca: str = ""
+    listen: bool = False
+    require_peer_certificate: bool = True
+    check_hostname: bool = True
+
+    def check(self) -> None:
+        given = [k for k in ("certificate", "private_key", "ca") if getattr(self, k).strip()]
+        if given and len(given) < 3:
+            missing = sorted({"certificate", "private_key", "ca"} - set(given))
+            raise ConfigError(f"{', '.join(missing)}: missing; DICOM TLS needs the node's certificate, its private "
+                              "key and the CA bundle its peers are checked against")
+        if self.listen and not given:
+            raise ConfigError("listen: true needs certificate, private_key and ca")
+
+
+@dataclass(frozen=True)
 class NodeConfig(Section):
     """A ``vagan serve`` node: where it listens, whom it accepts, which model runs, where results go."""
 
@@ -146,6 +174,7 @@ class NodeConfig(Section):
     retries: RetryPolicy = field(default_factory=RetryPolicy)
     limits: StorageLimits = field(default_factory=StorageLimits)
     timeouts: Timeouts = field(default_factory=Timeouts)
+    tls: TLSConfig = field(default_factory=TLSConfig)
 
     def check(self) -> None:
         check_ae_title(self.ae_title, "ae_title")
@@ -168,6 +197,11 @@ class NodeConfig(Section):
         dup = sorted({n for n in labels if labels.count(n) > 1})
         if dup:
             raise ConfigError(f"destinations: the names {dup} are used twice; give each destination its own name")
+        over_tls = [d.label for d in self.destinations if d.tls] + \
+            [p.ae_title for p in self.allowed_peers if p.tls and self.return_to_sender]
+        if over_tls and not self.tls.certificate.strip():
+            raise ConfigError(f"tls: {', '.join(over_tls)} is reached by DICOM TLS, but tls has no certificate, "
+                              "private_key and ca")
         if self.return_to_sender:
             no_port = [p.ae_title for p in self.allowed_peers if p.port is None]
             if no_port:
@@ -191,10 +225,19 @@ class NodeConfig(Section):
         peer = self.peer(calling_ae, address) if self.return_to_sender else None
         if peer is not None and peer.port is not None and peer.host is not None:
             back = Destination(name=f"sender-{_safe(peer.ae_title)}", ae_title=peer.ae_title, host=peer.host,
-                               port=peer.port)
+                               port=peer.port, tls=peer.tls)
             if all((d.ae_title, d.host, d.port) != (back.ae_title, back.host, back.port) for d in out):
                 out.append(back)
         return out
+
+
+    def reached_by_tls(self, label: str) -> bool:
+        """Whether the destination named ``label`` is reached by TLS, as the config says now (a destination
+        switched to TLS between a failed attempt and its retry is retried by TLS)."""
+        for dest in self.destinations:
+            if dest.label == label:
+                return dest.tls
+        return any(p.tls and label == f"sender-{_safe(p.ae_title)}" for p in self.allowed_peers)
 
 
 def _safe(text: str) -> str:
@@ -214,9 +257,12 @@ def load_node_config(path: Path | str, overrides: list[str] | None = None) -> No
     model = Path(config.model).expanduser()
     if not model.is_absolute() and (base / model).exists():
         changes["model"] = str(base / model)
-    if changes:
-        import dataclasses
+    from vagan.node.tls import resolve_paths
 
+    tls = resolve_paths(config.tls, base)
+    if tls:
+        changes["tls"] = dataclasses.replace(config.tls, **tls)
+    if changes:
         config = dataclasses.replace(config, **changes)
     return config
 

@@ -9,6 +9,7 @@ holds some of them gets them again, never a second series).
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,9 +33,10 @@ class SendError(Exception):
 
 
 def send_series(files: Sequence[Path], destination: Destination, calling_ae: str, timeouts: Timeouts,
-                stop: threading.Event | None = None) -> int:
+                stop: threading.Event | None = None, tls: ssl.SSLContext | None = None) -> int:
     """C-STORE ``files`` (one series, Explicit VR Little Endian files) to ``destination``; the count sent.
-    A set ``stop`` aborts the association between two instances (a :class:`SendError`)."""
+    A set ``stop`` aborts the association between two instances (a :class:`SendError`); ``tls``: DICOM
+    TLS with this context (:func:`vagan.node.tls.client_context`)."""
     ae = AE(ae_title=calling_ae)
     ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
     ae.acse_timeout = timeouts.acse
@@ -43,11 +45,14 @@ def send_series(files: Sequence[Path], destination: Destination, calling_ae: str
     ae.connection_timeout = timeouts.connect
     where = f"{destination.ae_title}@{destination.host}:{destination.port}"
     try:
-        assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+        assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title,
+                             tls_args=(tls, destination.host) if tls is not None else None)
     except (OSError, ValueError) as err:
         raise SendError(f"cannot connect to {where}: {err}") from None
     if not assoc.is_established:
-        why = "rejected the association" if assoc.is_rejected else "did not answer (connection refused or timed out)"
+        why = "rejected the association" if assoc.is_rejected else (
+            "did not answer (connection refused or timed out" + (", or the TLS handshake failed: check the "
+                                                                 "certificates and tls.ca" if tls else "") + ")")
         raise SendError(f"{where} {why}")
     sent = 0
     try:

@@ -89,16 +89,21 @@ class Node:
         self._assoc_jobs: dict[object, set[int]] = {}  # open associations -> the jobs they delivered to
         self._ended: dict[object, set[int]] = {}  # released or aborted, until their connection closes
         self._threads: list[threading.Thread] = []
+        self._server_tls = self._client_tls = None
         self.started = time.time()
 
     # -- life cycle --------------------------------------------------------------------------------
     def prepare(self) -> None:
         """Everything that may fail before the port is bound: the model's name, the spool's lock, the queue,
         the model itself."""
+        from vagan.node.tls import client_context, server_context
+
         if self.denoiser is None:
             from vagan.node.config import check_model_spec
 
             check_model_spec(self.config.model)  # a wrong name is an error before the spool is created
+        self._server_tls = server_context(self.config.tls)  # certificates that do not load: before the spool
+        self._client_tls = client_context(self.config.tls)
         self.spool.acquire()
         try:
             self.queue = Queue(self.spool.root / "queue.sqlite")
@@ -146,7 +151,12 @@ class Node:
                     (evt.EVT_C_ECHO, self._on_echo), (evt.EVT_ESTABLISHED, self._on_established),
                     (evt.EVT_RELEASED, self._on_closed), (evt.EVT_ABORTED, self._on_closed),
                     (evt.EVT_CONN_CLOSE, self._on_conn_close)]
-        self.server = ae.start_server((cfg.host, cfg.port), block=False, evt_handlers=handlers)
+        self.server = ae.start_server((cfg.host, cfg.port), block=False, evt_handlers=handlers,
+                                      ssl_context=self._server_tls)
+        if self._server_tls is not None:
+            from vagan.node.tls import use_deferred_handshake
+
+            use_deferred_handshake(self.server, self._server_tls, cfg.timeouts.network)
         try:
             for name, target in (("watcher", self._watch), ("denoiser", self._denoise_loop),
                                  ("sender", self._send_loop)):
@@ -158,8 +168,8 @@ class Node:
             raise
         self._write_status()
         port = self.server.server_address[1]
-        log.info("vagan serve: %s listening on %s:%d (model %s; spool %s; peers %s; destinations %s)",
-                 cfg.ae_title, cfg.host, port, getattr(self.denoiser, "name", "?"), self.spool.root,
+        log.info("vagan serve: %s listening on %s:%d%s (model %s; spool %s; peers %s; destinations %s)",
+                 cfg.ae_title, cfg.host, port, " (DICOM TLS)" if self._server_tls is not None else "", getattr(self.denoiser, "name", "?"), self.spool.root,
                  ", ".join(p.ae_title for p in cfg.allowed_peers),
                  ", ".join(d.label for d in cfg.destinations) + (" + sender" if cfg.return_to_sender else ""))
         return port
@@ -257,8 +267,10 @@ class Node:
                         _text(assoc.requestor.ae_title), address,
                         f"; job(s) {', '.join(map(str, sorted(known)))} keep what was stored" if known else "")
         else:
-            log.warning("connection from %s closed without a DICOM association (not DICOM, a protocol error or a "
-                        "port check; check a node with C-ECHO)", address)
+            tls = ", a TLS handshake that failed (no certificate, or one tls.ca does not sign)" \
+                if self._server_tls is not None else ""
+            log.warning("connection from %s closed without a DICOM association (not DICOM, a protocol error%s or a "
+                        "port check; check a node with C-ECHO)", address, tls)
 
     def _on_store(self, event) -> Dataset | int:
         assoc = event.assoc
@@ -509,11 +521,12 @@ class Node:
         job = self.queue.job(delivery.job_id)
         files = self.spool.derived_files(job.id)
         dest = Destination(name=delivery.destination, ae_title=delivery.ae_title, host=delivery.host,
-                           port=delivery.port)
+                           port=delivery.port, tls=self.config.reached_by_tls(delivery.destination))
         if len(files) != job.derived_instances:
             raise RuntimeError(f"the spool holds {len(files)} of the {job.derived_instances} derived instance(s)")
         try:
-            sent = send_series(files, dest, self.config.ae_title, self.config.timeouts, stop=self._stop)
+            sent = send_series(files, dest, self.config.ae_title, self.config.timeouts, stop=self._stop,
+                               tls=self._client_tls if dest.tls else None)
         except SendError as err:
             if self._stop.is_set():
                 log.info("job %d: delivery to %s interrupted by shutdown; it resumes at the next start", job.id,
