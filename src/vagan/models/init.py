@@ -13,7 +13,9 @@ def init_parameters(module: nn.Module, generator: torch.Generator) -> nn.Module:
     """Re-draw every conv / transposed-conv / linear layer of ``module`` with PyTorch's default
     scheme (weights and biases ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in))), using ``generator``.
 
-    Returns ``module`` (changed in place). Other layers keep their parameters.
+    A submodule with a ``start_from_drawn()`` method (WGAN-VGG's generator: near the identity) then
+    derives its own start from the weights just drawn. Returns ``module`` (changed in place). Other
+    layers keep their parameters.
     """
     for layer in module.modules():
         if isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
@@ -22,4 +24,8 @@ def init_parameters(module: nn.Module, generator: torch.Generator) -> nn.Module:
             layer.weight.copy_(torch.rand(layer.weight.shape, generator=generator) * 2 * bound - bound)
             if layer.bias is not None:
                 layer.bias.copy_(torch.rand(layer.bias.shape, generator=generator) * 2 * bound - bound)
+    for layer in module.modules():
+        start = getattr(layer, "start_from_drawn", None)
+        if callable(start):
+            start()
     return module
