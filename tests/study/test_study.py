@@ -72,8 +72,25 @@ def test_a_second_call_resumes_without_training_again(study, caplog) -> None:
     before = {p: p.stat().st_mtime_ns for p in (base / "out" / "runs").rglob("weights.safetensors")}
     with caplog.at_level("INFO"):
         run_study(config, base / "out", progress=False)
-    assert "finished earlier" in caplog.text and "every run evaluated earlier" in caplog.text
+    assert "finished earlier" in caplog.text and caplog.text.count("evaluated earlier") == 5  # references + 4 runs
     assert {p: p.stat().st_mtime_ns for p in (base / "out" / "runs").rglob("weights.safetensors")} == before
+
+
+def test_a_run_whose_checkpoint_changed_is_evaluated_again_alone(study, caplog) -> None:
+    """A checkpoint newer than its run's evaluation (e.g. a run trained further by hand) re-evaluates that run
+    only; the other runs and the references are kept."""
+    import os
+
+    base, _, config, _ = study
+    evaluations = base / "out" / "evaluations"
+    kept = {p: p.stat().st_mtime_ns for p in evaluations.rglob("summary.json") if p.parent.name != "g_psnr-seed0"}
+    later = (evaluations / "runs" / "g_psnr-seed0" / "summary.json").stat().st_mtime + 5
+    for f in (base / "out" / "runs" / "g_psnr-seed0" / "checkpoints").rglob("final/*"):
+        os.utime(f, (later, later))
+    with caplog.at_level("INFO"):
+        run_study(config, base / "out", progress=False)
+    assert caplog.text.count("evaluated earlier") == 4 and "evaluation: g_psnr-seed0\n" in caplog.text + "\n"
+    assert {p: p.stat().st_mtime_ns for p in kept} == kept
 
 
 def test_a_study_saved_without_the_minimum_resumes(study) -> None:
@@ -175,11 +192,12 @@ def test_budgets_are_an_axis_of_runs_and_tables_resumed_without_training_or_eval
     for patches in (8, 16):
         assert f"Table II with 95% intervals, {patches} patches" in md
         assert "Paired differences against g_psnr" in md and f"{patches} patches:" in md
-    before = {p: p.stat().st_mtime_ns for p in [*runs.rglob("weights.safetensors"),
-                                                 tmp_path / "out" / "evaluation" / "metrics.csv"]}
+    evaluations = tmp_path / "out" / "evaluations"
+    before = {p: p.stat().st_mtime_ns for p in [*runs.rglob("weights.safetensors"), *evaluations.rglob("metrics.csv")]}
+    assert len([p for p in before if p.name == "metrics.csv"]) == 5  # the references, and each of the 4 runs
     with caplog.at_level("INFO"):
         run_study(load_study_config(path), tmp_path / "out", progress=False)
-    assert caplog.text.count("finished earlier") == 4 and "every run evaluated earlier" in caplog.text
+    assert caplog.text.count("finished earlier") == 4 and caplog.text.count("evaluated earlier") == 5
     assert {p: p.stat().st_mtime_ns for p in before} == before
     caplog.clear()
     more = yaml.safe_load(path.read_text())
@@ -187,5 +205,7 @@ def test_budgets_are_an_axis_of_runs_and_tables_resumed_without_training_or_eval
     path.write_text(yaml.safe_dump(more))
     with caplog.at_level("INFO"):
         result = run_study(load_study_config(path), tmp_path / "out", progress=False)
-    assert caplog.text.count("finished earlier") == 4 and "every run evaluated earlier" not in caplog.text
+    assert caplog.text.count("finished earlier") == 4 and caplog.text.count("evaluated earlier") == 5
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # only the two new runs were evaluated
+    assert sorted(p.name for p in (evaluations / "runs").iterdir()) == sorted(p.name for p in runs.iterdir())
     assert set(json.loads(result.study_json.read_text())["budgets"]) == {"8", "16", "24"}

@@ -8,6 +8,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,27 +39,36 @@ class PerSlice:
     runs: tuple[str, ...]  # the evaluated methods averaged into this group
 
 
-def read_per_slice(metrics_csv: Path, groups: Mapping[str, Sequence[str]]) -> dict[str, PerSlice]:
-    """``groups`` (a label -> the method names of its runs) from an evaluation's ``metrics.csv``."""
+def read_per_slice(metrics_csvs: Sequence[Path], groups: Mapping[str, Sequence[str]]) -> dict[str, PerSlice]:
+    """``groups`` (a label -> the method names of its runs) from evaluations' ``metrics.csv`` files (of one
+    test set: the study evaluates each run on its own)."""
     rows: dict[str, dict[int, dict[str, str]]] = {}
-    with Path(metrics_csv).open(newline="") as handle:
-        for row in csv.DictReader(handle):
-            rows.setdefault(row["method"], {})[int(row["image_index"])] = row
+    for metrics_csv in metrics_csvs:
+        with Path(metrics_csv).open(newline="") as handle:
+            for row in csv.DictReader(handle):
+                rows.setdefault(row["method"], {})[int(row["image_index"])] = row
     out = {}
     for label, methods in groups.items():
         missing = [m for m in methods if m not in rows]
         if missing:
-            raise InputDataError(f"{metrics_csv}: no rows for {missing}; evaluate the study again")
+            raise InputDataError(f"{', '.join(map(str, metrics_csvs))}: no rows for {missing}; evaluate the study "
+                                 "again")
         index = sorted(rows[methods[0]])
         patients = tuple(rows[methods[0]][i]["patient"] for i in index)
+        other = [m for m in methods if [(i, rows[m][i]["patient"]) for i in sorted(rows[m])] != list(zip(index, patients))]
+        if other:
+            raise InputDataError(f"{other} were evaluated on other test slices than {methods[0]}; evaluate the study "
+                                 "again")
         values = {k: np.mean([[float(rows[m][i][k]) for i in index] for m in methods], axis=0) for k in TABLE_METRICS}
         out[label] = PerSlice(values, patients, tuple(methods))
     return out
 
 
-def fid_by_group(summary_json: Path, groups: Mapping[str, Sequence[str]]) -> dict[str, float]:
-    """Mean FID over a group's runs (groups without FID are left out)."""
-    methods = json.loads(Path(summary_json).read_text(encoding="utf-8"))["methods"]
+def fid_by_group(summary_jsons: Sequence[Path], groups: Mapping[str, Sequence[str]]) -> dict[str, float]:
+    """Mean FID over a group's runs, from evaluations' ``summary.json`` files (groups without FID are left out)."""
+    methods: dict[str, Any] = {}
+    for summary_json in summary_jsons:
+        methods.update(json.loads(Path(summary_json).read_text(encoding="utf-8"))["methods"])
     out = {}
     for label, names in groups.items():
         values = [methods[n]["fid"]["value"] for n in names if isinstance(methods.get(n, {}).get("fid"), dict)]

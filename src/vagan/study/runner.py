@@ -4,7 +4,9 @@ and write the study report. Everything lands in one folder that an interrupted s
     OUT/study.yaml            the study's config as validated
     OUT/runs/<preset>-seed<k>/ one ordinary run folder per preset and seed
                               (<preset>-seed<k>-<N>patches/ per budget with ``budgets``)
-    OUT/evaluation/           vagan evaluate of every run and the references (Table II per run)
+    OUT/evaluations/references/  vagan evaluate of the reference methods (LDCT, BM3D, ...)
+    OUT/evaluations/runs/<run>/  vagan evaluate of each run on its own: evaluated once, kept while
+                              the run and the evaluation settings stay as they were
     OUT/report/               the study report: Table II with intervals, paired differences,
                               the paper's orderings, validation curves, study.json
 """
@@ -42,7 +44,7 @@ log = logging.getLogger(__name__)
 
 CONFIG_FILE = "study.yaml"
 STUDY_ENTRIES = (CONFIG_FILE,)
-"""What the study writes into its folder besides runs/*, evaluation/ and report/, which carry markers of their own."""
+"""What the study writes into its folder besides runs/*, evaluations/*/ and report/, which carry markers of their own."""
 MUST_MATCH = ("data_root", "split", "split_seed", "thickness", "budget", "train_overrides")
 """Keys a resumed study may not change (they decide what its finished runs were trained on)."""
 NOT_DECIDING = ("min_generator_updates",)
@@ -196,11 +198,7 @@ def run_study(config: StudyConfig, out: Path, overwrite: bool = False, device: s
     _open_folder(out, config, overwrite, inputs)
     trained = _train_all(out, configs)
 
-    methods = (*config.evaluation.methods, *[MethodSpec(name, str(out / "runs" / name)) for name in configs])
-    eval_cfg = dataclasses.replace(config.evaluation, methods=methods, data_root=config.data_root,
-                                   split=config.split, split_seed=config.split_seed, thickness=config.thickness,
-                                   device=torch_device, title=f"{config.title}: every run")
-    metrics_csv, summary_json = _evaluate(eval_cfg, out / "evaluation", again=bool(trained), progress=progress)
+    metrics, summaries = _evaluate_all(config, out, configs, set(trained), torch_device, progress)
     references = {m.name or m.default_name(): [m.name or m.default_name()] for m in config.evaluation.methods}
     stats = config.statistics
     outcomes = {}
@@ -210,8 +208,8 @@ def run_study(config: StudyConfig, out: Path, overwrite: bool = False, device: s
             if at == patches:
                 groups.setdefault(preset, []).append(name)
         everything = {**references, **groups}
-        per_slice = results.read_per_slice(metrics_csv, everything)
-        fid = results.fid_by_group(summary_json, everything)
+        per_slice = results.read_per_slice(metrics, everything)
+        fid = results.fid_by_group(summaries, everything)
         outcomes[patches] = _Outcome(
             groups, results.intervals(per_slice, stats), fid,
             {ref: results.paired(per_slice, ref, stats) for ref in ("g_psnr", "BM3D") if ref in per_slice},
@@ -219,10 +217,44 @@ def run_study(config: StudyConfig, out: Path, overwrite: bool = False, device: s
     return _write(out, config, outcomes, _curves(out, configs))
 
 
+def _evaluate_all(config: StudyConfig, out: Path, configs: dict[str, Run], trained: set[str], device: str,
+                  progress: bool) -> tuple[list[Path], list[Path]]:
+    """``metrics.csv`` and ``summary.json`` of the references (one evaluation) and of every run (one
+    evaluation each, in ``OUT/evaluations/``). Each is kept from an earlier call while its settings are
+    the same, its run did not train in this call and its checkpoint is older than it: adding a run or a
+    budget evaluates only what is new, and a resumed study never evaluates a run twice."""
+    base = dataclasses.replace(config.evaluation, data_root=config.data_root, split=config.split,
+                               split_seed=config.split_seed, thickness=config.thickness, device=device)
+    folder = out / "evaluations"
+    units: list[tuple[Path, tuple[MethodSpec, ...], Path | None, bool]] = []
+    if config.evaluation.methods:
+        units.append((folder / "references", config.evaluation.methods, None, False))
+    for name, (*_, cfg) in configs.items():
+        run = out / "runs" / name
+        units.append((folder / "runs" / name, (MethodSpec(name, str(run)),), final_dir(run, cfg.stages[-1].name),
+                      name in trained))
+    metrics, summaries = [], []
+    for where, methods, checkpoint, retrained in units:
+        cfg = dataclasses.replace(base, methods=methods, title=f"{config.title}: {where.name}")
+        again = retrained or (checkpoint is not None and _newer(checkpoint, where / "summary.json"))
+        metrics_csv, summary_json = _evaluate(cfg, where, again=again, progress=progress)
+        metrics.append(metrics_csv)
+        summaries.append(summary_json)
+    return metrics, summaries
+
+
+def _newer(checkpoint: Path, summary: Path) -> bool:
+    """Whether a file of ``checkpoint`` changed after ``summary`` was written (or there is no summary)."""
+    if not summary.is_file():
+        return True
+    written = summary.stat().st_mtime_ns
+    return any(p.stat().st_mtime_ns > written for p in checkpoint.iterdir() if p.is_file())
+
+
 def _evaluate(cfg: EvaluationConfig, folder: Path, again: bool, progress: bool) -> tuple[Path, Path]:
-    """``metrics.csv`` and ``summary.json`` of ``vagan evaluate`` of every run and reference in ``folder``:
-    kept from an earlier call when its config (methods, their run folders, settings) is this one and no run
-    trained since; otherwise evaluated (again)."""
+    """``metrics.csv`` and ``summary.json`` of ``vagan evaluate`` of ``cfg`` in ``folder``: kept from an
+    earlier call when its config (methods, their run folders, settings) is this one and ``again`` is
+    false; otherwise evaluated (again)."""
     from vagan.evaluation.runner import evaluate
 
     metrics_csv, summary_json = folder / "metrics.csv", folder / "summary.json"
@@ -232,8 +264,10 @@ def _evaluate(cfg: EvaluationConfig, folder: Path, again: bool, progress: bool) 
         except (OSError, ValueError):
             earlier = None
         if earlier == json.loads(json.dumps(cfg.to_dict())):
-            log.info("evaluation: every run evaluated earlier (%s)", folder)
+            log.info("evaluation: %s evaluated earlier (%s)", folder.name, folder)
             return metrics_csv, summary_json
+    log.info("evaluation: %s", folder.name)
+    folder.parent.mkdir(parents=True, exist_ok=True)
     result = evaluate(cfg, folder, overwrite=folder.exists(), progress=progress)
     return result.metrics_csv, result.summary_json
 
@@ -281,7 +315,8 @@ def _write(out: Path, config: StudyConfig, outcomes: dict[int | None, _Outcome],
             f"{len(config.presets)} preset(s) x {len(config.seeds)} seed(s){axis} on {config.data_root} (split "
             f"{config.split.to_dict()}, seed {config.split_seed}). {seen}; presets with an adversarial stage spent "
             f"{budget.gan_fraction:.0%} of them there. "
-            f"Per-run Table II, figures and the BM3D calibration: {out / 'evaluation' / 'report.md'}.")),
+            f"Per-run Table II and figures: {out / 'evaluations' / 'runs'}/<run>/report.md; the references and "
+            f"the BM3D calibration: {out / 'evaluations' / 'references' / 'report.md'}.")),
         ReportSection("The paper's orderings", "\n\n".join(verdicts) + (
             "\n\nheld: the interval lies on the paper's side; reversed: on the other side; not resolved: it "
             "contains 0.")),
