@@ -7,7 +7,9 @@
 * The real-anatomy models were trained on realistic pairs, low dose inserted as `vagan simulate --from`
   does for a real series (noise that follows the slice's own, √3 times it added at quarter dose): on
   such a pair of this slice they must lower the RMSE by a fifth, and beat BM3D-PSD given the noise
-  spectrum calibrated on the training patient's other slabs (docs/model-card.md).
+  spectrum calibrated on the training patient's other slabs (docs/model-card.md). On the slice as
+  scanned (full dose, no noise added) they must do no harm: change it by less than its own noise, and
+  shift soft tissue by at most 2 HU.
 """
 
 from __future__ import annotations
@@ -80,8 +82,11 @@ def test_a_phantom_model_beats_bm3d_calibrated_on_the_real_pair(name, noisy_real
 
 
 @pytest.fixture(scope="module")
-def realistic_real_pair(tmp_path_factory) -> tuple[np.ndarray, np.ndarray]:
-    """The same slice with quarter dose inserted as `vagan simulate --from` does for a real series."""
+def realistic_real_pair(tmp_path_factory) -> tuple[np.ndarray, np.ndarray, float]:
+    """The same slice with quarter dose inserted as `vagan simulate --from` does for a real series, and the
+    slice's own noise as the simulator measured it (HU)."""
+    import json
+
     from vagan.data.simulated import write_dataset_from_series
     from vagan.io.mayo import list_mayo_patients, load_mayo_pair
 
@@ -90,13 +95,14 @@ def realistic_real_pair(tmp_path_factory) -> tuple[np.ndarray, np.ndarray]:
     shutil.copy(pydicom.data.get_testdata_file("explicit_VR-UN.dcm", download=False), base / "series" / "slice.dcm")
     write_dataset_from_series(base / "series", base / "pairs", 0.25, SimulationConfig(), seed=0, progress=False)
     pair = load_mayo_pair(base / "pairs", list_mayo_patients(base / "pairs", thickness="any")[0], thickness="any")
-    return pair.ldct.hu[0].astype(np.float32), pair.ndct.hu[0]
+    own_noise = json.loads((base / "pairs" / "manifest.json").read_text())["patients"][0]["exposure"]["series_noise_hu"]
+    return pair.ldct.hu[0].astype(np.float32), pair.ndct.hu[0], float(own_noise)
 
 
 @pytest.mark.skipif(not REAL, reason="no real-anatomy model is shipped in this version")
 @pytest.mark.parametrize("name", REAL)
 def test_a_real_anatomy_model_clearly_denoises_a_realistic_pair_of_an_unseen_patient(name, realistic_real_pair):
-    noisy, clean = realistic_real_pair
+    noisy, clean, _ = realistic_real_pair
     before = _rmse(noisy, clean)
     after = _rmse(NetworkDenoiser(load_shipped(name))(noisy).hu[0], clean)
     assert after <= 0.8 * before, f"{name}: RMSE {before:.1f} -> {after:.1f} HU"
@@ -107,7 +113,22 @@ def test_a_real_anatomy_model_clearly_denoises_a_realistic_pair_of_an_unseen_pat
 def test_a_real_anatomy_model_beats_bm3d_psd_calibrated_on_other_slices(name, realistic_real_pair):
     from vagan.inference.noise_psd import load_autocorrelation
 
-    noisy, clean = realistic_real_pair
+    noisy, clean, _ = realistic_real_pair
     bm3d_psd = _rmse(BM3DDenoiser(autocorrelation=load_autocorrelation(CALIBRATED_PSD))(noisy).hu[0], clean)
     after = _rmse(NetworkDenoiser(load_shipped(name))(noisy).hu[0], clean)
     assert after < bm3d_psd, f"{name}: {after:.1f} HU against BM3D-PSD's {bm3d_psd:.1f} HU"
+
+
+@pytest.mark.skipif(not REAL, reason="no real-anatomy model is shipped in this version")
+@pytest.mark.parametrize("name", REAL)
+def test_a_real_anatomy_model_does_no_harm_to_a_full_dose_scan(name, realistic_real_pair):
+    """Do no harm (docs/model-card.md): the unseen slice as scanned, no noise added. The model may remove at
+    most the slice's own noise (RMS change in the body below the noise the simulator measured in it) and
+    may not shift soft tissue by more than 2 HU."""
+    _, clean, own_noise = realistic_real_pair
+    out = NetworkDenoiser(load_shipped(name))(clean[None].astype(np.float32)).hu[0]
+    change = _rmse(out, clean)
+    soft = (clean > BODY_THRESHOLD_HU) & (clean > -150) & (clean < 250)
+    shift = float((out - clean)[soft].mean())
+    assert change < own_noise, f"{name}: changes a full-dose slice by {change:.1f} HU RMS, its own noise is {own_noise:.1f}"
+    assert abs(shift) <= 2.0, f"{name}: shifts soft tissue by {shift:+.2f} HU"
