@@ -350,8 +350,11 @@ def models() -> None:
     for m in shipped.values():
         metrics = ", ".join(f"{k} {v:.4g}" for k, v in m.test_metrics.items())
         typer.echo(f"{m.name} | {m.preset} | {m.training_data} | {m.dose:g} | {m.budget} | {metrics} | {m.storage}")
-    typer.echo(f"use a name wherever a run folder is accepted, e.g. `vagan denoise --model NAME IN OUT`; every model "
-               f"was {next(iter(shipped.values())).notice} (docs/model-card.md)")
+    notices = sorted({m.notice for m in shipped.values()})
+    said = notices[0] if len(notices) == 1 else "; ".join(
+        f"{', '.join(m.name for m in shipped.values() if m.notice == n)}: {n}" for n in notices)
+    typer.echo(f"use a name wherever a run folder is accepted, e.g. `vagan denoise --model NAME IN OUT`; {said} "
+               "(docs/model-card.md)")
 
 
 @app.command()

@@ -75,6 +75,17 @@ def test_models_are_listed_and_usable_by_name(package_models, tmp_path) -> None:
     assert "not for diagnostic use" in written.DerivationDescription
 
 
+def test_the_listing_gives_each_model_its_own_notice(shipped, package_models) -> None:
+    """Models with different notices (phantom-trained, real-CT-trained) are each listed with theirs."""
+    run, _, _ = shipped
+    pretrained.pack_model(run, "tiny-real", training_data="real CT", dose=0.25, budget="8 patches",
+                          test_metrics={"psnr_patch": 40.0}, root=package_models,
+                          notice="trained on real CT with simulated low dose; not for diagnostic use")
+    last = runner.invoke(app, ["models"]).output.strip().splitlines()[-1]
+    assert f"tiny-ga: {pretrained.NOTICE}" in last
+    assert "tiny-real: trained on real CT with simulated low dose; not for diagnostic use" in last
+
+
 def test_an_unknown_name_lists_the_shipped_ones(package_models) -> None:
     with pytest.raises(ConfigError, match=r"no shipped model \(tiny-ga; see `vagan models`\)"):
         MethodSpec(spec="tiny-gb")
