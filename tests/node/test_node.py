@@ -533,3 +533,33 @@ def test_a_series_sent_again_in_full_makes_no_second_output(tmp_path, receiver, 
     assert "already denoised by vagan" in caplog.text
     time.sleep(0.5)
     assert [len(v) for v in receiver.series().values()] == [3] and receiver.stores == 3
+
+
+def test_retry_failed_leaves_a_job_whose_series_a_later_job_took_over(tmp_path):
+    """A failed denoise whose series was sent again (a later job merged it and made the derived series) is not
+    queued again by --retry-failed: that would make a second output series. One whose later job also failed
+    before any output is queued again."""
+    queue = Queue(tmp_path / "queue.sqlite")
+    try:
+        a, _ = queue.receiving_job("1.2.3", "1.2.3.4", "MODALITY", HOST)
+        assert queue.set_state(a.id, FAILED, error="out of memory")
+        b, created = queue.receiving_job("1.2.3", "1.2.3.4", "MODALITY", HOST)
+        assert created and queue.set_state(b.id, SENT, derived_series_uid="1.2.3.5", derived_instances=2)
+        c, _ = queue.receiving_job("1.2.3", "1.2.3.9", "MODALITY", HOST)
+        assert queue.set_state(c.id, FAILED, error="out of memory")
+        d, _ = queue.receiving_job("1.2.3", "1.2.3.9", "MODALITY", HOST)
+        assert queue.set_state(d.id, FAILED, error="out of memory again")
+        assert queue.retry_failed() == (0, 2)  # c and d: series 1.2.3.9 has no output yet
+        assert [j.state for j in (queue.job(a.id), queue.job(c.id), queue.job(d.id))] == [FAILED, COMPLETE, COMPLETE]
+    finally:
+        queue.close()
+
+
+def test_a_destination_gone_from_the_config_is_never_guessed(tmp_path, tiny_run):
+    """Deliveries name their destination; when the config no longer has it (renamed, removed), how to reach it
+    (TLS or not) is unknown: reached_by_tls says None and the node fails the delivery instead of sending."""
+    config = node_config(tmp_path, None, str(tiny_run),
+                         destinations=({"name": "pacs", "ae_title": "PACS", "host": HOST, "port": 104},),
+                         allowed_peers=({"ae_title": "MOD", "host": HOST, "port": 104},))
+    assert config.reached_by_tls("pacs") is False and config.reached_by_tls("sender-MOD") is False
+    assert config.reached_by_tls("old-pacs") is None

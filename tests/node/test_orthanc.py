@@ -23,12 +23,12 @@ SLICES, SIDE = 8, 64
 
 SLOW_ARCHIVE = """
 -- A slow archive for the mid-send test: each instance of a derived 'slow-send' series that arrives by
--- DICOM costs Orthanc 0.15 s before it is stored, so that vagan can be killed while it sends.
+-- DICOM costs Orthanc 0.3 s of CPU before it is stored, so that vagan can be killed while it sends.
 function ReceivedInstanceFilter(dicom, origin, info)
   local description = dicom.SeriesDescription or ''
   if origin.RequestOrigin == 'DicomProtocol' and string.find(description, 'slow-send', 1, true) then
     local start = os.clock()
-    while os.clock() - start < 0.15 do end
+    while os.clock() - start < 0.3 do end
   end
   return true
 end
@@ -237,7 +237,8 @@ def test_two_series_sent_by_orthanc_at_once_both_come_back_whole(setup):
 def test_a_series_not_complete_when_the_stable_time_passes_loses_no_instance(setup):
     """Orthanc sends half a series, then (after vagan's stable time) the other half: vagan derives what it
     has, then the rest as a second job (docs/node.md "When is a series complete"). Every source instance
-    has exactly one derived instance in Orthanc, none is lost."""
+    has a derived instance in Orthanc, none is lost (the second job may derive the first half again, when
+    the first job's files are still in the spool)."""
     orthanc, node, folder = setup
     study, source, series_id = _upload(orthanc, folder, seed=11)
     instances = sorted(i["ID"] for i in orthanc.get(f"/series/{series_id}/instances"))

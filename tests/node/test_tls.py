@@ -173,3 +173,16 @@ def test_relative_certificate_paths_are_taken_from_the_config_folder(tmp_path, t
                                             "listen": True}}))
     config = load_node_config(path)
     assert config.tls.certificate == str(folder / "node.pem") and config.tls.ca == str(folder / "ca.pem")
+
+
+def test_destinations_are_checked_against_tls_ca_only(pki):
+    """The sending side trusts the configured CA bundle, never the system's certificate authorities."""
+    from vagan.node.config import TLSConfig
+    from vagan.node.tls import client_context, server_context
+
+    tls = TLSConfig(**_tls(pki["node"], listen=True))
+    client = client_context(tls)
+    assert [c["subject"] for c in client.get_ca_certs()] == [((("commonName", "vagan test CA"),),)]
+    assert client.check_hostname and client.verify_mode.name == "CERT_REQUIRED"
+    server = server_context(tls, 12.0)
+    assert len(server.get_ca_certs()) == 1 and server.handshake_timeout == 12.0

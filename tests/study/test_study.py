@@ -209,3 +209,22 @@ def test_budgets_are_an_axis_of_runs_and_tables_resumed_without_training_or_eval
     assert {p: p.stat().st_mtime_ns for p in before} == before  # only the two new runs were evaluated
     assert sorted(p.name for p in (evaluations / "runs").iterdir()) == sorted(p.name for p in runs.iterdir())
     assert set(json.loads(result.study_json.read_text())["budgets"]) == {"8", "16", "24"}
+
+
+def test_runs_evaluated_on_other_test_slices_are_refused(tmp_path) -> None:
+    """Each run is evaluated on its own; paired statistics over slices need the same slices in every evaluation."""
+    from vagan.errors import InputDataError
+    from vagan.study.results import TABLE_METRICS, read_per_slice
+
+    def write(name: str, method: str, indices: list[int]) -> Path:
+        path = tmp_path / name
+        header = ["method", "image_index", "patient", *TABLE_METRICS]
+        rows = [",".join([method, str(i), "P1", *["1.0"] * len(TABLE_METRICS)]) for i in indices]
+        path.write_text("\n".join([",".join(header), *rows]) + "\n")
+        return path
+
+    same = read_per_slice([write("a.csv", "LDCT", [0, 1]), write("b.csv", "run", [0, 1])],
+                          {"LDCT": ["LDCT"], "g": ["run"]})
+    assert set(same) == {"LDCT", "g"}
+    with pytest.raises(InputDataError, match="run was evaluated on other test slices than LDCT"):
+        read_per_slice([write("a.csv", "LDCT", [0, 1]), write("c.csv", "run", [0, 2])], {"LDCT": ["LDCT"], "g": ["run"]})

@@ -59,7 +59,7 @@ class REDCNN(nn.Module):
 
 INIT_SCALE = 0.02
 """The random part of :class:`WGANVGGGenerator`'s near-identity start, as a fraction of PyTorch's default
-kernels: the untrained generator changes a CT slice by about 10 HU RMS."""
+kernels: the untrained generator changes a CT slice by a few HU RMS."""
 
 
 @torch.no_grad()

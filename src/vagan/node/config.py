@@ -197,8 +197,7 @@ class NodeConfig(Section):
         dup = sorted({n for n in labels if labels.count(n) > 1})
         if dup:
             raise ConfigError(f"destinations: the names {dup} are used twice; give each destination its own name")
-        over_tls = [d.label for d in self.destinations if d.tls] + \
-            [p.ae_title for p in self.allowed_peers if p.tls and self.return_to_sender]
+        over_tls = [d.label for d in self.destinations if d.tls] + [p.ae_title for p in self.allowed_peers if p.tls]
         if over_tls and not self.tls.certificate.strip():
             raise ConfigError(f"tls: {', '.join(over_tls)} is reached by DICOM TLS, but tls has no certificate, "
                               "private_key and ca")
@@ -231,13 +230,17 @@ class NodeConfig(Section):
         return out
 
 
-    def reached_by_tls(self, label: str) -> bool:
+    def reached_by_tls(self, label: str) -> bool | None:
         """Whether the destination named ``label`` is reached by TLS, as the config says now (a destination
-        switched to TLS between a failed attempt and its retry is retried by TLS)."""
+        switched to TLS between a failed attempt and its retry is retried by TLS); ``None`` when the config
+        no longer has it (the caller fails closed)."""
         for dest in self.destinations:
             if dest.label == label:
                 return dest.tls
-        return any(p.tls and label == f"sender-{_safe(p.ae_title)}" for p in self.allowed_peers)
+        for peer in self.allowed_peers:
+            if label == f"sender-{_safe(peer.ae_title)}":
+                return peer.tls
+        return None
 
 
 def _safe(text: str) -> str:

@@ -266,7 +266,8 @@ class Queue:
     def retry_failed(self, job_id: int | None = None) -> tuple[int, int]:
         """Failed jobs queued again: failed deliveries pending from attempt 0 (their jobs back to ``sending``),
         and jobs that failed before any delivery (a failed denoise) back to ``complete``, or to ``denoised``
-        when their derived series was recorded. (jobs resent, jobs to denoise again)."""
+        when their derived series was recorded, unless a later job of their series took it over.
+        (jobs resent, jobs to denoise again)."""
         now = time.time()
         only = " AND job_id=?" if job_id is not None else ""
         args = (job_id,) if job_id is not None else ()
@@ -277,9 +278,13 @@ class Queue:
             for row in rows:
                 db.execute("UPDATE jobs SET state=?, error=NULL, updated=? WHERE id=? AND state=?",
                            (SENDING, now, row["job_id"], FAILED))
+            # not a job whose series a later job took over (the series sent again made one derived series of
+            # it all, see Node._merge_earlier): denoising it again would make a second output series
             undelivered = db.execute(
                 f"SELECT id, derived_series_uid FROM jobs WHERE state=? {only.replace('job_id', 'id')} AND NOT EXISTS "
-                "(SELECT 1 FROM deliveries WHERE deliveries.job_id=jobs.id)", (FAILED, *args)).fetchall()
+                "(SELECT 1 FROM deliveries WHERE deliveries.job_id=jobs.id) AND NOT EXISTS "
+                "(SELECT 1 FROM jobs AS later WHERE later.series_uid=jobs.series_uid AND later.id>jobs.id AND NOT "
+                "(later.state=? AND later.derived_series_uid IS NULL))", (FAILED, *args, FAILED)).fetchall()
             for row in undelivered:
                 db.execute("UPDATE jobs SET state=?, error=NULL, updated=? WHERE id=?",
                            (DENOISED if row["derived_series_uid"] else COMPLETE, now, row["id"]))

@@ -102,7 +102,7 @@ class Node:
             from vagan.node.config import check_model_spec
 
             check_model_spec(self.config.model)  # a wrong name is an error before the spool is created
-        self._server_tls = server_context(self.config.tls)  # certificates that do not load: before the spool
+        self._server_tls = server_context(self.config.tls, self.config.timeouts.network)  # before the spool
         self._client_tls = client_context(self.config.tls)
         self.spool.acquire()
         try:
@@ -153,10 +153,6 @@ class Node:
                     (evt.EVT_CONN_CLOSE, self._on_conn_close)]
         self.server = ae.start_server((cfg.host, cfg.port), block=False, evt_handlers=handlers,
                                       ssl_context=self._server_tls)
-        if self._server_tls is not None:
-            from vagan.node.tls import use_deferred_handshake
-
-            use_deferred_handshake(self.server, self._server_tls, cfg.timeouts.network)
         try:
             for name, target in (("watcher", self._watch), ("denoiser", self._denoise_loop),
                                  ("sender", self._send_loop)):
@@ -520,8 +516,14 @@ class Node:
         assert self.queue is not None
         job = self.queue.job(delivery.job_id)
         files = self.spool.derived_files(job.id)
+        tls = self.config.reached_by_tls(delivery.destination)
+        if tls is None:  # fail closed: never guess how a destination that left the config is reached
+            raise RuntimeError(f"destination {delivery.destination!r} is no longer in the config; not sent (the "
+                               "series stays in the spool: put the destination back, then --retry-failed)")
+        if tls and self._client_tls is None:
+            raise RuntimeError(f"destination {delivery.destination!r} is reached by TLS and tls has no certificate")
         dest = Destination(name=delivery.destination, ae_title=delivery.ae_title, host=delivery.host,
-                           port=delivery.port, tls=self.config.reached_by_tls(delivery.destination))
+                           port=delivery.port, tls=tls)
         if len(files) != job.derived_instances:
             raise RuntimeError(f"the spool holds {len(files)} of the {job.derived_instances} derived instance(s)")
         try:

@@ -48,17 +48,21 @@ def read_per_slice(metrics_csvs: Sequence[Path], groups: Mapping[str, Sequence[s
             for row in csv.DictReader(handle):
                 rows.setdefault(row["method"], {})[int(row["image_index"])] = row
     out = {}
+    reference: tuple[str, list[tuple[int, str]]] | None = None
     for label, methods in groups.items():
         missing = [m for m in methods if m not in rows]
         if missing:
             raise InputDataError(f"{', '.join(map(str, metrics_csvs))}: no rows for {missing}; evaluate the study "
                                  "again")
+        for m in methods:  # each run is evaluated on its own: paired statistics need the same slices everywhere
+            slices = [(i, rows[m][i]["patient"]) for i in sorted(rows[m])]
+            if reference is None:
+                reference = (m, slices)
+            elif slices != reference[1]:
+                raise InputDataError(f"{m} was evaluated on other test slices than {reference[0]}; evaluate the "
+                                     "study again (--overwrite)")
         index = sorted(rows[methods[0]])
         patients = tuple(rows[methods[0]][i]["patient"] for i in index)
-        other = [m for m in methods if [(i, rows[m][i]["patient"]) for i in sorted(rows[m])] != list(zip(index, patients))]
-        if other:
-            raise InputDataError(f"{other} were evaluated on other test slices than {methods[0]}; evaluate the study "
-                                 "again")
         values = {k: np.mean([[float(rows[m][i][k]) for i in index] for m in methods], axis=0) for k in TABLE_METRICS}
         out[label] = PerSlice(values, patients, tuple(methods))
     return out
