@@ -228,3 +228,11 @@ def test_runs_evaluated_on_other_test_slices_are_refused(tmp_path) -> None:
     assert set(same) == {"LDCT", "g"}
     with pytest.raises(InputDataError, match="run was evaluated on other test slices than LDCT"):
         read_per_slice([write("a.csv", "LDCT", [0, 1]), write("c.csv", "run", [0, 2])], {"LDCT": ["LDCT"], "g": ["run"]})
+
+
+@pytest.mark.parametrize("name", ["phantom512.yaml", "real-anatomy.yaml"])
+def test_the_published_study_configs_are_valid_and_fair(name) -> None:
+    """docs/studies/*.yaml load, and every run of them passes the budget's minimum generator updates."""
+    config = load_study_config(str(Path(__file__).resolve().parents[2] / "docs" / "studies" / name))
+    runs = run_configs(config, "cpu")
+    assert len(runs) == len(config.presets) * len(config.seeds) * max(1, len(config.budgets))
