@@ -23,8 +23,8 @@ ORTHANC = shutil.which("Orthanc") or (("/usr/sbin/Orthanc") if Path("/usr/sbin/O
 class Orthanc:
     """One Orthanc process with its own storage folder; :meth:`stop` then :meth:`start` keeps its data."""
 
-    def __init__(self, folder: Path, modalities: dict[str, tuple[str, str, int]], ae_title: str = "ORTHANC",
-                 lua: str | None = None) -> None:
+    def __init__(self, folder: Path, modalities: dict[str, tuple[str, str, int] | dict], ae_title: str = "ORTHANC",
+                 lua: str | None = None, extra: dict | None = None) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         scripts = []
@@ -42,7 +42,8 @@ class Orthanc:
             "DicomAlwaysAllowStore": False, "DicomAlwaysAllowEcho": False, "DicomCheckModalityHost": True,
             "DicomCheckCalledAet": False, "DicomScuTimeout": 10, "DicomScpTimeout": 10, "HttpTimeout": 10,
             "StableAge": 1, "ConcurrentJobs": 2, "HttpThreadsCount": 8, "DicomThreadsCount": 4,
-            "DicomModalities": {name: list(entry) for name, entry in modalities.items()}, "LuaScripts": scripts,
+            "DicomModalities": {name: entry if isinstance(entry, dict) else list(entry)
+                                for name, entry in modalities.items()}, "LuaScripts": scripts, **(extra or {}),
         }))
         self.proc: subprocess.Popen | None = None
 

@@ -186,3 +186,48 @@ def test_destinations_are_checked_against_tls_ca_only(pki):
     assert client.check_hostname and client.verify_mode.name == "CERT_REQUIRED"
     server = server_context(tls, 12.0)
     assert len(server.get_ca_certs()) == 1 and server.handshake_timeout == 12.0
+
+
+@pytest.mark.slow
+def test_orthanc_sends_and_receives_over_dicom_tls(tmp_path, tiny_run, pki):
+    """A real Orthanc with DICOM TLS on (its SCP TLS-only, the node as a TLS modality) sends a series to the
+    node over TLS and receives the derived series back over TLS."""
+    import pydicom
+    from node_support import NodeProcess
+    from orthanc_support import ORTHANC, Orthanc
+
+    if ORTHANC is None:
+        pytest.skip("Orthanc is not installed (apt-get install -y orthanc)")
+    orthanc_id = pki["pacs"]
+    node_port = free_port()
+    orthanc = Orthanc(tmp_path / "orthanc", {"vagan": {"AET": "VAGAN", "Host": HOST, "Port": node_port,
+                                                        "UseDicomTls": True}},
+                      extra={"DicomTlsEnabled": True, "DicomTlsCertificate": str(orthanc_id.certificate),
+                             "DicomTlsPrivateKey": str(orthanc_id.private_key),
+                             "DicomTlsTrustedCertificates": str(orthanc_id.ca),
+                             "DicomTlsRemoteCertificateRequired": True}).start()
+    node = NodeProcess(tmp_path / "node", {
+        "ae_title": "VAGAN", "host": HOST, "port": node_port, "spool": str(tmp_path / "spool"), "model": str(tiny_run),
+        "engine": "torch", "precision": "fp32", "allowed_peers": [f"ORTHANC@{HOST}"],
+        "destinations": [{"name": "orthanc", "ae_title": "ORTHANC", "host": HOST, "port": orthanc.dicom_port,
+                          "tls": True}],
+        "tls": _tls(pki["node"], listen=True), "stable_seconds": 1.0,
+        "retries": {"attempts": 5, "backoff_seconds": 0.5, "max_backoff_seconds": 1.0},
+        "timeouts": {"network": 15, "acse": 10, "dimse": 15, "connect": 3}})
+    try:
+        node.start()
+        files = make_series(tmp_path / "series", 4, 64, seed=3)
+        answers = orthanc.upload(files)
+        first = pydicom.dcmread(files[0], stop_before_pixels=True)
+        study, source = str(first.StudyInstanceUID), str(first.SeriesInstanceUID)
+        orthanc.store_to("vagan", [answers[0]["ParentSeries"]], timeout=30)
+
+        def derived():
+            held = {u: n for u, n in orthanc.series_in_study(study).items() if u != source}
+            return held if list(held.values()) == [4] else None
+
+        assert len(wait_for(derived, 60, step=0.2, what="the derived series in Orthanc, over TLS")) == 1
+        assert "(DICOM TLS)" in node.log.read_text()
+    finally:
+        node.stop()
+        orthanc.stop()
