@@ -77,7 +77,7 @@ class WGANVGGGenerator(nn.Module):
     """WGAN-VGG generator: 8 conv layers (3x3, padding 1), ``features`` (32) channels with ReLU, the
     last one to 1 channel. Any ``H, W``.
 
-    Deviations (docs/decisions.md, "WGAN-VGG"):
+    Deviations (docs/design.md, "WGAN-VGG's start"):
 
     * Yang et al. put a ReLU after the last layer too; here it is linear, because a ReLU output that
       starts all-zero (it does for some initialisations) passes no gradient at all.

@@ -68,12 +68,6 @@ def client_context(tls: TLSConfig) -> ssl.SSLContext | None:
 
 
 def resolve_paths(tls: TLSConfig, base: Path) -> dict[str, str]:
-    """``tls``'s relative file names, taken relative to ``base`` (the config file's folder)."""
-    out = {}
-    for key in ("certificate", "private_key", "ca"):
-        value = getattr(tls, key)
-        if value and not Path(value).expanduser().is_absolute():
-            out[key] = str(base / Path(value).expanduser())
-        elif value:
-            out[key] = str(Path(value).expanduser())
-    return out
+    """``tls``'s file names, relative ones taken relative to ``base`` (the config file's folder)."""
+    return {key: str(base / Path(value).expanduser())  # an absolute path stays itself
+            for key in ("certificate", "private_key", "ca") if (value := getattr(tls, key))}
