@@ -119,6 +119,32 @@ def test_time_budget_ends_a_stage_early_and_saves_it(tmp_path, monkeypatch):
     assert load_checkpoint(tmp_path / "run/checkpoints/gan/final").meta["progress"]["step"] == 40
 
 
+def test_wall_time_is_recorded_and_carried_over_a_resume(tmp_path, monkeypatch):
+    """progress.seconds: the wall time a stage ran, kept in its checkpoints and added up over resumes
+    (the study's cost table reads it). A clock of 10 s per reading, then one that stands still: the
+    resumed stage reports exactly the seconds of the checkpoint it resumed from."""
+    from types import SimpleNamespace
+
+    from vagan.training import trainer
+
+    clock = {"t": 0.0, "step": 10.0}
+
+    def tick() -> float:
+        clock["t"] += clock["step"]
+        return clock["t"]
+
+    monkeypatch.setattr(trainer, "time", SimpleNamespace(perf_counter=tick))
+    data = tiny_data()
+    train(tiny_config("g_psnr", "stages.0.max_steps=2", "train.num_workers=0"), tmp_path / "run", data=data)
+    first = load_checkpoint(tmp_path / "run/checkpoints/psnr/last").meta["progress"]["seconds"]  # resumed from
+    assert first >= 20.0  # at least a step's two readings
+    clock["step"] = 0.0
+    train(tiny_config("g_psnr", "stages.0.max_steps=4", "train.num_workers=0"), tmp_path / "run", data=data,
+          resume=True)
+    resumed = load_checkpoint(tmp_path / "run/checkpoints/psnr/final").meta["progress"]
+    assert resumed["step"] == 4 and resumed["seconds"] == pytest.approx(first)
+
+
 def test_cosine_schedule_lowers_both_rates_by_step_and_resumes_by_step(tmp_path, monkeypatch):
     """stages.*.lr_schedule=cosine: the generator's and the discriminator's rates follow the half cosine
     from lr to 1% of it, step by step; being a function of the step, a resumed stage picks the schedule

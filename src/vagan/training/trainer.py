@@ -83,11 +83,13 @@ class TrainData:
 
 @dataclass
 class Progress:
-    """Where a stage stands: the next batch to run is ``batch`` of ``epoch``."""
+    """Where a stage stands: the next batch to run is ``batch`` of ``epoch``; ``seconds`` of wall time
+    spent on it so far (steps and validations, every resumed process together)."""
 
     epoch: int = 0
     batch: int = 0
     step: int = 0
+    seconds: float = 0.0
 
 
 MIX_SHARE_SLACK = 0.05
@@ -223,6 +225,7 @@ class _Stage:
                              discriminator=distributed.wrap(disc_module, world, device) if disc_module is not None else None,
                              feature_net=feature_net)
         self.progress = Progress()
+        self.clock: float | None = None  # perf_counter() up to which progress.seconds counts; set by run()
         self.rng = torch.Generator().manual_seed(cfg.train.seed + 7919 * (index + 1) + world.rank)
         per_batch = stage.batch_size
         if per_batch % world.size:
@@ -253,7 +256,8 @@ class _Stage:
             if "scaler" in ckpt.state:
                 self.scaler.load_state_dict(ckpt.state["scaler"])
             p = ckpt.meta["progress"]
-            self.progress = Progress(epoch=int(p["epoch"]), batch=int(p["batch"]), step=int(p["step"]))
+            self.progress = Progress(epoch=int(p["epoch"]), batch=int(p["batch"]), step=int(p["step"]),
+                                     seconds=float(p.get("seconds", 0.0)))
         except torch.OutOfMemoryError:
             raise
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
@@ -264,9 +268,14 @@ class _Stage:
         if not self.world.is_main:
             return None
         p = self.progress
+        if self.clock is not None:
+            now = time.perf_counter()
+            p.seconds += now - self.clock
+            self.clock = now
         meta = {"preset": self.cfg.preset, "stage": self.stage.name, "config": self.cfg.to_dict(),
                 "precision": self.precision.name,
-                "progress": {"epoch": p.epoch, "batch": p.batch, "step": p.step}, "complete": name == FINAL,
+                "progress": {"epoch": p.epoch, "batch": p.batch, "step": p.step, "seconds": round(p.seconds, 3)},
+                "complete": name == FINAL,
                 "metrics": metrics or {}, "training_data": self.data.describe()}
         state = {"opt_g": self.opt_g.state_dict(), "rng": self.rng.get_state()}
         if self.scaler.is_enabled():
@@ -319,6 +328,7 @@ class _Stage:
         metrics: dict[str, float] = {}
         last_saved = self.dir / LAST
         budget = _TimeBudget(self.stage.max_minutes, p.step)
+        self.clock = time.perf_counter()
         try:
             while p.step < self.total_steps:
                 tick = time.perf_counter()
