@@ -121,10 +121,30 @@ def test_bad_study_configs_are_refused_before_anything_runs(tmp_path) -> None:
                              ({"budgets": [8, 8]}, "budgets: ['8'] given twice"),
                              ({"budgets": [0]}, "budgets"),
                              ({"budget": {"patches": 16}}, "would get 4 generator updates"),
-                             ({"evaluation": {"methods": [str(root)]}}, "adds its own runs")):
+                             ({"evaluation": {"methods": [str(root)]}}, "adds its own runs"),
+                             ({"additional_runs": [{"presets": ["vagn"]}]}, "did you mean 'vagan'"),
+                             ({"additional_runs": [{"presets": ["ga_psnr"], "seeds": [1]}]},
+                              "['ga_psnr-seed1'] already in the study"),
+                             ({"additional_runs": [{"presets": ["red_cnn"], "budgets": [8]}]}, "no budget axis")):
         result = runner.invoke(app, ["study", str(_config_file(tmp_path, root, **changes)), str(tmp_path / "out")])
         assert result.exit_code == 2 and message in result.output, (changes, result.output)
         assert not (tmp_path / "out").exists()
+
+
+def test_additional_runs_join_the_grid_budget_by_budget(tmp_path) -> None:
+    """additional_runs: e.g. the other presets at the middle budget with one seed, beside the grid."""
+    path = _config_file(tmp_path, tmp_path / "data", presets=["g_psnr", "ga_psnr"], seeds=[0, 1], budgets=[16, 8],
+                        additional_runs=[{"presets": ["red_cnn", "g_gan"], "seeds": [0], "budgets": [16]},
+                                         {"presets": ["wgan_vgg"]}])
+    config = load_study_config(path)
+    assert config.budget_axis() == (8, 16)
+    def grid(patches: int) -> list[tuple[str, int, int]]:
+        return [(p, s, patches) for p in ("g_psnr", "ga_psnr") for s in (0, 1)]
+
+    assert config.runs() == [*grid(8), ("wgan_vgg", 0, 8),
+                             *grid(16), ("red_cnn", 0, 16), ("g_gan", 0, 16), ("wgan_vgg", 0, 16)]
+    assert config.presets_at(8) == ("g_psnr", "ga_psnr", "wgan_vgg")
+    assert config.presets_at(16) == ("g_psnr", "ga_psnr", "red_cnn", "g_gan", "wgan_vgg")
 
 
 def _budget_config(tmp_path: Path, presets: list[str], **budget):
@@ -235,4 +255,5 @@ def test_the_published_study_configs_are_valid_and_fair(name) -> None:
     """docs/studies/*.yaml load, and every run of them passes the budget's minimum generator updates."""
     config = load_study_config(str(Path(__file__).resolve().parents[2] / "docs" / "studies" / name))
     runs = run_configs(config, "cpu")
-    assert len(runs) == len(config.presets) * len(config.seeds) * max(1, len(config.budgets))
+    extra = sum(len(g.presets) * len(g.seeds) * max(1, len(g.budgets or config.budgets)) for g in config.additional_runs)
+    assert len(runs) == len(config.presets) * len(config.seeds) * max(1, len(config.budgets)) + extra

@@ -46,6 +46,37 @@ class Statistics(Section):
 
 
 @dataclass(frozen=True)
+class RunGroup(Section):
+    """Runs beside the study's grid, e.g. the other presets at one budget with one seed:
+    ``presets`` x ``seeds`` x ``budgets`` (empty ``budgets``: the study's own budget axis)."""
+
+    presets: tuple[str, ...] = ()
+    seeds: tuple[int, ...] = bounded((0,), ge=0)
+    budgets: tuple[int, ...] = bounded((), ge=1)
+
+    def check(self) -> None:
+        _check_presets(self.presets)
+        _check_unique({"presets": self.presets, "seeds": self.seeds, "budgets": self.budgets})
+        if not self.seeds:
+            raise ConfigError("seeds: empty; give at least one seed")
+
+
+def _check_presets(presets: tuple[str, ...]) -> None:
+    if not presets:
+        raise ConfigError("presets: empty; give at least one of " + ", ".join(PRESETS))
+    for name in presets:
+        if name not in PRESETS:
+            raise ConfigError(f"presets: unknown preset {name!r}" + did_you_mean(name, list(PRESETS)))
+
+
+def _check_unique(lists: dict[str, tuple[Any, ...]]) -> None:
+    for key, values in lists.items():
+        twice = sorted({str(v) for v in values if values.count(v) > 1})
+        if twice:
+            raise ConfigError(f"{key}: {twice} given twice")
+
+
+@dataclass(frozen=True)
 class StudyConfig(Section):
     """Presets x seeds on one dataset (``data_root`` in the Mayo layout, split by patient)."""
 
@@ -60,6 +91,8 @@ class StudyConfig(Section):
     # a budget axis (training patches): presets x seeds x budgets are run, budget.patches is unused
     # and budget.gan_fraction and budget.min_generator_updates apply to each; empty: budget.patches alone
     budgets: tuple[int, ...] = bounded((), ge=1)
+    # more runs beside presets x seeds x budgets, e.g. [{presets: [red_cnn, wgan_vgg], seeds: [0], budgets: [28000]}]
+    additional_runs: tuple[RunGroup, ...] = ()
     train_overrides: tuple[str, ...] = ()  # `--set` text for every preset, e.g. model.generator_features=32
     evaluation: EvaluationConfig = field(default_factory=lambda: EvaluationConfig.from_dict(
         {"methods": REFERENCE_METHODS}))
@@ -68,17 +101,18 @@ class StudyConfig(Section):
     def check(self) -> None:
         if not self.data_root:
             raise ConfigError("data_root: not set; give the dataset folder (Mayo layout, e.g. from `vagan simulate`)")
-        if not self.presets:
-            raise ConfigError("presets: empty; give at least one of " + ", ".join(PRESETS))
-        for name in self.presets:
-            if name not in PRESETS:
-                raise ConfigError(f"presets: unknown preset {name!r}" + did_you_mean(name, list(PRESETS)))
-        for key, values in (("presets", self.presets), ("seeds", self.seeds), ("budgets", self.budgets)):
-            twice = sorted({str(v) for v in values if values.count(v) > 1})
-            if twice:
-                raise ConfigError(f"{key}: {twice} given twice")
+        _check_presets(self.presets)
+        _check_unique({"presets": self.presets, "seeds": self.seeds, "budgets": self.budgets})
         if not self.seeds:
             raise ConfigError("seeds: empty; give at least one seed")
+        for i, group in enumerate(self.additional_runs):
+            if group.budgets and not self.budgets:
+                raise ConfigError(f"additional_runs.{i}.budgets: the study has no budget axis (budgets); leave it out "
+                                  "to train at budget.patches, or give the study budgets")
+        grid = self.runs()
+        twice = sorted({self.run_name(*r) for r in grid if grid.count(r) > 1})
+        if twice:
+            raise ConfigError(f"additional_runs: {twice} already in the study; give each run once")
         models = [m for m in self.evaluation.methods if m.kind == "model"]
         if models:
             raise ConfigError(f"evaluation.methods: the study adds its own runs; list only references "
@@ -92,8 +126,22 @@ class StudyConfig(Section):
         return data
 
     def budget_axis(self) -> tuple[int | None, ...]:
-        """The budgets in patches, or ``(None,)`` for the single ``budget.patches``."""
-        return self.budgets or (None,)
+        """The budgets in patches, smallest first, of the grid and of ``additional_runs``, or ``(None,)`` for
+        the single ``budget.patches``."""
+        every = set(self.budgets) | {b for g in self.additional_runs for b in g.budgets}
+        return tuple(sorted(every)) or (None,)
+
+    def runs(self) -> list[tuple[str, int, int | None]]:
+        """(preset, seed, budget) of every run, budget by budget (smallest first): the grid's presets x seeds,
+        then the ``additional_runs`` at that budget."""
+        groups = [(self.presets, self.seeds, self.budgets), *((g.presets, g.seeds, g.budgets or self.budgets)
+                                                            for g in self.additional_runs)]
+        return [(preset, seed, patches) for patches in self.budget_axis() for presets, seeds, budgets in groups
+                if patches is None or patches in budgets for preset in presets for seed in seeds]
+
+    def presets_at(self, patches: int | None) -> tuple[str, ...]:
+        """The presets trained at ``patches`` (a budget of :meth:`budget_axis`), in the study's order."""
+        return tuple(dict.fromkeys(preset for preset, _, at in self.runs() if at == patches))
 
     def budget_for(self, patches: int | None) -> Budget:
         """``budget`` with ``patches`` from the budget axis (``None``: ``budget`` itself)."""

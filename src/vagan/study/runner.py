@@ -67,17 +67,15 @@ def run_configs(config: StudyConfig, device: str) -> dict[str, Run]:
     """Every run's training config, built and validated before anything trains: run name -> :data:`Run`,
     budget by budget."""
     out = {}
-    bases = {preset: load_config(preset, list(config.train_overrides)) for preset in config.presets}
-    for patches in config.budget_axis():
-        budget = config.budget_for(patches)
-        for preset, base in bases.items():
-            steps = budgeted(base, budget)
-            check_generator_updates(preset, with_values(base, steps), budget)
-            for seed in config.seeds:
-                values: dict[str, Any] = {"data.root": config.data_root, "data.split": config.split,
-                                          "data.split_seed": config.split_seed, "data.thickness": config.thickness,
-                                          "train.seed": seed, "train.device": device, **steps}
-                out[config.run_name(preset, seed, patches)] = (preset, seed, patches, with_values(base, values))
+    bases = {preset: load_config(preset, list(config.train_overrides)) for preset, *_ in config.runs()}
+    for preset, seed, patches in config.runs():
+        base, budget = bases[preset], config.budget_for(patches)
+        steps = budgeted(base, budget)
+        check_generator_updates(preset, with_values(base, steps), budget)
+        values: dict[str, Any] = {"data.root": config.data_root, "data.split": config.split,
+                                  "data.split_seed": config.split_seed, "data.thickness": config.thickness,
+                                  "train.seed": seed, "train.device": device, **steps}
+        out[config.run_name(preset, seed, patches)] = (preset, seed, patches, with_values(base, values))
     return out
 
 
@@ -213,7 +211,7 @@ def run_study(config: StudyConfig, out: Path, overwrite: bool = False, device: s
         outcomes[patches] = _Outcome(
             groups, results.intervals(per_slice, stats), fid,
             {ref: results.paired(per_slice, ref, stats) for ref in ("g_psnr", "BM3D") if ref in per_slice},
-            results.orderings(per_slice, fid, config.presets, stats))
+            results.orderings(per_slice, fid, config.presets_at(patches), stats))
     return _write(out, config, outcomes, _curves(out, configs))
 
 
