@@ -76,3 +76,25 @@ def test_bad_samples_are_refused() -> None:
         bootstrap_mean([1.0, float("nan")])
     with pytest.raises(ValueError, match="shape"):
         paired_difference([1.0, 2.0], [1.0])
+
+
+def test_seeded_difference_knows_a_constant_shift_and_widens_with_seed_spread() -> None:
+    from vagan.study.stats import patient_interval, seeded_difference
+
+    rng = np.random.default_rng(1)
+    patients = [p for p in "ABCDE" for _ in range(4)]
+    base = rng.normal(30, 2, size=len(patients))
+    # a shift of exactly 1 dB on every slice and seed: no spread at all
+    same = seeded_difference(np.stack([base + 1, base + 1]), np.stack([base, base]), patients)
+    assert (same.estimate, same.low, same.high, same.n) == pytest.approx((1, 1, 1, 5))
+    # seed 0 of a is 2 dB better, seed 1 no better: the mean is 1 and the interval reaches both seeds' values
+    spread = seeded_difference(np.stack([base + 2, base]), np.stack([base, base]), patients, resamples=4000)
+    assert spread.estimate == pytest.approx(1) and spread.low == pytest.approx(0) and spread.high == pytest.approx(2)
+    # with one seed each it is the patient bootstrap of the paired differences
+    noisy = base + rng.normal(0.5, 1, size=len(patients))
+    one = seeded_difference(noisy[None], base[None], patients)
+    plain = patient_interval(noisy - base, patients)
+    assert one.estimate == pytest.approx(plain.estimate)
+    assert one.high - one.low == pytest.approx(plain.high - plain.low, rel=0.25)
+    with pytest.raises(ValueError, match="same 20 slices"):
+        seeded_difference(np.stack([base]), np.stack([base[:-1]]), patients)

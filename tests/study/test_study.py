@@ -193,31 +193,46 @@ def test_budgets_are_an_axis_of_runs_and_tables_resumed_without_training_or_eval
     path = _config_file(tmp_path, root, presets=["g_psnr", "ga_psnr"], seeds=[0], budgets=[8, 16],
                         budget={"min_generator_updates": 1}, evaluation={"methods": ["ldct"], "fid_net": "none",
                                                                          "timing_slices": 0, "figure_slices": 0,
-                                                                         "patches": {"size": 32}})
+                                                                         "patches": {"size": 32}},
+                        additional_runs=[{"presets": ["red_cnn"], "seeds": [1], "budgets": [16]}])
     config = load_study_config(path)
     result = run_study(config, tmp_path / "out", progress=False)
     runs = tmp_path / "out" / "runs"
     assert sorted(p.name for p in runs.iterdir()) == [
-        "g_psnr-seed0-16patches", "g_psnr-seed0-8patches", "ga_psnr-seed0-16patches", "ga_psnr-seed0-8patches"]
+        "g_psnr-seed0-16patches", "g_psnr-seed0-8patches", "ga_psnr-seed0-16patches", "ga_psnr-seed0-8patches",
+        "red_cnn-seed1-16patches"]
     for name, steps in (("g_psnr-seed0-8patches", 2), ("ga_psnr-seed0-16patches", 4)):  # batches of 4
         assert yaml.safe_load((runs / name / "config.yaml").read_text())["stages"][0]["max_steps"] == steps
     record = json.loads(result.study_json.read_text())
     assert set(record["budgets"]) == {"8", "16"}
     for patches, per_budget in record["budgets"].items():
-        assert per_budget["runs"] == {p: [f"{p}-seed0-{patches}patches"] for p in ("g_psnr", "ga_psnr")}
-        assert set(per_budget["table_ii"]) == {"LDCT", "g_psnr", "ga_psnr"}
-        assert "ga_psnr" in per_budget["paired"]["g_psnr"]  # ga_psnr - g_psnr at this budget
+        extra = {"red_cnn": ["red_cnn-seed1-16patches"]} if patches == "16" else {}
+        assert per_budget["runs"] == {**{p: [f"{p}-seed0-{patches}patches"] for p in ("g_psnr", "ga_psnr")}, **extra}
+        assert set(per_budget["table_ii"]) == {"LDCT", "g_psnr", "ga_psnr", *extra}
+        assert set(per_budget["paired"]["g_psnr"]) == {"ga_psnr", *extra}  # ga_psnr - g_psnr at this budget
         assert per_budget["orderings"][0]["claim"].startswith("GA_PSNR > G_PSNR")
+        learned = per_budget["orderings"][-1]["evidence"]
+        assert f"/{2 + len(extra)} with the interval above 0" in learned  # every preset trained at this budget
+    # the attention's effect at each budget, and what each run cost
+    assert [(e["budget"], e["with"], e["without"]) for e in record["attention"]] == [
+        (8, "ga_psnr", "g_psnr"), (16, "ga_psnr", "g_psnr")]
+    effect = record["attention"][0]
+    ga, g = effect["seed_means"]["psnr_patch"]
+    assert effect["difference"]["psnr_patch"]["estimate"] == pytest.approx(ga[0] - g[0])
+    assert set(record["cost"]) == {p.name for p in runs.iterdir()}
+    assert all(c["seconds"] > 0 and c["machines"] for c in record["cost"].values())
     md = result.report.markdown.read_text()
     for patches in (8, 16):
         assert f"Table II with 95% intervals, {patches} patches" in md
         assert "Paired differences against g_psnr" in md and f"{patches} patches:" in md
+    assert "What the attention buys, per budget" in md and "What the runs cost" in md
+    assert (result.report.markdown.parent / "figures" / "budgets.png").is_file()
     evaluations = tmp_path / "out" / "evaluations"
     before = {p: p.stat().st_mtime_ns for p in [*runs.rglob("weights.safetensors"), *evaluations.rglob("metrics.csv")]}
-    assert len([p for p in before if p.name == "metrics.csv"]) == 5  # the references, and each of the 4 runs
+    assert len([p for p in before if p.name == "metrics.csv"]) == 6  # the references, and each of the 5 runs
     with caplog.at_level("INFO"):
         run_study(load_study_config(path), tmp_path / "out", progress=False)
-    assert caplog.text.count("finished earlier") == 4 and caplog.text.count("evaluated earlier") == 5
+    assert caplog.text.count("finished earlier") == 5 and caplog.text.count("evaluated earlier") == 6
     assert {p: p.stat().st_mtime_ns for p in before} == before
     caplog.clear()
     more = yaml.safe_load(path.read_text())
@@ -225,7 +240,7 @@ def test_budgets_are_an_axis_of_runs_and_tables_resumed_without_training_or_eval
     path.write_text(yaml.safe_dump(more))
     with caplog.at_level("INFO"):
         result = run_study(load_study_config(path), tmp_path / "out", progress=False)
-    assert caplog.text.count("finished earlier") == 4 and caplog.text.count("evaluated earlier") == 5
+    assert caplog.text.count("finished earlier") == 5 and caplog.text.count("evaluated earlier") == 6
     assert {p: p.stat().st_mtime_ns for p in before} == before  # only the two new runs were evaluated
     assert sorted(p.name for p in (evaluations / "runs").iterdir()) == sorted(p.name for p in runs.iterdir())
     assert set(json.loads(result.study_json.read_text())["budgets"]) == {"8", "16", "24"}
@@ -257,3 +272,48 @@ def test_the_published_study_configs_are_valid_and_fair(name) -> None:
     runs = run_configs(config, "cpu")
     extra = sum(len(g.presets) * len(g.seeds) * max(1, len(g.budgets or config.budgets)) for g in config.additional_runs)
     assert len(runs) == len(config.presets) * len(config.seeds) * max(1, len(config.budgets)) + extra
+
+
+def test_the_task_based_section_runs_at_the_largest_budget_only(tmp_path, monkeypatch) -> None:
+    """The quality phantom is costly: the study runs it for the references and the runs of its largest budget."""
+    from vagan.study import runner as study_runner
+
+    path = _config_file(tmp_path, tmp_path / "data", presets=["g_psnr"], seeds=[0], budgets=[8, 16],
+                        budget={"min_generator_updates": 1},
+                        evaluation={"methods": ["ldct"], "quality": {"enabled": True}},
+                        additional_runs=[{"presets": ["red_cnn"], "budgets": [8]}])
+    config = load_study_config(path)
+    seen = {}
+
+    def fake_evaluate(cfg, folder, again, progress):
+        seen[folder.name] = cfg.quality.enabled
+        return folder / "metrics.csv", folder / "summary.json"
+
+    monkeypatch.setattr(study_runner, "_evaluate", fake_evaluate)
+    configs = run_configs(config, "cpu")
+    for name in configs:  # a run folder to evaluate (it is not opened: _evaluate is the fake)
+        (tmp_path / "out" / "runs" / name).mkdir(parents=True)
+    study_runner._evaluate_all(config, tmp_path / "out", configs, set(), "cpu", False)
+    assert seen == {"references": True, "g_psnr-seed0-8patches": False, "red_cnn-seed0-8patches": False,
+                    "g_psnr-seed0-16patches": True}
+
+
+def test_task_table_averages_seeds_and_reports_the_worst_soft_tissue_bias() -> None:
+    from vagan.study.task_based import task_table
+
+    def record(noise: float, f50: float | None, bias: dict[str, float], d_primes: list[float]) -> dict:
+        return {"noise_std_hu": noise, "nps": {"mean_frequency": 0.25},
+                "ttf": {"rod +100 HU": None if f50 is None else {"f50": f50}},
+                "ct_bias_hu": {t: {"estimate": b} for t, b in bias.items()},
+                "detectability": {f"lesion {i}": {"cho": {"d_prime": {"estimate": d}}} for i, d in enumerate(d_primes)}}
+
+    records = {"LDCT": record(24.0, 0.5, {"fat": 0.5, "muscle": -0.2, "bone": 9.0}, [1.0, 3.0]),
+               "a-seed0": record(10.0, 0.3, {"fat": -2.0, "liver": 1.0}, [2.0, 2.0]),
+               "a-seed1": record(12.0, None, {"fat": 1.0, "liver": 0.5}, [1.0, 3.0])}
+    table = task_table(records, {"LDCT": ["LDCT"], "a": ["a-seed0", "a-seed1"], "b": ["b-seed0"]}, 28000)
+    assert table.title.endswith(", 28000 patches") and [r[0] for r in table.rows] == ["LDCT", "a"]  # b: no record
+    ldct, a = table.rows
+    # noise, NPS f_av, TTF f50, worst soft-tissue |bias| (bone is not soft tissue), mean d'
+    assert ldct[2:] == ["24.0", "0.250", "0.50", "0.5", "2.00"]
+    assert a[1:] == ["2", "11.0", "0.250", "–", "1.5", "2.00"]  # one seed's TTF never fell to 50%
+    assert task_table({}, {"a": ["a-seed0"]}, None) is None

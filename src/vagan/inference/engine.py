@@ -37,6 +37,7 @@ import numpy as np
 import torch
 
 from vagan import __version__
+from vagan.devices import cpu_model
 from vagan.errors import CheckpointError, ConfigError, MissingResourceError, VaganError
 from vagan.inference.denoise import Denoiser, NetworkDenoiser
 from vagan.inference.model_loading import TrainedModel
@@ -93,18 +94,8 @@ def machine_key() -> str:
     """This CPU and thread count, for the stored probe verdict."""
     import onnxruntime
 
-    return "|".join([_cpu_model(), platform.machine(), torch.backends.cpu.get_cpu_capability(),
+    return "|".join([cpu_model(), platform.machine(), torch.backends.cpu.get_cpu_capability(),
                      f"{torch.get_num_threads()} threads", f"onnxruntime {onnxruntime.__version__}"])
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 class _Entry:

@@ -19,15 +19,21 @@ from vagan.study.config import Statistics
 from vagan.study.stats import (
     Interval,
     PairedDifference,
+    group_means,
     lowest,
     paired_difference,
     patient_interval,
+    seeded_difference,
 )
 
 TABLE_METRICS = ("psnr_patch", "ssim_patch", "psnr_window", "ssim_window", "rmse_hu")
 DECIMALS = {"psnr_patch": 2, "ssim_patch": 4, "psnr_window": 2, "ssim_window": 4, "rmse_hu": 1}
 PAIRED_METRIC = "psnr_patch"  # the paper's Table II convention
 GANS = ("g_gan", "ga_gan", "vagan", "wgan_vgg")
+REFERENCES_PAIRED = ("g_psnr", "g_gan", "BM3D-PSD", "BM3D")
+"""The groups every preset is compared with slice by slice (``g_gan`` only with the other GANs)."""
+ATTENTION_PAIRS = (("ga_psnr", "g_psnr"), ("ga_gan", "g_gan"), ("vagan", "g_gan"))
+"""With and without the attention: the paper's question, at every budget where both were trained."""
 
 
 @dataclass(frozen=True)
@@ -87,13 +93,131 @@ def intervals(per_slice: Mapping[str, PerSlice], stats: Statistics) -> dict[str,
                     for k in TABLE_METRICS} for label, g in per_slice.items()}
 
 
-def paired(per_slice: Mapping[str, PerSlice], reference: str, stats: Statistics) -> dict[str, PairedDifference]:
-    """``group - reference`` in :data:`PAIRED_METRIC` over the test slices, for every other group."""
+def paired(per_slice: Mapping[str, PerSlice], reference: str, stats: Statistics,
+           only: Sequence[str] | None = None) -> dict[str, PairedDifference]:
+    """``group - reference`` in :data:`PAIRED_METRIC` over the test slices, for every other group (or
+    those of ``only``)."""
     if reference not in per_slice:
         return {}
     ref = per_slice[reference].values[PAIRED_METRIC]
     return {label: paired_difference(g.values[PAIRED_METRIC], ref, stats.resamples, stats.confidence, stats.seed)
-            for label, g in per_slice.items() if label != reference}
+            for label, g in per_slice.items() if label != reference and (only is None or label in only)}
+
+
+def paired_with_references(per_slice: Mapping[str, PerSlice], presets: Sequence[str],
+                           stats: Statistics) -> dict[str, dict[str, PairedDifference]]:
+    """Every preset against each of :data:`REFERENCES_PAIRED` that is present: ``g_psnr`` (what the attention
+    and the GAN add), ``g_gan`` (the GANs only), BM3D-PSD and BM3D (what learning adds to the classical one)."""
+    out = {}
+    for ref in REFERENCES_PAIRED:
+        only = [p for p in presets if p in GANS] if ref == "g_gan" else list(presets)
+        diffs = paired(per_slice, ref, stats, only)
+        if diffs:
+            out[ref] = diffs
+    return out
+
+
+@dataclass(frozen=True)
+class AttentionEffect:
+    """``with_attention - without`` at one budget, with intervals over test patients and both presets' seeds."""
+
+    budget: int | None
+    with_attention: str
+    without: str
+    differences: dict[str, Interval]  # metric -> interval (PSNR in dB, RMSE in HU)
+    seed_means: dict[str, tuple[list[float], list[float]]]  # metric -> per-seed means of each preset
+
+
+def attention_effects(per_run: Mapping[str, PerSlice], groups_by_budget: Mapping[int | None, Mapping[str, Sequence[str]]],
+                      stats: Statistics) -> list[AttentionEffect]:
+    """Every pair of :data:`ATTENTION_PAIRS` trained at a budget: the difference in patch PSNR and body
+    RMSE, its interval resampling patients and seeds (:func:`~vagan.study.stats.seeded_difference`),
+    and each seed's mean of per-patient means, so the seed spread is in view."""
+    out = []
+    for budget, groups in groups_by_budget.items():
+        for a, b in ATTENTION_PAIRS:
+            if a not in groups or b not in groups:
+                continue
+            patients = per_run[groups[a][0]].patients
+            differences, seed_means = {}, {}
+            for metric in (PAIRED_METRIC, "rmse_hu"):
+                runs_a = np.stack([per_run[r].values[metric] for r in groups[a]])
+                runs_b = np.stack([per_run[r].values[metric] for r in groups[b]])
+                differences[metric] = seeded_difference(runs_a, runs_b, patients, stats.resamples, stats.confidence,
+                                                        stats.seed)
+                seed_means[metric] = ([patient_mean(v, patients) for v in runs_a],
+                                      [patient_mean(v, patients) for v in runs_b])
+            out.append(AttentionEffect(budget, a, b, differences, seed_means))
+    return out
+
+
+def patient_mean(values: np.ndarray, patients: Sequence[str]) -> float:
+    return float(np.mean(list(group_means(values, patients).values())))
+
+
+def attention_table(effects: Sequence[AttentionEffect], confidence: float) -> ReportTable:
+    rows = [["–" if e.budget is None else str(e.budget), f"{e.with_attention} − {e.without}",
+             f"{len(e.seed_means[PAIRED_METRIC][0])}/{len(e.seed_means[PAIRED_METRIC][1])}",
+             e.differences[PAIRED_METRIC].format(3), e.differences["rmse_hu"].format(2),
+             _per_seed(e, PAIRED_METRIC), _per_seed(e, "rmse_hu")] for e in effects]
+    return ReportTable(
+        f"What the attention buys, per budget ({confidence:.0%} intervals over test patients and seeds)",
+        ["Budget [patches]", "Comparison", "seeds", "Δ PSNR [dB]", "Δ body RMSE [HU]",
+         "PSNR per seed (with; without)", "RMSE per seed (with; without)"], rows,
+        "Δ: the mean over test patients of the with-attention preset's seed mean minus the other's. The interval "
+        "resamples the test patients (both presets saw the same) and each preset's seeds; with two seeds it is "
+        "coarse. A positive Δ PSNR and a negative Δ RMSE favour the attention.")
+
+
+def _per_seed(effect: AttentionEffect, metric: str) -> str:
+    return "; ".join(", ".join(f"{v:.{DECIMALS[metric]}f}" for v in values) for values in effect.seed_means[metric])
+
+
+def budget_points(per_run: Mapping[str, PerSlice], groups_by_budget: Mapping[int | None, Mapping[str, Sequence[str]]],
+                  metrics: Sequence[str] = (PAIRED_METRIC, "rmse_hu")) -> dict[str, dict[int, dict[str, list[float]]]]:
+    """Preset -> budget -> metric -> each seed's mean of per-patient means (budgets of an axis only)."""
+    out: dict[str, dict[int, dict[str, list[float]]]] = {}
+    for budget, groups in groups_by_budget.items():
+        if budget is None:
+            continue
+        for label, runs in groups.items():
+            out.setdefault(label, {})[budget] = {
+                m: [patient_mean(per_run[r].values[m], per_run[r].patients) for r in runs] for m in metrics}
+    return out
+
+
+def budget_figure(points: Mapping[str, Mapping[int, Mapping[str, Sequence[float]]]],
+                  references: Mapping[str, Mapping[str, float]], path: Path) -> Path | None:
+    """Patch PSNR and body RMSE against the training budget: a line through each preset's seed means, a dot
+    per seed, the references as dashed lines (``None``: fewer than two budgets, nothing to draw)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from vagan.io.atomic import atomic_file
+
+    if len({b for per in points.values() for b in per}) < 2:
+        return None
+    fig = Figure(figsize=(10, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    for i, metric in enumerate((PAIRED_METRIC, "rmse_hu")):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for k, (preset, per) in enumerate(points.items()):
+            color = f"C{k % 10}"
+            budgets = sorted(per)
+            ax.plot(budgets, [np.mean(per[b][metric]) for b in budgets], marker="o", lw=1.2, color=color, label=preset)
+            for b in budgets:
+                ax.scatter([b] * len(per[b][metric]), per[b][metric], s=12, color=color, alpha=0.5)
+        for j, (name, values) in enumerate(references.items()):
+            ax.axhline(values[metric], ls="--", lw=0.8, color=("0.2", "0.45", "0.65", "0.8")[j % 4], label=name)
+        ax.set_xscale("log")
+        ax.set_xlabel("training patches (budget)", fontsize=8)
+        ax.set_ylabel(METRIC_LABELS.get(metric, metric), fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    with atomic_file(path, overwrite=True) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
 
 
 @dataclass(frozen=True)

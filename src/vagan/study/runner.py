@@ -36,7 +36,9 @@ from vagan.io.atomic import atomic_dir, atomic_file, prepare_growing_dir
 from vagan.io.ownership import read_marker
 from vagan.study import results
 from vagan.study.config import StudyConfig, budgeted, check_generator_updates
+from vagan.study.cost import RunCost, cost_table, run_cost
 from vagan.study.stats import Interval, PairedDifference
+from vagan.study.task_based import quality_records, task_table
 from vagan.training.config import ExperimentConfig, load_config, with_values
 from vagan.training.run_folder import METRICS_CSV, final_dir
 
@@ -199,20 +201,29 @@ def run_study(config: StudyConfig, out: Path, overwrite: bool = False, device: s
     metrics, summaries = _evaluate_all(config, out, configs, set(trained), torch_device, progress)
     references = {m.name or m.default_name(): [m.name or m.default_name()] for m in config.evaluation.methods}
     stats = config.statistics
+    by_budget: dict[int | None, dict[str, list[str]]] = {patches: {} for patches in config.budget_axis()}
+    for name, (preset, _, at, _) in configs.items():
+        by_budget[at].setdefault(preset, []).append(name)
     outcomes = {}
-    for patches in config.budget_axis():
-        groups: dict[str, list[str]] = {}
-        for name, (preset, _, at, _) in configs.items():
-            if at == patches:
-                groups.setdefault(preset, []).append(name)
+    for patches, groups in by_budget.items():
         everything = {**references, **groups}
         per_slice = results.read_per_slice(metrics, everything)
         fid = results.fid_by_group(summaries, everything)
+        presets = config.presets_at(patches)
         outcomes[patches] = _Outcome(
-            groups, results.intervals(per_slice, stats), fid,
-            {ref: results.paired(per_slice, ref, stats) for ref in ("g_psnr", "BM3D") if ref in per_slice},
-            results.orderings(per_slice, fid, config.presets_at(patches), stats))
-    return _write(out, config, outcomes, _curves(out, configs))
+            groups, results.intervals(per_slice, stats), fid, results.paired_with_references(per_slice, presets, stats),
+            results.orderings(per_slice, fid, presets, stats))
+    per_run = results.read_per_slice(metrics, {**references, **{name: [name] for name in configs}})
+    largest = config.budget_axis()[-1]
+    quality = quality_records(summaries)
+    extras = _Extras(
+        results.attention_effects(per_run, by_budget, stats),
+        results.budget_points(per_run, by_budget),
+        {ref: {m: results.patient_mean(per_run[ref].values[m], per_run[ref].patients)
+               for m in (results.PAIRED_METRIC, "rmse_hu")} for ref in references},
+        {name: run_cost(out / "runs" / name, cfg) for name, (*_, cfg) in configs.items()},
+        task_table(quality, {**{n: [n] for n in quality if n not in configs}, **by_budget[largest]}, largest))
+    return _write(out, config, configs, outcomes, extras, _curves(out, configs))
 
 
 def _evaluate_all(config: StudyConfig, out: Path, configs: dict[str, Run], trained: set[str], device: str,
@@ -224,16 +235,19 @@ def _evaluate_all(config: StudyConfig, out: Path, configs: dict[str, Run], train
     base = dataclasses.replace(config.evaluation, data_root=config.data_root, split=config.split,
                                split_seed=config.split_seed, thickness=config.thickness, device=device)
     folder = out / "evaluations"
-    units: list[tuple[Path, tuple[MethodSpec, ...], Path | None, bool]] = []
+    units: list[tuple[Path, tuple[MethodSpec, ...], Path | None, bool, bool]] = []
     if config.evaluation.methods:
-        units.append((folder / "references", config.evaluation.methods, None, False))
-    for name, (*_, cfg) in configs.items():
+        units.append((folder / "references", config.evaluation.methods, None, False, True))
+    largest = config.budget_axis()[-1]
+    for name, (_, _, patches, cfg) in configs.items():
         run = out / "runs" / name
         units.append((folder / "runs" / name, (MethodSpec(name, str(run)),), final_dir(run, cfg.stages[-1].name),
-                      name in trained))
+                      name in trained, patches == largest))
     metrics, summaries = [], []
-    for where, methods, checkpoint, retrained in units:
+    for where, methods, checkpoint, retrained, with_quality in units:
         cfg = dataclasses.replace(base, methods=methods, title=f"{config.title}: {where.name}")
+        if not with_quality:
+            cfg = dataclasses.replace(cfg, quality=dataclasses.replace(cfg.quality, enabled=False))
         again = retrained or (checkpoint is not None and _newer(checkpoint, where / "summary.json"))
         metrics_csv, summary_json = _evaluate(cfg, where, again=again, progress=progress)
         metrics.append(metrics_csv)
@@ -289,8 +303,34 @@ def _record(o: _Outcome) -> dict[str, Any]:
                                            for g, d in diffs.items()} for ref, diffs in o.vs.items()}}
 
 
-def _write(out: Path, config: StudyConfig, outcomes: dict[int | None, _Outcome],
-           curves: dict[str, dict[int, list[tuple[float, float]]]]) -> StudyResult:
+@dataclass(frozen=True)
+class _Extras:
+    """Across budgets: the attention's effect, the budget curves' points, the references' means, each run's
+    cost, and the task-based table at the largest budget."""
+
+    effects: list[results.AttentionEffect]
+    points: dict[str, dict[int, dict[str, list[float]]]]
+    reference_means: dict[str, dict[str, float]]
+    costs: dict[str, RunCost]
+    task: ReportTable | None
+
+
+def _describe_runs(config: StudyConfig) -> str:
+    budget = config.budget
+    if config.budgets:
+        grid = (f"{', '.join(config.presets)} x seeds {list(config.seeds)} at each budget of "
+                f"{', '.join(map(str, config.budgets))} training patches")
+    else:
+        grid = f"{', '.join(config.presets)} x seeds {list(config.seeds)} at {budget.patches} training patches"
+    more = "".join(f"; {', '.join(g.presets)} x seeds {list(g.seeds)} at "
+                   + (", ".join(map(str, g.budgets or config.budgets)) or str(budget.patches)) + " patches"
+                   for g in config.additional_runs)
+    return (f"{grid}{more}, on {config.data_root} (split {config.split.to_dict()}, seed {config.split_seed}); a "
+            f"table per budget. Presets with an adversarial stage spent {budget.gan_fraction:.0%} of their patches there.")
+
+
+def _write(out: Path, config: StudyConfig, configs: dict[str, Run], outcomes: dict[int | None, _Outcome],
+           extras: _Extras, curves: dict[str, dict[int, list[tuple[float, float]]]]) -> StudyResult:
     stats = config.statistics
     tables, verdicts = [], []
     for patches, o in outcomes.items():
@@ -301,18 +341,14 @@ def _write(out: Path, config: StudyConfig, outcomes: dict[int | None, _Outcome],
             tables.append(dataclasses.replace(table, title=table.title + at))
         lines = "\n".join(f"- **{x.verdict}**: {x.claim}. {x.evidence}." for x in o.ordered) or "- none testable"
         verdicts.append(lines if patches is None else f"{patches} patches:\n\n{lines}")
-    budget = config.budget
-    if config.budgets:
-        seen = (f"Every preset was trained at each budget of {', '.join(map(str, config.budgets))} training "
-                "patches; a table per budget")
-    else:
-        seen = f"Every preset saw {budget.patches} training patches"
-    axis = f" x {len(config.budgets)} budget(s)" if config.budgets else ""
+    if extras.effects:
+        tables.append(results.attention_table(extras.effects, stats.confidence))
+    if extras.task is not None:
+        tables.append(extras.task)
+    tables.append(cost_table(extras.costs, {name: (preset, at) for name, (preset, _, at, _) in configs.items()}))
     sections = [
         ReportSection("Study", (
-            f"{len(config.presets)} preset(s) x {len(config.seeds)} seed(s){axis} on {config.data_root} (split "
-            f"{config.split.to_dict()}, seed {config.split_seed}). {seen}; presets with an adversarial stage spent "
-            f"{budget.gan_fraction:.0%} of them there. "
+            f"{len(configs)} runs: {_describe_runs(config)} "
             f"Per-run Table II and figures: {out / 'evaluations' / 'runs'}/<run>/report.md; the references and "
             f"the BM3D calibration: {out / 'evaluations' / 'references' / 'report.md'}.")),
         ReportSection("The paper's orderings", "\n\n".join(verdicts) + (
@@ -324,6 +360,10 @@ def _write(out: Path, config: StudyConfig, outcomes: dict[int | None, _Outcome],
         record["budgets"] = {str(patches): _record(o) for patches, o in outcomes.items()}
     else:
         record.update(_record(outcomes[None]))
+    record["attention"] = [{"budget": e.budget, "with": e.with_attention, "without": e.without,
+                            "difference": {m: dataclasses.asdict(i) for m, i in e.differences.items()},
+                            "seed_means": e.seed_means} for e in extras.effects]
+    record["cost"] = {name: dataclasses.asdict(c) for name, c in extras.costs.items()}
     with atomic_dir(out / "report", "study-report", overwrite=(out / "report").exists()) as tmp:
         figure = results.curves_figure(curves, tmp / "figures" / "validation_curves.png")
         figures = [ReportFigure(figure, "Validation PSNR (whole slices, network units) against the training patches "
@@ -331,6 +371,11 @@ def _write(out: Path, config: StudyConfig, outcomes: dict[int | None, _Outcome],
         if figure is None:
             sections.append(ReportSection("Training curves", "No validation values were logged (the split has no "
                                           "validation patients, or data.val_slices is 0)."))
+        by_budget = results.budget_figure(extras.points, extras.reference_means, tmp / "figures" / "budgets.png")
+        if by_budget is not None:
+            figures.append(ReportFigure(by_budget, "Test PSNR (patches) and body RMSE against the training budget: "
+                                        "a line through each preset's seed means, a dot per seed, the references "
+                                        "dashed", title="Budgets"))
         paths = write_report(tmp, config.title, sections, tables, figures, report_metadata(None, config.data_root))
         (tmp / "study.json").write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     report = ReportPaths(out / "report" / paths.markdown.name, out / "report" / paths.html.name,

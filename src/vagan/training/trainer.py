@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from vagan.data.paired import load_slice_pairs, load_split, patient_split
 from vagan.data.patches import MixedPatchDataset, PatchPairDataset, SlicePair, SlicePairDataset
-from vagan.devices import resolve_device
+from vagan.devices import describe_machine, resolve_device
 from vagan.errors import (
     CheckpointError,
     ConfigError,
@@ -275,7 +275,7 @@ class _Stage:
         meta = {"preset": self.cfg.preset, "stage": self.stage.name, "config": self.cfg.to_dict(),
                 "precision": self.precision.name,
                 "progress": {"epoch": p.epoch, "batch": p.batch, "step": p.step, "seconds": round(p.seconds, 3)},
-                "complete": name == FINAL,
+                "complete": name == FINAL, "machine": describe_machine(self.device),
                 "metrics": metrics or {}, "training_data": self.data.describe()}
         state = {"opt_g": self.opt_g.state_dict(), "rng": self.rng.get_state()}
         if self.scaler.is_enabled():
