@@ -14,10 +14,13 @@ HEADER = """# Benchmark results
 
 Every table below is written by a script in this folder (its command is under each table) and
 collected here by `python benchmarks/make_results.py`. Times are wall clock on the machine named
-under each table; ratios compare methods measured in the same run. The CPU tables were measured on
-a 2-core AMD EPYC with AVX-512 and AVX512-BF16 but no AMX (its bf16 conv peak, measured in the same
-runs, is about 0.4 TFLOP/s). No GPU was lent to the session that measured them: `benchmarks/gpu.sh`
-is the prepared GPU run (`--device cuda`; results `*_gpu.md`).
+under each table; ratios compare methods measured in the same run. All ran on 2-core AMD EPYCs. The
+tables that name no SIMD flags predate printing them: the inference and training tables ran on one
+with AVX-512 and AVX512-BF16 but no AMX (its bf16 conv peak, measured in the same runs, is about
+0.4 TFLOP/s); the others' SIMD level was not recorded. The tables that name avx2 ran on one with
+AVX2 only and no native bf16. No GPU was lent to the sessions that measured them:
+`benchmarks/gpu.sh` is the prepared GPU run (`--device cuda`; results `*_gpu.md`), and
+`benchmarks/gpu.sh study` runs the real-anatomy study on a GPU.
 """
 
 
