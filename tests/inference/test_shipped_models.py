@@ -132,3 +132,22 @@ def test_a_real_anatomy_model_does_no_harm_to_a_full_dose_scan(name, realistic_r
     shift = float((out - clean)[soft].mean())
     assert change < own_noise, f"{name}: changes a full-dose slice by {change:.1f} HU RMS, its own noise is {own_noise:.1f}"
     assert abs(shift) <= 2.0, f"{name}: shifts soft tissue by {shift:+.2f} HU"
+
+
+@pytest.mark.skipif(not REAL, reason="no real-anatomy model is shipped in this version")
+@pytest.mark.parametrize("pad_hu", [-2000.0, -3024.0])
+def test_padding_outside_the_field_of_view_passes_through_and_leaves_the_body_as_air_would(pad_hu, realistic_real_pair):
+    """Do no harm at the edge (issue 21): PixelPaddingValue outside a circular field of view (-2000 or
+    -3024 HU, as GE and others write it) comes back unchanged, and the body inside is denoised exactly as
+    if the scanner had written air there: the padding's value does not leak into the body near the edge."""
+    noisy, _, _ = realistic_real_pair
+    rows, cols = np.indices(noisy.shape)
+    centre = (np.array(noisy.shape) - 1) / 2
+    outside = np.hypot(rows - centre[0], cols - centre[1]) > 0.46 * noisy.shape[0]
+    padded, air = np.where(outside, pad_hu, noisy), np.where(outside, -1024.0, noisy)
+    model = NetworkDenoiser(load_shipped(REAL[0]))
+    out_padded, out_air = (model(image[None].astype(np.float32)).hu[0] for image in (padded, air))
+    assert (out_padded[outside] == pad_hu).all()
+    near_edge = ~outside & (np.hypot(rows - centre[0], cols - centre[1]) > 0.40 * noisy.shape[0])
+    assert np.array_equal(out_padded[~outside], out_air[~outside]), \
+        f"padding changes the body near the edge by up to {np.abs(out_padded - out_air)[near_edge].max():.2f} HU"
