@@ -317,3 +317,14 @@ def test_task_table_averages_seeds_and_reports_the_worst_soft_tissue_bias() -> N
     assert ldct[2:] == ["24.0", "0.250", "0.50", "0.5", "2.00"]
     assert a[1:] == ["2", "11.0", "0.250", "–", "1.5", "2.00"]  # one seed's TTF never fell to 50%
     assert task_table({}, {"a": ["a-seed0"]}, None) is None
+
+
+def test_an_evaluation_that_cannot_run_is_refused_before_any_training(tmp_path) -> None:
+    """A quality phantom that does not fit its field of view used to fail only after every run had trained."""
+    root = write_tiny_dataset(tmp_path / "data")
+    path = _config_file(tmp_path, root, evaluation={
+        "methods": ["ldct"], "fid_net": "none", "patches": {"size": 32},
+        "quality": {"enabled": True, "dose": 0.25, "pixel_mm": 0.5, "size": 128}})
+    result = runner.invoke(app, ["study", str(path), str(tmp_path / "out")])
+    assert result.exit_code == 2 and "error: quality:" in result.output, result.output
+    assert not (tmp_path / "out").exists()

@@ -44,7 +44,7 @@ from vagan.evaluation.inputs import (
 from vagan.evaluation.metrics import (
     MetricSummary,
 )
-from vagan.evaluation.quality_run import prepare_quality, run_phantom, slice_noise
+from vagan.evaluation.quality_run import QualityPlan, prepare_quality, run_phantom, slice_noise
 from vagan.evaluation.report import (
     ReportFigure,
     ReportPaths,
@@ -105,6 +105,15 @@ def _check_fits(cfg: EvaluationConfig, test: EvaluationData) -> None:
         raise ConfigError(f"zoom {cfg.zoom} (row, col, height, width) does not fit the test slices {test.shapes}")
 
 
+def prepare_evaluation(cfg: EvaluationConfig) -> tuple[EvaluationData, QualityPlan | None]:
+    """The test set and the quality section's plan, checked before any model is loaded: the test slices
+    load, the patches and the zoom fit them, and the quality phantom fits its field of view (``vagan
+    study`` calls this before it trains, so a bad evaluation setting never waits for hours of training)."""
+    test = load_test_set(cfg)
+    _check_fits(cfg, test)
+    return test, prepare_quality(cfg.quality, test) if cfg.quality.enabled else None
+
+
 def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, progress: bool = True,
              extra_sections: Sequence[ReportSection] = (), extra_tables: Sequence[ReportTable] = (),
              extra_figures: Sequence[ReportFigure] = ()) -> EvaluationResult:
@@ -124,10 +133,8 @@ def evaluate(cfg: EvaluationConfig, out_dir: Path, overwrite: bool = False, prog
     inputs += [Path(p) for p in (cfg.data_root, cfg.fid_weights) if p]
     check_output(out_dir, overwrite, inputs, kind="evaluation")
     precision = resolve_precision(cfg.precision, device)
-    test = load_test_set(cfg)
+    test, plan = prepare_evaluation(cfg)  # before any model is loaded
     check_no_overlap(out_dir, [test.root])
-    _check_fits(cfg, test)  # before any model is loaded
-    plan = prepare_quality(cfg.quality, test) if cfg.quality.enabled else None
     methods = load_methods(cfg, device, precision)
     models = [m.model for m in methods if m.model is not None]
     fid_net = build_fid_net(cfg)

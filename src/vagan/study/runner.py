@@ -185,6 +185,7 @@ def run_study(config: StudyConfig, out: Path, overwrite: bool = False, device: s
     """
     from vagan.data.paired import patient_split
     from vagan.devices import resolve_device
+    from vagan.evaluation.runner import prepare_evaluation
 
     out = Path(out)
     torch_device = str(resolve_device(device))
@@ -195,6 +196,7 @@ def run_study(config: StudyConfig, out: Path, overwrite: bool = False, device: s
     if empty:
         raise ConfigError(f"split: the {' and '.join(empty)} subset of {config.data_root} is empty ({subsets}); "
                           "a study trains on train patients and reports on test patients")
+    prepare_evaluation(_evaluation_base(config, torch_device))  # its test set and quality phantom, before training
     _open_folder(out, config, overwrite, inputs)
     trained = _train_all(out, configs)
 
@@ -232,8 +234,7 @@ def _evaluate_all(config: StudyConfig, out: Path, configs: dict[str, Run], train
     evaluation each, in ``OUT/evaluations/``). Each is kept from an earlier call while its settings are
     the same, its run did not train in this call and its checkpoint is older than it: adding a run or a
     budget evaluates only what is new, and a resumed study never evaluates a run twice."""
-    base = dataclasses.replace(config.evaluation, data_root=config.data_root, split=config.split,
-                               split_seed=config.split_seed, thickness=config.thickness, device=device)
+    base = _evaluation_base(config, device)
     folder = out / "evaluations"
     units: list[tuple[Path, tuple[MethodSpec, ...], Path | None, bool, bool]] = []
     if config.evaluation.methods:
@@ -253,6 +254,12 @@ def _evaluate_all(config: StudyConfig, out: Path, configs: dict[str, Run], train
         metrics.append(metrics_csv)
         summaries.append(summary_json)
     return metrics, summaries
+
+
+def _evaluation_base(config: StudyConfig, device: str) -> EvaluationConfig:
+    """The study's evaluation settings on its own dataset and split (each evaluation adds its methods)."""
+    return dataclasses.replace(config.evaluation, data_root=config.data_root, split=config.split,
+                               split_seed=config.split_seed, thickness=config.thickness, device=device)
 
 
 def _newer(checkpoint: Path, summary: Path) -> bool:
