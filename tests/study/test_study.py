@@ -281,7 +281,7 @@ def test_the_task_based_section_runs_at_the_largest_budget_only(tmp_path, monkey
     path = _config_file(tmp_path, tmp_path / "data", presets=["g_psnr"], seeds=[0], budgets=[8, 16],
                         budget={"min_generator_updates": 1},
                         evaluation={"methods": ["ldct"], "quality": {"enabled": True}},
-                        additional_runs=[{"presets": ["red_cnn"], "budgets": [8]}])
+                        additional_runs=[{"presets": ["red_cnn"], "budgets": [8, 24]}])
     config = load_study_config(path)
     seen = {}
 
@@ -294,8 +294,37 @@ def test_the_task_based_section_runs_at_the_largest_budget_only(tmp_path, monkey
     for name in configs:  # a run folder to evaluate (it is not opened: _evaluate is the fake)
         (tmp_path / "out" / "runs" / name).mkdir(parents=True)
     study_runner._evaluate_all(config, tmp_path / "out", configs, set(), "cpu", False)
+    # the grid's largest budget, not the additional runs' larger one
     assert seen == {"references": True, "g_psnr-seed0-8patches": False, "red_cnn-seed0-8patches": False,
-                    "g_psnr-seed0-16patches": True}
+                    "g_psnr-seed0-16patches": True, "red_cnn-seed0-24patches": False}
+
+
+def test_an_evaluation_with_the_quality_section_stands_for_one_without(tmp_path, monkeypatch) -> None:
+    """When a larger budget is added, the former largest budget's runs need no quality section any more:
+    their evaluation with it is kept, not repeated. One without it does not stand for one with it."""
+    import dataclasses
+
+    from vagan.evaluation import runner as evaluation_runner
+    from vagan.evaluation.eval_config import EvaluationConfig
+    from vagan.study import runner as study_runner
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("evaluated again")
+
+    monkeypatch.setattr(evaluation_runner, "evaluate", refuse)
+    with_quality = EvaluationConfig.from_dict({"methods": ["ldct"], "quality": {"enabled": True}})
+    without = dataclasses.replace(with_quality, quality=dataclasses.replace(with_quality.quality, enabled=False))
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "metrics.csv").write_text("method\n")
+    (folder / "summary.json").write_text(json.dumps({"config": with_quality.to_dict()}))
+    assert study_runner._evaluate(without, folder, again=False, progress=False)[0] == folder / "metrics.csv"
+    (folder / "summary.json").write_text(json.dumps({"config": without.to_dict()}))
+    with pytest.raises(AssertionError, match="evaluated again"):
+        study_runner._evaluate(with_quality, folder, again=False, progress=False)
+    other = dataclasses.replace(without, max_slices=3)  # any other setting still decides
+    with pytest.raises(AssertionError, match="evaluated again"):
+        study_runner._evaluate(other, folder, again=False, progress=False)
 
 
 def test_task_table_averages_seeds_and_reports_the_worst_soft_tissue_bias() -> None:
@@ -328,3 +357,18 @@ def test_an_evaluation_that_cannot_run_is_refused_before_any_training(tmp_path) 
     result = runner.invoke(app, ["study", str(path), str(tmp_path / "out")])
     assert result.exit_code == 2 and "error: quality:" in result.output, result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_the_attention_table_marks_a_preset_with_one_seed() -> None:
+    """A preset with one seed has no measured seed spread: its row says so (its interval is too narrow)."""
+    from vagan.study.results import AttentionEffect, attention_table
+    from vagan.study.stats import Interval
+
+    def effect(seeds_with: int, seeds_without: int) -> AttentionEffect:
+        diff = {"psnr_patch": Interval(0.5, 0.1, 0.9, 5), "rmse_hu": Interval(-1.0, -2.0, 0.0, 5)}
+        means = {m: ([30.0] * seeds_with, [29.5] * seeds_without) for m in diff}
+        return AttentionEffect(7000, "vagan", "g_gan", diff, means)
+
+    rows = attention_table([effect(2, 2), effect(2, 1)], 0.95).rows
+    assert [r[2] for r in rows] == ["2/2", "2/1 †"]
+    assert rows[0][3] == "0.500 [0.100, 0.900]" and rows[0][5] == "30.00, 30.00; 29.50, 29.50"

@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -143,6 +144,18 @@ def test_wall_time_is_recorded_and_carried_over_a_resume(tmp_path, monkeypatch):
           resume=True)
     resumed = load_checkpoint(tmp_path / "run/checkpoints/psnr/final").meta["progress"]
     assert resumed["step"] == 4 and resumed["seconds"] == pytest.approx(first)
+    clock["step"] = 10.0  # and a resumed process's time is added to it
+    train(tiny_config("g_psnr", "stages.0.max_steps=6", "train.num_workers=0"), tmp_path / "run", data=data,
+          resume=True)
+    assert load_checkpoint(tmp_path / "run/checkpoints/psnr/final").meta["progress"]["seconds"] >= first + 20.0
+    # a checkpoint from before the time was recorded: the total is unknown, not the resumed process's alone
+    meta_path = tmp_path / "run/checkpoints/psnr/last/meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["progress"]["seconds"]
+    meta_path.write_text(json.dumps(meta))
+    train(tiny_config("g_psnr", "stages.0.max_steps=8", "train.num_workers=0"), tmp_path / "run", data=data,
+          resume=True)
+    assert load_checkpoint(tmp_path / "run/checkpoints/psnr/final").meta["progress"]["seconds"] is None
 
 
 def test_cosine_schedule_lowers_both_rates_by_step_and_resumes_by_step(tmp_path, monkeypatch):

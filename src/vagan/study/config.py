@@ -48,7 +48,7 @@ class Statistics(Section):
 @dataclass(frozen=True)
 class RunGroup(Section):
     """Runs beside the study's grid, e.g. the other presets at one budget with one seed:
-    ``presets`` x ``seeds`` x ``budgets`` (empty ``budgets``: the study's own budget axis)."""
+    ``presets`` x ``seeds`` x ``budgets`` (empty ``budgets``: the grid's, the study's ``budgets``)."""
 
     presets: tuple[str, ...] = ()
     seeds: tuple[int, ...] = bounded((0,), ge=0)
@@ -138,6 +138,11 @@ class StudyConfig(Section):
                                                             for g in self.additional_runs)]
         return [(preset, seed, patches) for patches in self.budget_axis() for presets, seeds, budgets in groups
                 if patches is None or patches in budgets for preset in presets for seed in seeds]
+
+    def quality_budget(self) -> int | None:
+        """The budget whose runs get the task-based section (the quality phantom is costly): the largest of
+        the grid's own ``budgets``, so that runs added beside the grid never take it from the grid's presets."""
+        return max(self.budgets) if self.budgets else self.budget_axis()[-1]
 
     def presets_at(self, patches: int | None) -> tuple[str, ...]:
         """The presets trained at ``patches`` (a budget of :meth:`budget_axis`), in the study's order."""

@@ -53,10 +53,13 @@ def cost_table(costs: Mapping[str, RunCost], runs: Mapping[str, tuple[str, int |
              _median([c.patches_per_s for c in cs]), "; ".join(dict.fromkeys(m for c in cs for m in c.machines))]
             for (preset, budget), cs in grouped.items()]
     return ReportTable(
-        "What the runs cost", ["Preset", "Budget [patches]", "runs", "wall time per run [min] (range)",
-                               "training patches/s (median)", "trained on"], rows,
-        "Measured while the study trained. Validation and checkpoints are in the wall time, not in patches/s; other "
-        "work on the machine slows both.")
+        "What the runs cost", ["Preset", "Budget [patches]", "runs", "training wall time per run [min] (range)",
+                               "patches/s (median of logged steps)", "trained on"], rows,
+        "Measured while the study trained. Wall time: the training stages, their validations and checkpoints, added "
+        "up over resumes (not data loading, model set-up or evaluation; the time after a crashed process's last "
+        "checkpoint is lost). Patches/s: the median over every logged step of every stage, so a two-stage preset's "
+        "is mostly its first stage's. Other work on the machine slows both. Trained on: as each stage's final "
+        "checkpoint names it.")
 
 
 def _minutes(values: Sequence[float | None]) -> str:

@@ -156,8 +156,11 @@ def patient_mean(values: np.ndarray, patients: Sequence[str]) -> float:
 
 
 def attention_table(effects: Sequence[AttentionEffect], confidence: float) -> ReportTable:
-    rows = [["–" if e.budget is None else str(e.budget), f"{e.with_attention} − {e.without}",
-             f"{len(e.seed_means[PAIRED_METRIC][0])}/{len(e.seed_means[PAIRED_METRIC][1])}",
+    def seeds(e: AttentionEffect) -> str:
+        counts = [len(v) for v in e.seed_means[PAIRED_METRIC]]
+        return "/".join(map(str, counts)) + (" †" if min(counts) == 1 else "")
+
+    rows = [["–" if e.budget is None else str(e.budget), f"{e.with_attention} − {e.without}", seeds(e),
              e.differences[PAIRED_METRIC].format(3), e.differences["rmse_hu"].format(2),
              _per_seed(e, PAIRED_METRIC), _per_seed(e, "rmse_hu")] for e in effects]
     return ReportTable(
@@ -166,7 +169,9 @@ def attention_table(effects: Sequence[AttentionEffect], confidence: float) -> Re
          "PSNR per seed (with; without)", "RMSE per seed (with; without)"], rows,
         "Δ: the mean over test patients of the with-attention preset's seed mean minus the other's. The interval "
         "resamples the test patients (both presets saw the same) and each preset's seeds; with two seeds it is "
-        "coarse. A positive Δ PSNR and a negative Δ RMSE favour the attention.")
+        "coarse. †: a preset trained with one seed, whose seed spread is unknown: the interval holds only the "
+        "patients' (and the other preset's seeds') spread and is too narrow. A positive Δ PSNR and a negative "
+        "Δ RMSE favour the attention.")
 
 
 def _per_seed(effect: AttentionEffect, metric: str) -> str:

@@ -69,7 +69,8 @@ def run_configs(config: StudyConfig, device: str) -> dict[str, Run]:
     """Every run's training config, built and validated before anything trains: run name -> :data:`Run`,
     budget by budget."""
     out = {}
-    bases = {preset: load_config(preset, list(config.train_overrides)) for preset, *_ in config.runs()}
+    bases = {preset: load_config(preset, list(config.train_overrides))
+             for preset in dict.fromkeys(p for p, *_ in config.runs())}
     for preset, seed, patches in config.runs():
         base, budget = bases[preset], config.budget_for(patches)
         steps = budgeted(base, budget)
@@ -216,7 +217,7 @@ def run_study(config: StudyConfig, out: Path, overwrite: bool = False, device: s
             groups, results.intervals(per_slice, stats), fid, results.paired_with_references(per_slice, presets, stats),
             results.orderings(per_slice, fid, presets, stats))
     per_run = results.read_per_slice(metrics, {**references, **{name: [name] for name in configs}})
-    largest = config.budget_axis()[-1]
+    largest = config.quality_budget()
     quality = quality_records(summaries)
     extras = _Extras(
         results.attention_effects(per_run, by_budget, stats),
@@ -239,7 +240,7 @@ def _evaluate_all(config: StudyConfig, out: Path, configs: dict[str, Run], train
     units: list[tuple[Path, tuple[MethodSpec, ...], Path | None, bool, bool]] = []
     if config.evaluation.methods:
         units.append((folder / "references", config.evaluation.methods, None, False, True))
-    largest = config.budget_axis()[-1]
+    largest = config.quality_budget()
     for name, (_, _, patches, cfg) in configs.items():
         run = out / "runs" / name
         units.append((folder / "runs" / name, (MethodSpec(name, str(run)),), final_dir(run, cfg.stages[-1].name),
@@ -282,13 +283,21 @@ def _evaluate(cfg: EvaluationConfig, folder: Path, again: bool, progress: bool) 
             earlier = json.loads(summary_json.read_text(encoding="utf-8")).get("config")
         except (OSError, ValueError):
             earlier = None
-        if earlier == json.loads(json.dumps(cfg.to_dict())):
+        wanted = json.loads(json.dumps(cfg.to_dict()))
+        if earlier == wanted or (not cfg.quality.enabled and isinstance(earlier, dict)
+                                 and _without_quality(earlier) == _without_quality(wanted)):
+            # an evaluation with the quality section answers one without it (the runs of a budget that was
+            # the largest before a larger one was added keep theirs)
             log.info("evaluation: %s evaluated earlier (%s)", folder.name, folder)
             return metrics_csv, summary_json
     log.info("evaluation: %s", folder.name)
     folder.parent.mkdir(parents=True, exist_ok=True)
     result = evaluate(cfg, folder, overwrite=folder.exists(), progress=progress)
     return result.metrics_csv, result.summary_json
+
+
+def _without_quality(config: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in config.items() if k != "quality"}
 
 
 @dataclass(frozen=True)
@@ -326,14 +335,14 @@ def _describe_runs(config: StudyConfig) -> str:
     budget = config.budget
     if config.budgets:
         grid = (f"{', '.join(config.presets)} x seeds {list(config.seeds)} at each budget of "
-                f"{', '.join(map(str, config.budgets))} training patches")
+                f"{', '.join(map(str, config.budgets))} training patches (a table per budget)")
     else:
         grid = f"{', '.join(config.presets)} x seeds {list(config.seeds)} at {budget.patches} training patches"
     more = "".join(f"; {', '.join(g.presets)} x seeds {list(g.seeds)} at "
                    + (", ".join(map(str, g.budgets or config.budgets)) or str(budget.patches)) + " patches"
                    for g in config.additional_runs)
-    return (f"{grid}{more}, on {config.data_root} (split {config.split.to_dict()}, seed {config.split_seed}); a "
-            f"table per budget. Presets with an adversarial stage spent {budget.gan_fraction:.0%} of their patches there.")
+    return (f"{grid}{more}, on {config.data_root} (split {config.split.to_dict()}, seed {config.split_seed}). "
+            f"Presets with an adversarial stage spent {budget.gan_fraction:.0%} of their patches there.")
 
 
 def _write(out: Path, config: StudyConfig, configs: dict[str, Run], outcomes: dict[int | None, _Outcome],

@@ -112,7 +112,8 @@ def seeded_difference(a: np.ndarray, b: np.ndarray, patients: Sequence[str], res
     (seeds of b, slices) on the same test slices of ``patients``. The estimate is the mean over patients
     of (a's seed mean - b's seed mean) per patient. The interval resamples both sources of spread: the
     patients (paired, as both presets saw the same ones) and, independently, each preset's seeds, so it
-    widens when a seed's luck decides the difference (a percentile bootstrap; with 2 seeds it is coarse)."""
+    widens when a seed's luck decides the difference (a percentile bootstrap; with 2 seeds it is coarse).
+    A preset with one seed adds no seed spread: its luck is unknown, and the interval is too narrow."""
     x, y = np.atleast_2d(np.asarray(a, dtype=np.float64)), np.atleast_2d(np.asarray(b, dtype=np.float64))
     if x.shape[1] != y.shape[1] or x.shape[1] != len(patients) or x.shape[1] == 0:
         raise ValueError(f"need (seeds, slices) arrays on the same {len(patients)} slices, got {x.shape} and {y.shape}")

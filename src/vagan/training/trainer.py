@@ -84,12 +84,13 @@ class TrainData:
 @dataclass
 class Progress:
     """Where a stage stands: the next batch to run is ``batch`` of ``epoch``; ``seconds`` of wall time
-    spent on it so far (steps and validations, every resumed process together)."""
+    spent on it so far (steps and validations, every resumed process together; ``None`` when it was
+    resumed from a checkpoint that did not record it)."""
 
     epoch: int = 0
     batch: int = 0
     step: int = 0
-    seconds: float = 0.0
+    seconds: float | None = 0.0
 
 
 MIX_SHARE_SLACK = 0.05
@@ -257,7 +258,7 @@ class _Stage:
                 self.scaler.load_state_dict(ckpt.state["scaler"])
             p = ckpt.meta["progress"]
             self.progress = Progress(epoch=int(p["epoch"]), batch=int(p["batch"]), step=int(p["step"]),
-                                     seconds=float(p.get("seconds", 0.0)))
+                                     seconds=None if p.get("seconds") is None else float(p["seconds"]))
         except torch.OutOfMemoryError:
             raise
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
@@ -270,11 +271,12 @@ class _Stage:
         p = self.progress
         if self.clock is not None:
             now = time.perf_counter()
-            p.seconds += now - self.clock
+            if p.seconds is not None:
+                p.seconds += now - self.clock
             self.clock = now
         meta = {"preset": self.cfg.preset, "stage": self.stage.name, "config": self.cfg.to_dict(),
                 "precision": self.precision.name,
-                "progress": {"epoch": p.epoch, "batch": p.batch, "step": p.step, "seconds": round(p.seconds, 3)},
+                "progress": {"epoch": p.epoch, "batch": p.batch, "step": p.step, "seconds": None if p.seconds is None else round(p.seconds, 3)},
                 "complete": name == FINAL, "machine": describe_machine(self.device),
                 "metrics": metrics or {}, "training_data": self.data.describe()}
         state = {"opt_g": self.opt_g.state_dict(), "rng": self.rng.get_state()}
