@@ -293,7 +293,7 @@ def test_the_task_based_section_runs_at_the_largest_budget_only(tmp_path, monkey
     configs = run_configs(config, "cpu")
     for name in configs:  # a run folder to evaluate (it is not opened: _evaluate is the fake)
         (tmp_path / "out" / "runs" / name).mkdir(parents=True)
-    study_runner._evaluate_all(config, tmp_path / "out", configs, set(), "cpu", False)
+    study_runner._evaluate_all(config, tmp_path / "out", configs, "cpu", False)
     # the grid's largest budget, not the additional runs' larger one
     assert seen == {"references": True, "g_psnr-seed0-8patches": False, "red_cnn-seed0-8patches": False,
                     "g_psnr-seed0-16patches": True, "red_cnn-seed0-24patches": False}

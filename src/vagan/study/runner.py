@@ -143,11 +143,10 @@ def _write_config(out: Path, config: StudyConfig) -> None:
         tmp.write_text(yaml.safe_dump(_plain(config), sort_keys=False), encoding="utf-8")
 
 
-def _train_all(out: Path, configs: dict[str, Run]) -> list[str]:
-    """Train the runs not finished earlier; their names."""
+def _train_all(out: Path, configs: dict[str, Run]) -> None:
+    """Train the runs not finished earlier."""
     from vagan.training.trainer import train
 
-    trained = []
     for i, (name, (*_, cfg)) in enumerate(configs.items(), start=1):
         run_dir = out / "runs" / name
         if final_dir(run_dir, cfg.stages[-1].name).is_dir():
@@ -157,8 +156,6 @@ def _train_all(out: Path, configs: dict[str, Run]) -> list[str]:
         log.info("run %d/%d %s: %s", i, len(configs), name, "resuming" if resume else
                  ", ".join(f"{s.name} {s.max_steps} steps of {s.batch_size}" for s in cfg.stages))
         train(cfg, run_dir, resume=resume)
-        trained.append(name)
-    return trained
 
 
 def _curves(out: Path, configs: dict[str, Run]) -> dict[str, dict[int, list[tuple[float, float]]]]:
@@ -199,9 +196,9 @@ def run_study(config: StudyConfig, out: Path, overwrite: bool = False, device: s
                           "a study trains on train patients and reports on test patients")
     prepare_evaluation(_evaluation_base(config, torch_device))  # its test set and quality phantom, before training
     _open_folder(out, config, overwrite, inputs)
-    trained = _train_all(out, configs)
+    _train_all(out, configs)
 
-    metrics, summaries = _evaluate_all(config, out, configs, set(trained), torch_device, progress)
+    metrics, summaries = _evaluate_all(config, out, configs, torch_device, progress)
     references = {m.name or m.default_name(): [m.name or m.default_name()] for m in config.evaluation.methods}
     stats = config.statistics
     by_budget: dict[int | None, dict[str, list[str]]] = {patches: {} for patches in config.budget_axis()}
@@ -229,28 +226,29 @@ def run_study(config: StudyConfig, out: Path, overwrite: bool = False, device: s
     return _write(out, config, configs, outcomes, extras, _curves(out, configs))
 
 
-def _evaluate_all(config: StudyConfig, out: Path, configs: dict[str, Run], trained: set[str], device: str,
+def _evaluate_all(config: StudyConfig, out: Path, configs: dict[str, Run], device: str,
                   progress: bool) -> tuple[list[Path], list[Path]]:
     """``metrics.csv`` and ``summary.json`` of the references (one evaluation) and of every run (one
-    evaluation each, in ``OUT/evaluations/``). Each is kept from an earlier call while its settings are
-    the same, its run did not train in this call and its checkpoint is older than it: adding a run or a
-    budget evaluates only what is new, and a resumed study never evaluates a run twice."""
+    evaluation each, in ``OUT/evaluations/``). Each is kept while its settings are the same and its
+    run's final checkpoint is older than it (a run trained in this call has a newer one): adding a run or
+    a budget evaluates only what is new, a resumed study never evaluates a run twice, and a run
+    evaluated after it finished (e.g. ahead of the study, in parallel) is not evaluated again."""
     base = _evaluation_base(config, device)
     folder = out / "evaluations"
-    units: list[tuple[Path, tuple[MethodSpec, ...], Path | None, bool, bool]] = []
+    units: list[tuple[Path, tuple[MethodSpec, ...], Path | None, bool]] = []
     if config.evaluation.methods:
-        units.append((folder / "references", config.evaluation.methods, None, False, True))
+        units.append((folder / "references", config.evaluation.methods, None, True))
     largest = config.quality_budget()
     for name, (_, _, patches, cfg) in configs.items():
         run = out / "runs" / name
         units.append((folder / "runs" / name, (MethodSpec(name, str(run)),), final_dir(run, cfg.stages[-1].name),
-                      name in trained, patches == largest))
+                      patches == largest))
     metrics, summaries = [], []
-    for where, methods, checkpoint, retrained, with_quality in units:
+    for where, methods, checkpoint, with_quality in units:
         cfg = dataclasses.replace(base, methods=methods, title=f"{config.title}: {where.name}")
         if not with_quality:
             cfg = dataclasses.replace(cfg, quality=dataclasses.replace(cfg.quality, enabled=False))
-        again = retrained or (checkpoint is not None and _newer(checkpoint, where / "summary.json"))
+        again = checkpoint is not None and _newer(checkpoint, where / "summary.json")
         metrics_csv, summary_json = _evaluate(cfg, where, again=again, progress=progress)
         metrics.append(metrics_csv)
         summaries.append(summary_json)
