@@ -74,6 +74,13 @@ def read_per_slice(metrics_csvs: Sequence[Path], groups: Mapping[str, Sequence[s
     return out
 
 
+def combine(per_run: Mapping[str, PerSlice], groups: Mapping[str, Sequence[str]]) -> dict[str, PerSlice]:
+    """``groups`` (a label -> its runs) from runs read by :func:`read_per_slice` one by one: each slice's value
+    the mean over the group's runs (seeds)."""
+    return {label: PerSlice({k: np.mean([per_run[r].values[k] for r in runs], axis=0) for k in TABLE_METRICS},
+                            per_run[runs[0]].patients, tuple(runs)) for label, runs in groups.items()}
+
+
 def fid_by_group(summary_jsons: Sequence[Path], groups: Mapping[str, Sequence[str]]) -> dict[str, float]:
     """Mean FID over a group's runs, from evaluations' ``summary.json`` files (groups without FID are left out)."""
     methods: dict[str, Any] = {}

@@ -204,16 +204,16 @@ def run_study(config: StudyConfig, out: Path, overwrite: bool = False, device: s
     by_budget: dict[int | None, dict[str, list[str]]] = {patches: {} for patches in config.budget_axis()}
     for name, (preset, _, at, _) in configs.items():
         by_budget[at].setdefault(preset, []).append(name)
+    per_run = results.read_per_slice(metrics, {**references, **{name: [name] for name in configs}})
     outcomes = {}
     for patches, groups in by_budget.items():
         everything = {**references, **groups}
-        per_slice = results.read_per_slice(metrics, everything)
+        per_slice = results.combine(per_run, everything)
         fid = results.fid_by_group(summaries, everything)
         presets = config.presets_at(patches)
         outcomes[patches] = _Outcome(
             groups, results.intervals(per_slice, stats), fid, results.paired_with_references(per_slice, presets, stats),
             results.orderings(per_slice, fid, presets, stats))
-    per_run = results.read_per_slice(metrics, {**references, **{name: [name] for name in configs}})
     largest = config.quality_budget()
     quality = quality_records(summaries)
     extras = _Extras(

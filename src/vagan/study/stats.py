@@ -119,14 +119,11 @@ def seeded_difference(a: np.ndarray, b: np.ndarray, patients: Sequence[str], res
         raise ValueError(f"need (seeds, slices) arrays on the same {len(patients)} slices, got {x.shape} and {y.shape}")
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise ValueError("seeded difference: the values hold NaN or infinite values")
-    names = list(dict.fromkeys(patients))
-    member = np.array([names.index(p) for p in patients])
-    counts = np.bincount(member, minlength=len(names))
-    # per seed and patient: the mean over the patient's slices
-    px = np.stack([np.bincount(member, weights=row, minlength=len(names)) / counts for row in x])
-    py = np.stack([np.bincount(member, weights=row, minlength=len(names)) / counts for row in y])
+    # (seeds, patients): each seed's mean over each patient's slices
+    px, py = (np.array([list(group_means(row, patients).values()) for row in z]) for z in (x, y))
+    n_patients = px.shape[1]
     rng = np.random.default_rng(seed)
-    drawn_patients = rng.integers(0, len(names), size=(resamples, len(names)))
+    drawn_patients = rng.integers(0, n_patients, size=(resamples, n_patients))
     seeds_x = rng.integers(0, len(px), size=(resamples, len(px)))
     seeds_y = rng.integers(0, len(py), size=(resamples, len(py)))
     # (resamples, patients): each resample's seed mean per patient, then its drawn patients
@@ -136,4 +133,4 @@ def seeded_difference(a: np.ndarray, b: np.ndarray, patients: Sequence[str], res
     diffs = (mean_x[rows, drawn_patients] - mean_y[rows, drawn_patients]).mean(axis=1)
     tail = (1 - confidence) / 2
     low, high = np.quantile(diffs, [tail, 1 - tail])
-    return Interval(float((px.mean(axis=0) - py.mean(axis=0)).mean()), float(low), float(high), len(names))
+    return Interval(float((px.mean(axis=0) - py.mean(axis=0)).mean()), float(low), float(high), n_patients)
