@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).parent
-ORDER = ("inference", "inference_engine_avx2", "shipped", "denoise_series", "runtime", "training", "inference_gpu", "training_gpu", "models", "simulator", "real_simulation", "quality_256", "quality_512", "observers", "dicom_io")
+ORDER = ("inference", "inference_engine_avx2", "shipped", "denoise_series", "runtime", "training", "study_real_anatomy", "inference_gpu", "training_gpu", "models", "simulator", "real_simulation", "quality_256", "quality_512", "observers", "dicom_io")
 
 HEADER = """# Benchmark results
 
