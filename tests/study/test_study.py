@@ -327,6 +327,34 @@ def test_an_evaluation_with_the_quality_section_stands_for_one_without(tmp_path,
         study_runner._evaluate(other, folder, again=False, progress=False)
 
 
+def test_an_evaluation_from_before_a_new_option_existed_is_kept_while_the_option_is_at_its_default(
+        tmp_path, monkeypatch) -> None:
+    """Upgrading vagan must not re-evaluate a whole study: settings recorded without an option added since
+    (here ``fid_tile``) read as its default; setting the option evaluates again."""
+    import dataclasses
+
+    from vagan.evaluation import runner as evaluation_runner
+    from vagan.evaluation.eval_config import EvaluationConfig
+    from vagan.study import runner as study_runner
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("evaluated again")
+
+    monkeypatch.setattr(evaluation_runner, "evaluate", refuse)
+    cfg = EvaluationConfig.from_dict({"methods": ["ldct"]})
+    recorded = {k: v for k, v in cfg.to_dict().items() if k != "fid_tile"}
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "metrics.csv").write_text("method\n")
+    (folder / "summary.json").write_text(json.dumps({"config": recorded}))
+    assert study_runner._evaluate(cfg, folder, again=False, progress=False)[0] == folder / "metrics.csv"
+    with pytest.raises(AssertionError, match="evaluated again"):
+        study_runner._evaluate(dataclasses.replace(cfg, fid_tile=64), folder, again=False, progress=False)
+    (folder / "summary.json").write_text(json.dumps({"config": {**recorded, "fid_net": "no such net"}}))
+    with pytest.raises(AssertionError, match="evaluated again"):  # settings that no longer read are not kept
+        study_runner._evaluate(cfg, folder, again=False, progress=False)
+
+
 def test_task_table_averages_seeds_and_reports_the_worst_soft_tissue_bias() -> None:
     from vagan.study.task_based import task_table
 

@@ -277,10 +277,7 @@ def _evaluate(cfg: EvaluationConfig, folder: Path, again: bool, progress: bool) 
 
     metrics_csv, summary_json = folder / "metrics.csv", folder / "summary.json"
     if not again and metrics_csv.is_file() and summary_json.is_file():
-        try:
-            earlier = json.loads(summary_json.read_text(encoding="utf-8")).get("config")
-        except (OSError, ValueError):
-            earlier = None
+        earlier = _settings_read_back(summary_json)
         wanted = json.loads(json.dumps(cfg.to_dict()))
         if earlier == wanted or (not cfg.quality.enabled and isinstance(earlier, dict)
                                  and _without_quality(earlier) == _without_quality(wanted)):
@@ -292,6 +289,16 @@ def _evaluate(cfg: EvaluationConfig, folder: Path, again: bool, progress: bool) 
     folder.parent.mkdir(parents=True, exist_ok=True)
     result = evaluate(cfg, folder, overwrite=folder.exists(), progress=progress)
     return result.metrics_csv, result.summary_json
+
+
+def _settings_read_back(summary_json: Path) -> dict[str, Any] | None:
+    """The evaluation settings recorded in ``summary_json``, through today's schema: an option added since
+    then reads as its default, so a new option left at its default keeps earlier evaluations."""
+    try:
+        earlier = json.loads(summary_json.read_text(encoding="utf-8")).get("config")
+        return json.loads(json.dumps(EvaluationConfig.from_dict(earlier).to_dict()))
+    except (OSError, ValueError, TypeError, AttributeError, ConfigError):
+        return None
 
 
 def _without_quality(config: dict[str, Any]) -> dict[str, Any]:
