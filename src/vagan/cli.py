@@ -258,7 +258,7 @@ def evaluate(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Evaluation YAML (methods, data, FID, ...)."),
     data: Optional[Path] = typer.Option(None, "--data", help="Test dataset root (default: the first model's data)."),
     subset: Optional[str] = typer.Option(None, "--subset", help="test (default), val, train or all."),
-    fid_net: Optional[str] = typer.Option(None, "--fid-net", help="random-ct (default), vgg19, inception or none."),
+    fid_net: Optional[str] = typer.Option(None, "--fid-net", help="ct-quality (default: trained on real CT, docs/fid.md), random-ct (untrained), vgg19, inception or none."),
     device: Optional[str] = typer.Option(None, "--device", help="auto, cpu, cuda or cuda:N."),
     precision: Optional[str] = typer.Option(None, "--precision", help=PRECISION_HELP + " Default: auto."),
     compile_: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="torch.compile the networks."),

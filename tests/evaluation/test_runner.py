@@ -73,7 +73,7 @@ def _read_pairs_by_hand(folder: Path) -> list[tuple[np.ndarray, np.ndarray]]:
 def test_table_has_one_row_per_method_in_order(evaluated):
     assert [row[0] for row in evaluated.table.rows] == NAMES
     assert set(evaluated.summary) == set(NAMES)
-    assert any(c.startswith("FID [random-ct") for c in evaluated.table.columns)
+    assert any(c.startswith("FID [ct-quality(") for c in evaluated.table.columns)
     assert "ms / 64² slice" in evaluated.table.columns
 
 
@@ -157,7 +157,7 @@ def test_report_files_exist_and_are_complete(evaluated, runs):
         assert f"figures/{png.name}" in md and f"figures/{png.name}" in html
     assert sorted(p.name for p in (out / "figures").iterdir()) == sorted(p.name for p in evaluated.figures)
     assert not [p for p in base.iterdir() if p.name.startswith(".out")]  # no temporary folder left
-    for text in ("T002", "[-1024, 3072]", "[-160, 240]", "random-ct", "2048", "torch"):
+    for text in ("T002", "[-1024, 3072]", "[-160, 240]", "ct-quality", "2048", "torch"):
         assert text in md, text
     rows = (out / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("method,image_index,patient,slice,psnr_patch")

@@ -138,9 +138,12 @@ class EvaluationConfig(Section):
     Data: ``data_root``/``split``/``split_seed``/``thickness`` default to the first model's
     ``config.data`` (then to ``DataConfig``'s defaults); ``subset`` is a subset of the split or
     ``"all"`` (every patient under ``data_root``); ``max_slices`` caps the test slices.
-    FID: ``fid_net`` ``random-ct`` (default: an untrained fixed-seed net, rankings only),
+    FID: ``fid_net`` ``ct-quality`` (default: trained on real CT to see residual noise and blur; shipped,
+    docs/fid.md), ``random-ct`` (an untrained fixed-seed net, rankings only),
     ``vgg19`` (ImageNet VGG19 ``fid_vgg_layer`` from ``fid_weights`` or the torch hub cache),
-    ``inception`` (torch-fidelity's weights) or ``none``.
+    ``inception`` (torch-fidelity's weights) or ``none``; ``fid_tile`` N takes the features of every
+    N x N tile inside the body (NDCT mean above -500 HU, the same tiles for every method) instead of
+    one per whole slice, so that a test set of a few slices gives hundreds of samples.
     BM3D: a plain ``bm3d`` or ``bm3d-psd`` is calibrated on ``calibration_slices`` LDCT/NDCT slices of
     validation, then training patients (two of each, evenly spaced through the series).
     Timing: ``timing_slices`` test LDCT slices centre-padded (air) / cropped to
@@ -158,10 +161,11 @@ class EvaluationConfig(Section):
     split_seed: int | None = bounded(None, ge=0)
     thickness: str | None = None
     max_slices: int | None = bounded(None, ge=1)
-    fid_net: FidNet = "random-ct"
+    fid_net: FidNet = "ct-quality"
     fid_weights: str | None = None
     fid_seed: int = bounded(0, ge=0)  # numpy seeds are non-negative
     fid_vgg_layer: str = "conv5_4"
+    fid_tile: int | None = bounded(None, ge=16)
     device: str = "cpu"
     precision: PrecisionName = "auto"
     compile: bool = False

@@ -2,7 +2,11 @@
 
 A :class:`FeatureNet` maps ``(B, 1, H, W)`` images in [0, 1] (HU mapped through its
 ``window``, by default the display window [-160, 240] HU) to ``(B, D)`` features.
-Three kinds (:func:`build_feature_net`):
+Four kinds (:func:`build_feature_net`):
+
+* ``ct-quality``: a small CNN trained on real normal-dose CT to estimate a patch's dose and blur
+  (:mod:`vagan.evaluation.ct_quality_net`), the net that fits CT: it sees the residual noise and the
+  lost sharpness by which a denoiser departs from normal dose. Its weights ship with vagan.
 
 * ``inception``: Inception-v3 pool3 (2048) through torchmetrics/torch-fidelity, the standard
   FID network. Needs the ``torch-fidelity`` package and its weight file in the torch hub cache
@@ -28,9 +32,9 @@ import torch
 from torch import nn
 
 from vagan.errors import ConfigError, MissingResourceError
-from vagan.io.windowing import DISPLAY_RANGE, HURange
+from vagan.io.windowing import BODY_THRESHOLD_HU, DISPLAY_RANGE, HURange
 
-FeatureKind = Literal["inception", "vgg19", "random-ct"]
+FeatureKind = Literal["ct-quality", "inception", "vgg19", "random-ct"]
 FEATURE_KINDS: tuple[str, ...] = get_args(FeatureKind)
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"
 
@@ -147,7 +151,7 @@ def inception_net(weights_path: Path | None = None, window: HURange = DISPLAY_RA
         raise MissingResourceError(
             "FID feature net 'inception' needs the torch-fidelity package, which is not installed; "
             "install it with `pip install torch-fidelity` (or `pip install torchmetrics[image]`), "
-            "or choose the feature net 'vgg19' or 'random-ct'"
+            "or choose the feature net 'ct-quality', 'vgg19' or 'random-ct'"
         ) from exc
     path = Path(weights_path) if weights_path is not None else default_inception_weights()
     if not path.is_file():
@@ -155,7 +159,7 @@ def inception_net(weights_path: Path | None = None, window: HURange = DISPLAY_RA
             f"Inception-v3 FID weights not found at {path}; nothing is downloaded at run time. "
             f"Fetch {INCEPTION_WEIGHTS_FILE} (torch-fidelity release v0.2.0) on a machine with internet, "
             f"then copy it to {default_inception_weights()} or pass its path as the FID weights; "
-            "or choose the feature net 'vgg19' or 'random-ct'"
+            "or choose the feature net 'ct-quality', 'vgg19' or 'random-ct'"
         )
     from torchmetrics.image.fid import NoTrainInceptionV3
 
@@ -175,13 +179,17 @@ def build_feature_net(
     window: HURange = DISPLAY_RANGE,
     in_channels: int = 1,
 ) -> FeatureNet:
-    """Make a :class:`FeatureNet` of ``kind`` ``inception`` | ``vgg19`` | ``random-ct``.
+    """Make a :class:`FeatureNet` of ``kind`` ``ct-quality`` | ``inception`` | ``vgg19`` | ``random-ct``.
 
-    ``vgg19`` needs ``module`` (a network mapping ``(B, in_channels, H, W)`` to features);
+    ``ct-quality`` and ``inception`` load ``weights_path`` (default: the shipped / cached file); ``vgg19`` needs ``module`` (a network mapping ``(B, in_channels, H, W)`` to features);
     ``name`` overrides its report name (default ``"vgg19"``).
     """
     if kind == "random-ct":
         return random_ct_net(seed, window)
+    if kind == "ct-quality":
+        from vagan.evaluation.ct_quality_net import ct_quality_feature_net
+
+        return ct_quality_feature_net(weights_path, window)
     if kind == "inception":
         return inception_net(weights_path, window)
     if kind == "vgg19":
@@ -215,6 +223,20 @@ def _iter_images(images: np.ndarray | torch.Tensor | Iterable[np.ndarray | torch
         if t.ndim != 2:
             raise ValueError(f"images: each image must be (H, W), got {tuple(t.shape)}")
         yield t
+
+
+def body_tiles(ndct: np.ndarray, tile: int) -> list[tuple[int, int, int]]:
+    """``(image, row, col)`` of the non-overlapping ``tile`` x ``tile`` tiles of ``ndct`` ``(N, H, W)`` (HU)
+    whose mean lies above :data:`~vagan.io.windowing.BODY_THRESHOLD_HU`; an image smaller than a tile gives none."""
+    n, h, w = ndct.shape
+    return [(i, r, c) for i in range(n) for r in range(0, h - tile + 1, tile) for c in range(0, w - tile + 1, tile)
+            if float(ndct[i, r:r + tile, c:c + tile].mean()) > BODY_THRESHOLD_HU]
+
+
+def cut_tiles(images: np.ndarray, where: Sequence[tuple[int, int, int]], tile: int) -> np.ndarray:
+    """The tiles ``(len(where), tile, tile)`` of ``images`` ``(N, H, W)`` at :func:`body_tiles`' positions."""
+    return np.stack([images[i, r:r + tile, c:c + tile] for i, r, c in where]) if where else \
+        np.zeros((0, tile, tile), images.dtype)
 
 
 @torch.no_grad()

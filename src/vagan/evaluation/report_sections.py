@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from vagan.evaluation.eval_config import EvaluationConfig
+from vagan.evaluation.fid import MIN_UNBIASED_SAMPLES
 from vagan.evaluation.inputs import EvaluationData, Method
 from vagan.evaluation.metrics import (
     FIELD,
@@ -84,13 +85,22 @@ def method_sections(cfg: EvaluationConfig, methods: Sequence[Method], test: Eval
     if fid_name is None:
         fid = "FID was not computed (fid_net: none" + (", or fewer than 2 test slices)." if len(test.pairs) < 2 else ").")
     else:
-        fid = (f"FID per method between the NDCT slices (real) and the method's outputs (fake), whole slices mapped "
+        n = next(r.n_real for r in collected.fid.values())
+        unit = ("whole slices" if cfg.fid_tile is None else
+                f"the {cfg.fid_tile}x{cfg.fid_tile} tiles inside the body (NDCT mean above {BODY_THRESHOLD_HU:g} HU; the same "
+                "tiles for every method)")
+        fid = (f"FID per method between the NDCT (real) and the method's outputs (fake), {unit} mapped "
                f"through the display window {DISPLAY_WINDOW_TEXT} to [0, 1], features from {fid_name}. "
-               f"n = {len(test.pairs)} slices per set: far fewer than the 2048 needed for an unbiased estimate, so "
-               "values are biased upwards and only the ranking of methods on the same test set means anything.")
+               f"n = {n} {'slices' if cfg.fid_tile is None else 'tiles'} per set"
+               + (": far fewer than the 2048 needed for an unbiased estimate, so values are biased upwards and "
+                  "only the ranking of methods on the same test set means anything." if n < MIN_UNBIASED_SAMPLES else "."))
         if fid_name.startswith("random-ct"):
             fid += (" random-ct is an untrained network with fixed-seed random weights (no pretrained weights are "
                     "available offline): its FIDs cannot be compared with published ones.")
+        elif fid_name.startswith("ct-quality"):
+            fid += (" ct-quality is trained on real normal-dose CT to estimate the dose and blur of a patch "
+                    "(docs/fid.md): its features see residual noise and lost sharpness; its FIDs compare only "
+                    "with FIDs from the same weights (the name carries their checksum).")
     timing = ("Not measured (timing_slices = 0)." if not cfg.timing_slices else
               f"Milliseconds per {cfg.timing_size}x{cfg.timing_size} slice, mean ± std over {cfg.timing_slices} "
               "test LDCT slices centre-padded with air / cropped to that size, one slice per call, after one "

@@ -118,7 +118,7 @@ def run_methods(cfg: EvaluationConfig, methods: Sequence[Method], test: Evaluati
     cut the ``noise_rois`` out of each output."""
     from tqdm.auto import tqdm
 
-    from vagan.evaluation.feature_nets import extract_features
+    from vagan.evaluation.feature_nets import body_tiles, cut_tiles, extract_features
     from vagan.inference.bm3d_denoiser import BM3DDenoiser
 
     pairs = test.pairs
@@ -130,15 +130,23 @@ def run_methods(cfg: EvaluationConfig, methods: Sequence[Method], test: Evaluati
     def stack(start: int, stop: int, what: str) -> np.ndarray:
         return np.stack([getattr(p, what) for p in pairs[start:stop]]).astype(np.float32)
 
-    real_features = None
+    def fid_images(images: np.ndarray, start: int) -> np.ndarray:
+        """What FID sees of the chunk starting at ``start``: its whole slices, or its body tiles."""
+        return cut_tiles(images, tiles[start], cfg.fid_tile) if tiles else images
+
+    real_features, tiles = None, {}
     if fid_net is not None:
-        if len(pairs) < 2:
-            out.notes.append("FID needs at least 2 test slices; it was not computed.")
+        if cfg.fid_tile is not None:
+            tiles = {a: body_tiles(stack(a, b, "ndct"), cfg.fid_tile) for a, b in chunks}
+        samples = sum(map(len, tiles.values())) if cfg.fid_tile is not None else len(pairs)
+        if samples < 2:
+            out.notes.append(f"FID needs at least 2 test {'tiles inside the body' if tiles else 'slices'}; "
+                             "it was not computed.")
             fid_net = None
         else:
             fid_net = fid_net.to(device)
-            real_features = torch.cat([extract_features(fid_net, stack(a, b, "ndct"), cfg.batch_size)
-                                       for a, b in chunks])
+            real_features = torch.cat([extract_features(fid_net, fid_images(stack(a, b, "ndct"), a), cfg.batch_size)
+                                       for a, b in chunks if not tiles or tiles[a]])
     for method in methods:
         feats, mse = [], {"signed": [], "abs": []}
         out.outputs[method.name], out.attention[method.name] = {}, {}
@@ -154,8 +162,8 @@ def run_methods(cfg: EvaluationConfig, methods: Sequence[Method], test: Evaluati
                     raise MethodOutputError(f"method {method.name} produced NaN/inf on test slices {a}-{b - 1}; "
                                             "check the checkpoint")
                 acc.update(method.name, hu, ndct, image_index=a)
-                if fid_net is not None:
-                    feats.append(extract_features(fid_net, hu, cfg.batch_size))
+                if fid_net is not None and (not tiles or tiles[a]):
+                    feats.append(extract_features(fid_net, fid_images(hu, a), cfg.batch_size))
                 if isinstance(method.denoiser, BM3DDenoiser):
                     sigmas.extend(method.denoiser.last_sigmas_hu)
                 if attention is not None:

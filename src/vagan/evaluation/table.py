@@ -114,6 +114,9 @@ def table_ii(
         notes.append(f"FID [{net}] on n = {ns} images.")
     if any(net.startswith("random-ct") for net in nets):
         notes.append("random-ct is an untrained random network: only the ranking of its FIDs is meaningful.")
+    if any(net.startswith("ct-quality") for net in nets):
+        notes.append("ct-quality is trained on real CT to see residual noise and blur (docs/fid.md); its FIDs "
+                     "compare only with those of the same weights (checksum in the name).")
     if small:
         notes.append(f"† fewer than {MIN_UNBIASED_SAMPLES} samples: FID is biased upwards; compare only at equal n.")
     return ReportTable(title, columns, rows, caption=" ".join(notes))
