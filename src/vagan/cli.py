@@ -388,6 +388,26 @@ def export(
                f"RMS {report.rms_diff_hu:.2g} HU")
 
 
+@app.command("train-fid-net")
+def train_fid_net(
+    data: Path = typer.Argument(..., help="A dataset with noise pools (`vagan simulate OUT --from DIR --set noise_pool=true`)."),
+    out: Path = typer.Argument(..., help="New folder for ct-quality.safetensors and ct-quality.json."),
+    patient: Optional[list[str]] = typer.Option(None, "--patient", help="A training patient (repeatable)."),
+    val: Optional[list[str]] = typer.Option(None, "--val", help="A validation patient, not trained on (repeatable)."),
+    thickness: str = typer.Option("any", "--thickness", help="Slice thickness of the series, e.g. 3mm, or any."),
+    steps: int = typer.Option(3000, "--steps", help="Training steps of 32 patches."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the patches, the degradations and the initial weights."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an OUT that vagan wrote."),
+) -> None:
+    """Train the ct-quality FID feature net on real normal-dose CT: it learns the dose of inserted noise and the blur
+    of a patch (docs/fid.md). Use it with `vagan evaluate --set fid_weights=OUT/ct-quality.safetensors`."""
+    from vagan.evaluation.ct_quality_training import TrainingSettings, run_training
+
+    settings = TrainingSettings(steps=steps, seed=seed)
+    weights = run_training(data, out, patient or [], val or [], thickness, settings, overwrite)
+    typer.echo(f"wrote {weights}")
+
+
 @app.command()
 def serve(
     config: Path = typer.Argument(..., metavar="CONFIG", help="Node YAML: port, AE title, allowed peers, model, "

@@ -38,7 +38,7 @@ def runs(tmp_path_factory):
 def evaluated(runs):
     base, _ = runs
     cfg = EvaluationConfig.from_dict(dict(methods=["ldct", "ndct", "bm3d", str(base / "ga"), str(base / "g")],
-                                          patches=PATCHES, timing_slices=1, timing_size=64))
+                                          patches=PATCHES, timing_slices=1, timing_size=64, fid_tile=16))
     return evaluate(cfg, base / "out", progress=False)
 
 
@@ -166,7 +166,8 @@ def test_report_files_exist_and_are_complete(evaluated, runs):
     assert summary["data"]["patients"] == ["T002"] and summary["data"]["slices"] == 4
     assert summary["methods"]["NDCT (oracle)"]["metrics"]["psnr_slice"]["mean"] == "inf"
     assert EvaluationConfig.from_dict(summary["config"]) == EvaluationConfig.from_dict(dict(
-        methods=[m["spec"] for m in summary["config"]["methods"]], patches=PATCHES, timing_slices=1, timing_size=64))
+        methods=[m["spec"] for m in summary["config"]["methods"]], patches=PATCHES, timing_slices=1, timing_size=64,
+        fid_tile=16))
 
 
 def test_attention_figure_only_for_the_attentive_model(evaluated):

@@ -285,7 +285,7 @@ def test_the_task_based_section_runs_at_the_largest_budget_only(tmp_path, monkey
     config = load_study_config(path)
     seen = {}
 
-    def fake_evaluate(cfg, folder, again, progress):
+    def fake_evaluate(cfg, folder, again, progress, fid=None):
         seen[folder.name] = cfg.quality.enabled
         return folder / "metrics.csv", folder / "summary.json"
 
@@ -349,10 +349,50 @@ def test_an_evaluation_from_before_a_new_option_existed_is_kept_while_the_option
     (folder / "summary.json").write_text(json.dumps({"config": recorded}))
     assert study_runner._evaluate(cfg, folder, again=False, progress=False)[0] == folder / "metrics.csv"
     with pytest.raises(AssertionError, match="evaluated again"):
-        study_runner._evaluate(dataclasses.replace(cfg, fid_tile=64), folder, again=False, progress=False)
+        study_runner._evaluate(dataclasses.replace(cfg, fid_tile=32), folder, again=False, progress=False)
     (folder / "summary.json").write_text(json.dumps({"config": {**recorded, "fid_net": "no such net"}}))
     with pytest.raises(AssertionError, match="evaluated again"):  # settings that no longer read are not kept
         study_runner._evaluate(cfg, folder, again=False, progress=False)
+
+
+def test_an_evaluation_whose_fid_came_from_other_weights_or_tiling_is_evaluated_again(tmp_path, monkeypatch) -> None:
+    """The settings name the FID net, not its weights (the shipped ct-quality changes with vagan) nor what an
+    older vagan meant by them: the label recorded with the FID decides too."""
+    from vagan.evaluation import runner as evaluation_runner
+    from vagan.evaluation.eval_config import EvaluationConfig
+    from vagan.study import runner as study_runner
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("evaluated again")
+
+    monkeypatch.setattr(evaluation_runner, "evaluate", refuse)
+    cfg = EvaluationConfig.from_dict({"methods": ["ldct"]})
+    label = study_runner._fid_label(cfg)
+    assert label.startswith("ct-quality(") and label.endswith(")/tile64")
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "metrics.csv").write_text("method\n")
+    for recorded, kept in ((label, True), (None, True), ("ct-quality(00000000)/tile64", False),
+                           (label.removesuffix("/tile64"), False)):
+        (folder / "summary.json").write_text(json.dumps({"config": cfg.to_dict(), "fid_net": recorded}))
+        if kept:
+            assert study_runner._evaluate(cfg, folder, again=False, progress=False, fid=label)[0].name == "metrics.csv"
+        else:
+            with pytest.raises(AssertionError, match="evaluated again"):
+                study_runner._evaluate(cfg, folder, again=False, progress=False, fid=label)
+
+
+def test_fids_of_different_feature_nets_are_never_averaged(tmp_path) -> None:
+    from vagan.errors import InputDataError
+    from vagan.study.results import fid_by_group
+
+    files = []
+    for name, net in (("a-seed0", "ct-quality(11111111)/tile64"), ("a-seed1", "ct-quality(22222222)/tile64")):
+        files.append(tmp_path / f"{name}.json")
+        files[-1].write_text(json.dumps({"methods": {name: {"fid": {"value": 1.0, "feature_net": net}}}}))
+    with pytest.raises(InputDataError, match="several feature nets"):
+        fid_by_group(files, {"a": ["a-seed0", "a-seed1"]})
+    assert fid_by_group(files[:1], {"a": ["a-seed0"]}) == {"a": 1.0}
 
 
 def test_task_table_averages_seeds_and_reports_the_worst_soft_tissue_bias() -> None:

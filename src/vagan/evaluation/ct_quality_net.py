@@ -31,8 +31,8 @@ from vagan.io.windowing import DISPLAY_RANGE, HURange
 
 WIDTHS = (16, 32, 64, 128)
 WEIGHTS_FILE = "ct-quality.safetensors"
-META_FILE = "ct-quality.json"
-TRAINING_COMMAND = "python -m vagan.evaluation.ct_quality_training DATA_ROOT OUT --patients PATIENT..."
+META_FILE = "ct-quality.json"  # WEIGHTS_FILE with .json: settings, validation and the SHA-256
+TRAINING_COMMAND = "vagan train-fid-net DATA OUT --patient P --val PV"
 LOG2_DOSE_SCALE = 3.3219  # -log2(0.1): the regression targets are log2(dose) / this and blur_px / BLUR_SCALE
 BLUR_SCALE = 2.0
 
@@ -78,25 +78,32 @@ def default_weights() -> Path:
 
 def load_ct_quality(path: Path | None = None) -> tuple[CTQualityNet, str]:
     """The trained net (eval mode) and its report name ``ct-quality(<sha256[:8]>)``, from ``path`` or the
-    shipped file; tensors only (safetensors). A shipped file is checked against its recorded SHA-256."""
+    shipped file; tensors only (safetensors). The SHA-256 recorded beside the weights (``<name>.json``, as
+    the training writes it) must match when that file exists; the shipped weights always have one."""
     from safetensors.torch import load_file
 
-    path = Path(path) if path is not None else default_weights()
+    shipped = path is None
+    path = default_weights() if shipped else Path(path)
+    fix = "reinstall vagan" if shipped else f"train them again with `{TRAINING_COMMAND}`"
     if not path.is_file():
         raise MissingResourceError(f"FID feature net 'ct-quality': weights {path} not found; nothing is downloaded. "
-                                   f"Reinstall vagan (they ship with it) or train them with `{TRAINING_COMMAND}` "
-                                   "and pass the file as the FID weights")
+                                   + ("Reinstall vagan (they ship with it)" if shipped else
+                                      f"Give the file that `{TRAINING_COMMAND}` wrote"))
     digest = file_sha256(path)
-    meta = path.with_name(META_FILE)
-    if meta.is_file():
-        expected = json.loads(meta.read_text(encoding="utf-8")).get("sha256")
-        if expected and expected != digest:
-            raise CheckpointError(f"{path} fails its SHA-256 checksum (recorded in {meta}); reinstall vagan")
+    meta = path.with_suffix(".json")
+    if meta.is_file() or shipped:
+        try:
+            expected = json.loads(meta.read_text(encoding="utf-8"))["sha256"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{meta}: no readable SHA-256 of the ct-quality weights ({err}); {fix}") from None
+        if expected != digest:
+            raise CheckpointError(f"{path} fails its SHA-256 checksum (recorded in {meta}): the file is damaged or "
+                                  f"was changed; {fix}")
     net = CTQualityNet()
     try:
         net.load_state_dict(load_file(str(path)))
-    except (RuntimeError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path} does not hold ct-quality weights ({str(err).splitlines()[0]})") from None
+    except Exception as err:  # safetensors raises its own SafetensorError on a damaged file
+        raise CheckpointError(f"{path} does not hold ct-quality weights ({str(err).splitlines()[0]}); {fix}") from None
     return net.eval(), f"ct-quality({digest[:8]})"
 
 

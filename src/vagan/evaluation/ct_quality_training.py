@@ -5,19 +5,17 @@ a random dose inserted from the slice's noise pool (:func:`vagan.data.noise_pool
 probability ``p_full``: the scan as it was), then blurred by a Gaussian of random width (none with
 probability ``p_sharp``), flipped and rotated. The net regresses ``log2(dose)`` and the blur width
 in pixels, scaled to about [-1, 1], with a mean squared error. Validation: the same on a fixed set of
-patches from other patients; ``meta`` records their errors and the Spearman rank correlations.
+patches of the validation patients (other slices than the training's); the meta file records their
+errors and Spearman rank correlations.
 
-Usage (the shipped weights; docs/fid.md)::
-
-    python -m vagan.evaluation.ct_quality_training DATA_ROOT OUT --patients P1 [P2 ...] --val PV [...]
+``vagan train-fid-net DATA OUT --patient P --val PV`` runs it (the shipped weights: docs/fid.md).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
-import sys
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -28,35 +26,39 @@ import torch
 from scipy.ndimage import gaussian_filter
 from scipy.stats import spearmanr
 
+from vagan.config_schema import Section, bounded
 from vagan.data.noise_pool import mix
 from vagan.data.patches import SlicePair
-from vagan.errors import ConfigError, VaganError
+from vagan.errors import ConfigError, InputDataError
 from vagan.evaluation.ct_quality_net import BLUR_SCALE, LOG2_DOSE_SCALE, META_FILE, WEIGHTS_FILE, CTQualityNet
+from vagan.io.atomic import atomic_dir, check_output, with_default_mode
+from vagan.io.checksum import file_sha256
 from vagan.io.windowing import BODY_THRESHOLD_HU, DISPLAY_RANGE
 
 log = logging.getLogger(__name__)
 
+MAX_MISSES = 1000  # slices drawn in a row without a crop inside the body before the data is refused
+
 
 @dataclass(frozen=True)
-class TrainingSettings:
+class TrainingSettings(Section):
     """How the net trains; recorded in the weights' meta file."""
 
-    steps: int = 1500
-    batch_size: int = 32
-    patch: int = 64
-    lr: float = 1e-3
-    min_dose: float = 0.1
-    max_blur_px: float = 2.0
-    p_full: float = 0.25  # no inserted noise: the normal-dose scan itself
-    p_sharp: float = 0.4  # no blur
-    seed: int = 0
-    val_patches: int = 512
+    steps: int = bounded(3000, ge=1)
+    batch_size: int = bounded(32, ge=1)
+    patch: int = bounded(64, ge=16)
+    lr: float = bounded(1e-3, gt=0)
+    min_dose: float = bounded(0.1, gt=0, lt=1)
+    max_blur_px: float = bounded(2.0, gt=0.3)
+    p_full: float = bounded(0.25, ge=0, le=1)  # no inserted noise: the normal-dose scan itself
+    p_sharp: float = bounded(0.4, ge=0, le=1)  # no blur
+    seed: int = bounded(0, ge=0)
+    val_patches: int = bounded(512, ge=3)
 
-    def __post_init__(self) -> None:
-        if self.steps < 1 or self.batch_size < 1 or self.patch < 16 or self.val_patches < 2:
-            raise ConfigError(f"ct-quality training: steps, batch_size >= 1, patch >= 16 and val_patches >= 2, got {self}")
-        if not 0.0 < self.min_dose < 1.0 or self.max_blur_px <= 0 or not 0 <= self.p_full <= 1 or not 0 <= self.p_sharp <= 1:
-            raise ConfigError(f"ct-quality training: min_dose in (0, 1), max_blur_px > 0, probabilities in [0, 1]; got {self}")
+    @property
+    def crop(self) -> int:
+        """The side of the crop a patch is cut from: blurred on a larger crop, it has no border effect."""
+        return self.patch + 2 * int(np.ceil(4 * self.max_blur_px))
 
 
 def degrade(ndct: np.ndarray, noise: np.ndarray, dose: float, blur_px: float, rng: np.random.Generator) -> np.ndarray:
@@ -82,13 +84,16 @@ def _body_corner(pair: SlicePair, size: int, rng: np.random.Generator) -> tuple[
 def sample_batch(pairs: Sequence[SlicePair], n: int, s: TrainingSettings,
                  rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` degraded patches ``(n, 1, P, P)`` in [0, 1] (display window) and their scaled targets ``(n, 2)``."""
-    margin = int(np.ceil(4 * s.max_blur_px))  # blurred on a larger crop, so the patch has no border effect
-    size = s.patch + 2 * margin
-    images, targets = [], []
+    margin, size = (s.crop - s.patch) // 2, s.crop
+    images, targets, misses = [], [], 0
     while len(images) < n:
         pair = pairs[int(rng.integers(len(pairs)))]
         corner = _body_corner(pair, size, rng)
         if corner is None:
+            misses += 1
+            if misses > MAX_MISSES:
+                raise InputDataError(f"ct-quality training: no {size}x{size} crop inside the body (mean above "
+                                     f"{BODY_THRESHOLD_HU:g} HU) in {MAX_MISSES} slices drawn; give slices of patients")
             continue
         r, c = corner
         dose = 1.0 if rng.random() < s.p_full else float(np.exp(rng.uniform(np.log(s.min_dose), 0.0)))
@@ -109,10 +114,16 @@ def evaluate(net: CTQualityNet, x: torch.Tensor, y: torch.Tensor) -> dict[str, f
     dose_p, dose_t = p[:, 0] * LOG2_DOSE_SCALE, y[:, 0] * LOG2_DOSE_SCALE
     blur_p, blur_t = p[:, 1] * BLUR_SCALE, y[:, 1] * BLUR_SCALE
     sharp = blur_t == 0
+
+    def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> float | None:
+        """Spearman's rho; None when undefined (fewer than 3 values, or one side constant)."""
+        rho = float(spearmanr(a, b)[0]) if len(a) > 2 else math.nan
+        return rho if math.isfinite(rho) else None
+
     return {"rmse_log2_dose": float((dose_p - dose_t).pow(2).mean().sqrt()),
             "rmse_blur_px": float((blur_p - blur_t).pow(2).mean().sqrt()),
-            "spearman_dose": float(spearmanr(dose_p, dose_t)[0]), "spearman_blur": float(spearmanr(blur_p, blur_t)[0]),
-            "spearman_dose_unblurred": float(spearmanr(dose_p[sharp], dose_t[sharp])[0]) if sharp.sum() > 2 else None}
+            "spearman_dose": rank_correlation(dose_p, dose_t), "spearman_blur": rank_correlation(blur_p, blur_t),
+            "spearman_dose_unblurred": rank_correlation(dose_p[sharp], dose_t[sharp])}
 
 
 def train_ct_quality(train_pairs: Sequence[SlicePair], val_pairs: Sequence[SlicePair], s: TrainingSettings,
@@ -120,8 +131,12 @@ def train_ct_quality(train_pairs: Sequence[SlicePair], val_pairs: Sequence[Slice
     """Train the net on ``train_pairs`` (each with its noise pool); returns it and what the meta file records."""
     for what, pairs in (("training", train_pairs), ("validation", val_pairs)):
         if not pairs or any(p.noise is None for p in pairs):
-            raise ConfigError(f"ct-quality training: the {what} slices need noise pools "
-                              "(vagan simulate --from ... --set noise_pool=true)")
+            raise InputDataError(f"ct-quality training: the {what} slices need noise pools "
+                                 "(vagan simulate --from ... --set noise_pool=true)")
+        small = sorted({p.ndct.shape for p in pairs if min(p.ndct.shape) < s.crop})
+        if small:
+            raise InputDataError(f"ct-quality training: {what} slices of {small} are smaller than the {s.crop}x{s.crop} "
+                                 f"crops its {s.patch}x{s.patch} patches are cut from")
     torch.manual_seed(s.seed)
     rng = np.random.default_rng(s.seed)
     x_val, y_val = sample_batch(val_pairs, s.val_patches, s, np.random.default_rng(s.seed + 1))
@@ -146,54 +161,42 @@ def train_ct_quality(train_pairs: Sequence[SlicePair], val_pairs: Sequence[Slice
     return net, meta
 
 
-def save(net: CTQualityNet, meta: dict[str, object], out: Path) -> Path:
-    """Write ``OUT/ct-quality.safetensors`` and ``OUT/ct-quality.json`` (with the weights' SHA-256)."""
+def save(net: CTQualityNet, meta: dict[str, object], folder: Path) -> Path:
+    """Write ``folder/ct-quality.safetensors`` and ``folder/ct-quality.json`` (with the weights' SHA-256) into an
+    existing ``folder``; returns the weights' path."""
     from safetensors.torch import save_file
 
-    from vagan.io.atomic import atomic_file, with_default_mode
-    from vagan.io.checksum import file_sha256
-
-    out.mkdir(parents=True, exist_ok=True)
-    weights = out / WEIGHTS_FILE
-    with atomic_file(weights) as tmp:
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp))
-        with_default_mode(tmp)  # safetensors writes 0600
-    with atomic_file(out / META_FILE) as tmp:
-        tmp.write_text(json.dumps({**meta, "sha256": file_sha256(weights)}, indent=2) + "\n", encoding="utf-8")
+    weights = Path(folder) / WEIGHTS_FILE
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(weights))
+    with_default_mode(weights)  # safetensors writes 0600
+    record = {**meta, "sha256": file_sha256(weights)}
+    (Path(folder) / META_FILE).write_text(json.dumps(record, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return weights
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run_training(data_root: Path, out: Path, patients: Sequence[str], val: Sequence[str], thickness: str = "any",
+                 settings: TrainingSettings | None = None, overwrite: bool = False, progress: bool = True) -> Path:
+    """``vagan train-fid-net``: check everything, train on ``patients`` of ``data_root``, validate on ``val``,
+    and write the new folder ``out`` whole or not at all; returns the weights' path."""
     from vagan.data.paired import load_slice_pairs
 
-    parser = argparse.ArgumentParser(prog="python -m vagan.evaluation.ct_quality_training", description=__doc__.split("\n")[0])
-    parser.add_argument("data_root", type=Path, help="a dataset written by vagan simulate --from ... --set noise_pool=true")
-    parser.add_argument("out", type=Path, help="new folder for ct-quality.safetensors and ct-quality.json")
-    parser.add_argument("--patients", nargs="+", required=True, help="training patients")
-    parser.add_argument("--val", nargs="+", required=True, help="validation patients")
-    parser.add_argument("--thickness", default="any")
-    parser.add_argument("--steps", type=int, default=TrainingSettings.steps)
-    parser.add_argument("--seed", type=int, default=TrainingSettings.seed)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    settings = settings or TrainingSettings()
+    data_root, out = Path(data_root), Path(out)
+    if not patients or not val:
+        raise ConfigError("give at least one training patient (--patient) and one validation patient (--val)")
+    both = sorted(set(patients) & set(val))
+    if both:
+        raise ConfigError(f"patients {both} are both training and validation patients; the validation must be unseen")
+    check_output(out, overwrite, inputs=(data_root,), kind="fid-net")
     try:
-        if args.out.exists():
-            raise ConfigError(f"{args.out} exists; give a new folder")
-        overlap = sorted(set(args.patients) & set(args.val))
-        if overlap:
-            raise ConfigError(f"patients {overlap} are in both the training and the validation set")
-        settings = TrainingSettings(steps=args.steps, seed=args.seed)
-        train = load_slice_pairs(args.data_root, list(args.patients), args.thickness, with_noise_pool=True)
-        val = load_slice_pairs(args.data_root, list(args.val), args.thickness, with_noise_pool=True)
-        net, meta = train_ct_quality(train, val, settings)
-        meta["training_data"] = {"root": str(args.data_root), "patients": list(args.patients), "val": list(args.val)}
-        log.info("validation: %s", meta["validation"])
-        log.info("wrote %s", save(net, meta, args.out))
-    except VaganError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        train_pairs = load_slice_pairs(data_root, list(patients), thickness, with_noise_pool=True)
+        val_pairs = load_slice_pairs(data_root, list(val), thickness, with_noise_pool=True)
+    except InputDataError as err:
+        raise InputDataError(f"ct-quality training reads normal-dose slices and their noise pools: {err}") from None
+    net, meta = train_ct_quality(train_pairs, val_pairs, settings, progress)
+    meta["training_data"] = {"root": str(data_root), "patients": list(patients), "val": list(val),
+                             "thickness": thickness}
+    log.info("validation: %s", meta["validation"])
+    with atomic_dir(out, "fid-net", overwrite=overwrite, inputs=(data_root,)) as tmp:
+        save(net, meta, tmp)
+    return out / WEIGHTS_FILE

@@ -141,9 +141,10 @@ class EvaluationConfig(Section):
     FID: ``fid_net`` ``ct-quality`` (default: trained on real CT to see residual noise and blur; shipped,
     docs/fid.md), ``random-ct`` (an untrained fixed-seed net, rankings only),
     ``vgg19`` (ImageNet VGG19 ``fid_vgg_layer`` from ``fid_weights`` or the torch hub cache),
-    ``inception`` (torch-fidelity's weights) or ``none``; ``fid_tile`` N takes the features of every
-    N x N tile inside the body (NDCT mean above -500 HU, the same tiles for every method) instead of
-    one per whole slice, so that a test set of a few slices gives hundreds of samples.
+    ``inception`` (torch-fidelity's weights) or ``none``. ``fid_tile`` N (default 64) takes one feature
+    vector per N x N tile inside the body (NDCT mean above -500 HU, the same tiles for every method),
+    so that a test set of a few slices gives hundreds of samples and air does not dilute them; 0 takes
+    one per whole slice (the usual protocol for ``inception``).
     BM3D: a plain ``bm3d`` or ``bm3d-psd`` is calibrated on ``calibration_slices`` LDCT/NDCT slices of
     validation, then training patients (two of each, evenly spaced through the series).
     Timing: ``timing_slices`` test LDCT slices centre-padded (air) / cropped to
@@ -165,7 +166,7 @@ class EvaluationConfig(Section):
     fid_weights: str | None = None
     fid_seed: int = bounded(0, ge=0)  # numpy seeds are non-negative
     fid_vgg_layer: str = "conv5_4"
-    fid_tile: int | None = bounded(None, ge=16)
+    fid_tile: int = bounded(64, ge=0)
     device: str = "cpu"
     precision: PrecisionName = "auto"
     compile: bool = False
@@ -189,6 +190,9 @@ class EvaluationConfig(Section):
             raise ConfigError(f"methods: the names {dup} are used twice; give each method its own name")
         if not self.subset:
             raise ConfigError("subset: empty; use test, val, train or all")
+        if 0 < self.fid_tile < 16:
+            raise ConfigError(f"fid_tile: {self.fid_tile} px tiles are too small for a feature net; give 0 (whole "
+                              "slices) or at least 16")
         if self.zoom is not None and (min(self.zoom[:2]) < 0 or min(self.zoom[2:]) < 1):
             raise ConfigError(f"zoom: expected (row, col, height, width) with row, col >= 0 and height, width >= 1, "
                               f"got {self.zoom!r}")

@@ -233,10 +233,21 @@ def body_tiles(ndct: np.ndarray, tile: int) -> list[tuple[int, int, int]]:
             if float(ndct[i, r:r + tile, c:c + tile].mean()) > BODY_THRESHOLD_HU]
 
 
-def cut_tiles(images: np.ndarray, where: Sequence[tuple[int, int, int]], tile: int) -> np.ndarray:
-    """The tiles ``(len(where), tile, tile)`` of ``images`` ``(N, H, W)`` at :func:`body_tiles`' positions."""
-    return np.stack([images[i, r:r + tile, c:c + tile] for i, r, c in where]) if where else \
-        np.zeros((0, tile, tile), images.dtype)
+def fid_samples(images: np.ndarray, ndct: np.ndarray, tile: int) -> np.ndarray:
+    """What FID sees of ``images`` ``(N, H, W)``: the whole images (``tile`` 0), or their tiles at the body
+    tiles of the reference ``ndct`` (:func:`body_tiles`), so that every method is sampled at the same places."""
+    if not tile:
+        return images
+    where = body_tiles(ndct, tile)
+    if not where:
+        return np.zeros((0, tile, tile), images.dtype)
+    return np.stack([images[i, r:r + tile, c:c + tile] for i, r, c in where])
+
+
+def fid_label(net_name: str, tile: int) -> str:
+    """How reports name an FID: the feature net, and the tile size when it saw tiles (FIDs of different
+    nets, weights or tilings are not comparable)."""
+    return f"{net_name}/tile{tile}" if tile else net_name
 
 
 @torch.no_grad()

@@ -83,15 +83,15 @@ def method_sections(cfg: EvaluationConfig, methods: Sequence[Method], test: Eval
         "Every method sees whole slices (networks are fully convolutional) and is compared with NDCT. "
         "'NDCT (oracle)' returns the reference itself: a sanity row (PSNR inf, SSIM 1, FID 0).")
     if fid_name is None:
-        fid = "FID was not computed (fid_net: none" + (", or fewer than 2 test slices)." if len(test.pairs) < 2 else ").")
+        fid = f"FID was not computed: {collected.fid_skipped or 'fid_net: none'}."
     else:
         n = next(r.n_real for r in collected.fid.values())
-        unit = ("whole slices" if cfg.fid_tile is None else
+        unit = ("whole slices" if not cfg.fid_tile else
                 f"the {cfg.fid_tile}x{cfg.fid_tile} tiles inside the body (NDCT mean above {BODY_THRESHOLD_HU:g} HU; the same "
                 "tiles for every method)")
         fid = (f"FID per method between the NDCT (real) and the method's outputs (fake), {unit} mapped "
                f"through the display window {DISPLAY_WINDOW_TEXT} to [0, 1], features from {fid_name}. "
-               f"n = {n} {'slices' if cfg.fid_tile is None else 'tiles'} per set"
+               f"n = {n} {'tiles' if cfg.fid_tile else 'slices'} per set"
                + (": far fewer than the 2048 needed for an unbiased estimate, so values are biased upwards and "
                   "only the ranking of methods on the same test set means anything." if n < MIN_UNBIASED_SAMPLES else "."))
         if fid_name.startswith("random-ct"):

@@ -101,6 +101,7 @@ class Collected:
 
     acc: MetricAccumulator
     fid: dict[str, FIDResult] = field(default_factory=dict)
+    fid_skipped: str | None = None  # why FID was not computed although a feature net was given
     timing: dict[str, MetricSummary] = field(default_factory=dict)
     outputs: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)  # method -> slice -> HU
     attention: dict[str, dict[int, np.ndarray]] = field(default_factory=dict)
@@ -118,7 +119,7 @@ def run_methods(cfg: EvaluationConfig, methods: Sequence[Method], test: Evaluati
     cut the ``noise_rois`` out of each output."""
     from tqdm.auto import tqdm
 
-    from vagan.evaluation.feature_nets import body_tiles, cut_tiles, extract_features
+    from vagan.evaluation.feature_nets import body_tiles, extract_features, fid_label, fid_samples
     from vagan.inference.bm3d_denoiser import BM3DDenoiser
 
     pairs = test.pairs
@@ -130,23 +131,19 @@ def run_methods(cfg: EvaluationConfig, methods: Sequence[Method], test: Evaluati
     def stack(start: int, stop: int, what: str) -> np.ndarray:
         return np.stack([getattr(p, what) for p in pairs[start:stop]]).astype(np.float32)
 
-    def fid_images(images: np.ndarray, start: int) -> np.ndarray:
-        """What FID sees of the chunk starting at ``start``: its whole slices, or its body tiles."""
-        return cut_tiles(images, tiles[start], cfg.fid_tile) if tiles else images
-
-    real_features, tiles = None, {}
+    real_features, fid_name = None, None
     if fid_net is not None:
-        if cfg.fid_tile is not None:
-            tiles = {a: body_tiles(stack(a, b, "ndct"), cfg.fid_tile) for a, b in chunks}
-        samples = sum(map(len, tiles.values())) if cfg.fid_tile is not None else len(pairs)
+        tile = cfg.fid_tile
+        samples = sum(len(body_tiles(stack(a, b, "ndct"), tile)) for a, b in chunks) if tile else len(pairs)
         if samples < 2:
-            out.notes.append(f"FID needs at least 2 test {'tiles inside the body' if tiles else 'slices'}; "
-                             "it was not computed.")
+            out.fid_skipped = (f"fewer than 2 test {tile}x{tile} tiles inside the body (fid_tile=0 takes whole slices)"
+                               if tile else "fewer than 2 test slices")
+            out.notes.append(f"FID was not computed: {out.fid_skipped}.")
             fid_net = None
         else:
-            fid_net = fid_net.to(device)
-            real_features = torch.cat([extract_features(fid_net, fid_images(stack(a, b, "ndct"), a), cfg.batch_size)
-                                       for a, b in chunks if not tiles or tiles[a]])
+            fid_net, fid_name = fid_net.to(device), fid_label(fid_net.name, tile)
+            real = (fid_samples(ndct, ndct, tile) for ndct in (stack(a, b, "ndct") for a, b in chunks))
+            real_features = torch.cat([extract_features(fid_net, r, cfg.batch_size) for r in real if len(r)])
     for method in methods:
         feats, mse = [], {"signed": [], "abs": []}
         out.outputs[method.name], out.attention[method.name] = {}, {}
@@ -162,8 +159,8 @@ def run_methods(cfg: EvaluationConfig, methods: Sequence[Method], test: Evaluati
                     raise MethodOutputError(f"method {method.name} produced NaN/inf on test slices {a}-{b - 1}; "
                                             "check the checkpoint")
                 acc.update(method.name, hu, ndct, image_index=a)
-                if fid_net is not None and (not tiles or tiles[a]):
-                    feats.append(extract_features(fid_net, fid_images(hu, a), cfg.batch_size))
+                if fid_net is not None and len(seen := fid_samples(hu, ndct, cfg.fid_tile)):
+                    feats.append(extract_features(fid_net, seen, cfg.batch_size))
                 if isinstance(method.denoiser, BM3DDenoiser):
                     sigmas.extend(method.denoiser.last_sigmas_hu)
                 if attention is not None:
@@ -184,7 +181,7 @@ def run_methods(cfg: EvaluationConfig, methods: Sequence[Method], test: Evaluati
         if mse["signed"]:
             out.attention_mse[method.name] = {mode: summarize(v) for mode, v in mse.items()}
         if real_features is not None:
-            out.fid[method.name] = fid_from_features(real_features, torch.cat(feats), fid_net.name)
+            out.fid[method.name] = fid_from_features(real_features, torch.cat(feats), fid_name)
     if cfg.timing_slices:
         images = [_fit(pairs[i % len(pairs)].ldct, cfg.timing_size) for i in range(cfg.timing_slices)]
         for method in methods:

@@ -111,7 +111,7 @@ def table_ii(
         notes.append(f"Slice metrics: n = {n_slice} slices.")
     for net in nets:
         ns = ", ".join(str(n) for n in sorted(counts.get(net, ())))
-        notes.append(f"FID [{net}] on n = {ns} images.")
+        notes.append(f"FID [{net}] on n = {ns} {'tiles' if '/tile' in net else 'images'}.")
     if any(net.startswith("random-ct") for net in nets):
         notes.append("random-ct is an untrained random network: only the ranking of its FIDs is meaningful.")
     if any(net.startswith("ct-quality") for net in nets):

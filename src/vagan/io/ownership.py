@@ -25,7 +25,7 @@ from vagan.errors import OutputExistsError
 
 MARKER = ".vagan-output.json"
 OutputKind = Literal["dicom-series", "attention-maps", "dataset", "evaluation", "training-report", "run", "demo", "study",
-                     "study-report"]
+                     "study-report", "fid-net"]
 
 _DESCRIBE = {
     "dicom-series": "denoised or simulated DICOM series",
@@ -37,6 +37,7 @@ _DESCRIBE = {
     "demo": "demo folder",
     "study": "study folder",
     "study-report": "study report",
+    "fid-net": "FID feature net",
 }
 
 

@@ -86,6 +86,9 @@ def fid_by_group(summary_jsons: Sequence[Path], groups: Mapping[str, Sequence[st
     methods: dict[str, Any] = {}
     for summary_json in summary_jsons:
         methods.update(json.loads(Path(summary_json).read_text(encoding="utf-8"))["methods"])
+    nets = sorted({m["fid"].get("feature_net") for m in methods.values() if isinstance(m.get("fid"), dict)}, key=str)
+    if len(nets) > 1:  # the study re-evaluates on another net or weights (runner._evaluate): this is a bug
+        raise InputDataError(f"the study's evaluations hold FIDs of several feature nets {nets}: they do not compare")
     out = {}
     for label, names in groups.items():
         values = [methods[n]["fid"]["value"] for n in names if isinstance(methods.get(n, {}).get("fid"), dict)]

@@ -244,12 +244,13 @@ def _evaluate_all(config: StudyConfig, out: Path, configs: dict[str, Run], devic
         units.append((folder / "runs" / name, (MethodSpec(name, str(run)),), final_dir(run, cfg.stages[-1].name),
                       patches == largest))
     metrics, summaries = [], []
+    fid = _fid_label(base)
     for where, methods, checkpoint, with_quality in units:
         cfg = dataclasses.replace(base, methods=methods, title=f"{config.title}: {where.name}")
         if not with_quality:
             cfg = dataclasses.replace(cfg, quality=dataclasses.replace(cfg.quality, enabled=False))
         again = checkpoint is not None and _newer(checkpoint, where / "summary.json")
-        metrics_csv, summary_json = _evaluate(cfg, where, again=again, progress=progress)
+        metrics_csv, summary_json = _evaluate(cfg, where, again=again, progress=progress, fid=fid)
         metrics.append(metrics_csv)
         summaries.append(summary_json)
     return metrics, summaries
@@ -269,20 +270,23 @@ def _newer(checkpoint: Path, summary: Path) -> bool:
     return any(p.stat().st_mtime_ns > written for p in checkpoint.iterdir() if p.is_file())
 
 
-def _evaluate(cfg: EvaluationConfig, folder: Path, again: bool, progress: bool) -> tuple[Path, Path]:
+def _evaluate(cfg: EvaluationConfig, folder: Path, again: bool, progress: bool,
+              fid: str | None = None) -> tuple[Path, Path]:
     """``metrics.csv`` and ``summary.json`` of ``vagan evaluate`` of ``cfg`` in ``folder``: kept from an
-    earlier call when its config (methods, their run folders, settings) is this one and ``again`` is
-    false; otherwise evaluated (again)."""
+    earlier call when its config (methods, their run folders, settings) is this one, its FID came from
+    the feature net ``fid`` (:func:`_fid_label`: the weights and tiling, which the settings do not pin)
+    and ``again`` is false; otherwise evaluated (again)."""
     from vagan.evaluation.runner import evaluate
 
     metrics_csv, summary_json = folder / "metrics.csv", folder / "summary.json"
     if not again and metrics_csv.is_file() and summary_json.is_file():
-        earlier = _settings_read_back(summary_json)
+        earlier, earlier_fid = _read_back(summary_json)
         wanted = json.loads(json.dumps(cfg.to_dict()))
-        if earlier == wanted or (not cfg.quality.enabled and isinstance(earlier, dict)
-                                 and _without_quality(earlier) == _without_quality(wanted)):
-            # an evaluation with the quality section answers one without it (the runs of a budget that was
-            # the largest before a larger one was added keep theirs)
+        same = earlier == wanted or (not cfg.quality.enabled and isinstance(earlier, dict)
+                                     and _without_quality(earlier) == _without_quality(wanted))
+        # an evaluation with the quality section answers one without it (the runs of a budget that was the
+        # largest before a larger one was added keep theirs); one without FID (too few tiles) answers any
+        if same and earlier_fid in (None, fid):
             log.info("evaluation: %s evaluated earlier (%s)", folder.name, folder)
             return metrics_csv, summary_json
     log.info("evaluation: %s", folder.name)
@@ -291,14 +295,32 @@ def _evaluate(cfg: EvaluationConfig, folder: Path, again: bool, progress: bool) 
     return result.metrics_csv, result.summary_json
 
 
-def _settings_read_back(summary_json: Path) -> dict[str, Any] | None:
-    """The evaluation settings recorded in ``summary_json``, through today's schema: an option added since
-    then reads as its default, so a new option left at its default keeps earlier evaluations."""
+def _fid_label(cfg: EvaluationConfig) -> str | None:
+    """The FID label an evaluation of ``cfg`` records (``summary.json``'s ``fid_net``): the feature net's name,
+    with its weights' checksum for a trained one, and the tiling; ``None`` without FID."""
+    from vagan.evaluation.feature_nets import fid_label
+    from vagan.evaluation.inputs import build_fid_net
+
+    net = build_fid_net(cfg)
+    return None if net is None else fid_label(net.name, cfg.fid_tile)
+
+
+def _read_back(summary_json: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The evaluation settings and FID label recorded in ``summary_json``; the settings through today's
+    schema, so that an option added since then reads as its default and a new option left at its
+    default keeps earlier evaluations (``None`` when they no longer read)."""
     try:
-        earlier = json.loads(summary_json.read_text(encoding="utf-8")).get("config")
-        return json.loads(json.dumps(EvaluationConfig.from_dict(earlier).to_dict()))
-    except (OSError, ValueError, TypeError, AttributeError, ConfigError):
-        return None
+        recorded = json.loads(summary_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(recorded, dict):
+        return None, None
+    try:
+        settings = json.loads(json.dumps(EvaluationConfig.from_dict(recorded.get("config")).to_dict()))
+    except (ValueError, TypeError, AttributeError, ConfigError):
+        settings = None
+    fid = recorded.get("fid_net")
+    return settings, fid if isinstance(fid, str) else None
 
 
 def _without_quality(config: dict[str, Any]) -> dict[str, Any]:
